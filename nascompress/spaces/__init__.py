@@ -1,0 +1,25 @@
+"""Search spaces: dimensions, the :class:`SearchSpace` contract and built-in spaces."""
+
+from nascompress.spaces._base import Params, SearchSpace
+from nascompress.spaces._dimensions import (
+    Categorical,
+    Dimension,
+    Float,
+    Int,
+    dimension_from_dict,
+)
+from nascompress.spaces._registry import SPACES, register_space
+from nascompress.spaces.image_cnn import ImageCNNSpace
+
+__all__ = [
+    "SPACES",
+    "Categorical",
+    "Dimension",
+    "Float",
+    "ImageCNNSpace",
+    "Int",
+    "Params",
+    "SearchSpace",
+    "dimension_from_dict",
+    "register_space",
+]
