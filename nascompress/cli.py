@@ -1,0 +1,124 @@
+"""Command line: ``nascompress search`` and ``nascompress pareto``.
+
+``main(argv)`` returns the exit status: 0 on success, 2 for bad input (one message on
+stderr naming the field, printed before any compute starts), 1 for other failures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from nascompress import __version__
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nascompress",
+        description="Joint architecture + compression search for small, fast, accurate networks.",
+    )
+    parser.add_argument("--version", action="version", version=f"nascompress {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    search = sub.add_parser(
+        "search", help="run a search (defaults: image-cnn space, digits, bayesian, local Ray)"
+    )
+    search.add_argument("--config", help="YAML experiment file; flags below override it")
+    search.add_argument("--name", help="run name (folder under the output dir)")
+    search.add_argument("--output-dir", help="output root (default: results)")
+    search.add_argument("--trials", type=int, help="number of trials (budget)")
+    search.add_argument("--max-concurrent", type=int, help="trials running at once")
+    search.add_argument("--strategy", help="strategy name or 'module:Class'")
+    search.add_argument("--seed", type=int, help="search seed")
+    search.add_argument("--runner", choices=["ray", "local"],
+                        help="ray (default) or local (in-process, one trial at a time)")
+    search.add_argument("--address", help="join an existing Ray cluster at HOST:PORT")
+    search.add_argument("--quiet", action="store_true", help="no per-trial progress lines")
+
+    pareto = sub.add_parser("pareto", help="print the Pareto front of a run from its records")
+    pareto.add_argument("run_dir", help="results/<run-name>")
+    pareto.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    return parser
+
+
+def _search(args: argparse.Namespace) -> int:
+    from nascompress.config import ConfigError, apply_overrides, load_yaml, parse_config
+
+    try:
+        data = load_yaml(args.config) if args.config else {}
+        data = apply_overrides(data, {
+            "name": args.name, "output_dir": args.output_dir, "trials": args.trials,
+            "max_concurrent": args.max_concurrent, "strategy.name": args.strategy,
+            "seed": args.seed, "runner": args.runner, "address": args.address,
+        })
+        config = parse_config(data)
+        from nascompress.search.experiment import build_experiment
+
+        experiment = build_experiment(config)
+    except ConfigError as exc:
+        print(f"nascompress: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+    stream = None if args.quiet else sys.stdout
+    if config.runner == "local":
+        from nascompress.search.local import run_local
+
+        session = run_local(experiment)
+        session.finish()
+    else:
+        from nascompress.search.controller import run_ray
+
+        session = run_ray(experiment, stream=stream)
+    run_dir = experiment.run_dir.path
+    complete = sum(1 for r in session.records if r["state"] == "COMPLETE")
+    print(f"\n{len(session.records)} trials ({complete} complete) in {run_dir}")
+    print(_render_front(run_dir, "table"))
+    return EXIT_OK if complete else EXIT_FAILURE
+
+
+def _render_front(run_dir: Path, fmt: str) -> str:
+    from nascompress.search.pareto import format_table, front_rows, pareto_front
+    from nascompress.search.records import RunDirectory, rows_to_csv
+
+    run = RunDirectory(run_dir)
+    objectives = run.objectives()
+    constraints = run.constraints()
+    trials = run.load_trials()
+    # Recomputed from trials.jsonl (the source of truth), not read from pareto.json.
+    front = pareto_front(trials, objectives, constraints)
+    rows = front_rows(front, objectives)
+    if fmt == "json":
+        return json.dumps(rows, indent=2)
+    if fmt == "csv":
+        return rows_to_csv(rows).rstrip("\n")
+    header = f"Pareto front: {len(front)} of {len(trials)} trials"
+    return f"{header}\n{format_table(rows)}" if rows else f"{header} (empty)"
+
+
+def _pareto(args: argparse.Namespace) -> int:
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "run.json").exists():
+        print(f"nascompress: error: run_dir: {str(run_dir)!r} is not a run folder "
+              "(no run.json)", file=sys.stderr)
+        return EXIT_USAGE
+    print(_render_front(run_dir, args.format))
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``nascompress`` console script."""
+    args = _parser().parse_args(argv)
+    if args.command == "search":
+        return _search(args)
+    if args.command == "pareto":
+        return _pareto(args)
+    return EXIT_USAGE  # pragma: no cover - argparse enforces a command
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

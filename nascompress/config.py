@@ -1,0 +1,166 @@
+"""Experiment configuration: a YAML file and command-line flags, validated up front.
+
+Every error becomes one :class:`ConfigError` whose message names the field (dotted path),
+shows the value and says what would be accepted, before any compute is spent.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from nascompress.evaluators.latency import LatencySetup
+
+RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class ConfigError(ValueError):
+    """Invalid experiment configuration; the message is meant for the user as is."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NamedSection(_Section):
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class StrategyConfig(NamedSection):
+    name: str = "bayesian"
+
+
+class SpaceConfig(NamedSection):
+    name: str = "image-cnn"
+    dimensions: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class DatasetConfig(NamedSection):
+    name: str = "digits"
+
+
+class EvaluatorConfig(NamedSection):
+    name: str = "compress-train"
+
+
+class LatencyConfig(_Section):
+    device: Literal["auto", "cpu", "cuda"] = "cpu"
+    threads: int = Field(1, ge=1)
+    batch_size: int = Field(16, ge=1)
+    warmup: int = Field(10, ge=0)
+    min_repeats: int = Field(20, ge=1)
+    max_repeats: int = Field(500, ge=1)
+    target_rel_iqr: float = Field(0.1, gt=0)
+    time_cap_s: float = Field(2.0, gt=0)
+
+    def setup(self) -> LatencySetup:
+        return LatencySetup(**self.model_dump())
+
+
+class ResourcesConfig(_Section):
+    cpu: float = Field(1.0, gt=0)
+    gpu: float = Field(0.0, ge=0)
+
+
+class ExperimentConfig(_Section):
+    """Everything a search needs; see ``examples/experiment.yaml`` for a commented copy."""
+
+    name: str | None = None
+    output_dir: str = "results"
+    seed: int = Field(0, ge=0)
+    trials: int = Field(40, ge=1)
+    max_concurrent: int = Field(2, ge=1)
+    runner: Literal["ray", "local"] = "ray"
+    address: str | None = None
+    constraints: list[str] = Field(default_factory=list)
+    strategy: StrategyConfig = Field(default_factory=StrategyConfig)
+    space: SpaceConfig = Field(default_factory=SpaceConfig)
+    dataset: DatasetConfig = Field(default_factory=DatasetConfig)
+    evaluator: EvaluatorConfig = Field(default_factory=EvaluatorConfig)
+    latency: LatencyConfig = Field(default_factory=LatencyConfig)
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str | None) -> str | None:
+        # The run name becomes a folder under output_dir: it must not escape it.
+        if value is not None and not RUN_NAME.match(value):
+            raise ValueError(
+                "must be 1-128 characters of letters, digits, '.', '_' or '-', starting with "
+                "a letter or digit (no '/', no '..')"
+            )
+        return value
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    loc = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        return f"{loc}: unknown field; check the spelling (value: {error['input']!r})"
+    if error["type"] == "missing":
+        return f"{loc}: required field is missing"
+    return f"{loc}: {error['msg']} (got {error['input']!r})"
+
+
+def parse_config(data: Mapping[str, Any] | None) -> ExperimentConfig:
+    """Validate a mapping into an :class:`ExperimentConfig`.
+
+    Raises:
+        ConfigError: naming the first invalid field and its value.
+    """
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"config: the top level must be a mapping, but got {data!r}")
+    try:
+        return ExperimentConfig.model_validate(dict(data))
+    except ValidationError as exc:
+        errors = exc.errors()
+        extra = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise ConfigError(f"config error: {_describe(errors[0])}{extra}") from None
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file.
+
+    Raises:
+        ConfigError: the file is missing, unreadable or not a YAML mapping.
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--config: file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"--config: cannot read {str(path)!r}: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config: {str(path)!r} must hold a YAML mapping at the top level")
+    return data
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Return ``data`` with dotted-key ``overrides`` applied (``None`` values are skipped)."""
+    merged: dict[str, Any] = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in data.items()}
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        target = merged
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            child = target.get(part)
+            if not isinstance(child, dict):
+                child = {} if child is None else child
+                if not isinstance(child, dict):
+                    raise ConfigError(f"config error: {part}: must be a mapping, got {child!r}")
+                target[part] = child
+            target = child
+        target[leaf] = value
+    return merged

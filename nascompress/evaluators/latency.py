@@ -1,0 +1,169 @@
+"""Latency measurement: warm-up, fixed threads and batch, repeats until the spread is small.
+
+On CPU each timed call is wrapped in ``time.perf_counter``; on CUDA, CUDA events with a
+synchronisation bracket each call, because kernel launches return before the GPU is done.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class LatencySetup:
+    """How latency is measured; recorded in ``run.json`` and every trial.
+
+    Attributes:
+        device: ``"cpu"``, ``"cuda"``, or ``"auto"`` (CUDA when available, else CPU).
+        threads: intra-op threads while timing (CPU); fixed so runs are comparable.
+        batch_size: inputs per timed forward pass.
+        warmup: untimed passes first (allocator, caches, lazy init).
+        min_repeats: timed passes always taken.
+        max_repeats: stop after this many passes even if the spread is still large.
+        target_rel_iqr: stop once IQR / median is at most this (0.1 = 10%).
+        time_cap_s: stop after this much timing, whatever the spread.
+    """
+
+    device: str = "cpu"
+    threads: int = 1
+    batch_size: int = 16
+    warmup: int = 10
+    min_repeats: int = 20
+    max_repeats: int = 500
+    target_rel_iqr: float = 0.1
+    time_cap_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.device not in DEVICES:
+            raise ValueError(f"latency.device must be one of {DEVICES}, but got {self.device!r}")
+        for name in ("threads", "batch_size", "min_repeats", "max_repeats"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"latency.{name} must be an integer >= 1, but got {value!r}")
+        if not isinstance(self.warmup, int) or self.warmup < 0:
+            raise ValueError(f"latency.warmup must be an integer >= 0, but got {self.warmup!r}")
+        if self.max_repeats < self.min_repeats:
+            raise ValueError(
+                "latency.max_repeats >= latency.min_repeats must hold, but got "
+                f"(min_repeats={self.min_repeats}, max_repeats={self.max_repeats})"
+            )
+        if not self.target_rel_iqr > 0:
+            raise ValueError(f"latency.target_rel_iqr must be > 0, but got {self.target_rel_iqr!r}")
+        if not self.time_cap_s > 0:
+            raise ValueError(f"latency.time_cap_s must be > 0, but got {self.time_cap_s!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LatencyResult:
+    """Summary of one measurement, in milliseconds per forward pass of one batch."""
+
+    median_ms: float
+    q1_ms: float
+    q3_ms: float
+    repeats: int
+    converged: bool
+    device: str
+    threads: int
+    batch_size: int
+
+    @property
+    def iqr_ms(self) -> float:
+        return self.q3_ms - self.q1_ms
+
+    def as_metrics(self) -> dict[str, Any]:
+        """Flat keys recorded in a trial's ``metrics``."""
+        return {
+            "latency_iqr_ms": self.iqr_ms,
+            "latency_q1_ms": self.q1_ms,
+            "latency_q3_ms": self.q3_ms,
+            "latency_repeats": self.repeats,
+            "latency_converged": self.converged,
+            "latency_device": self.device,
+            "latency_threads": self.threads,
+            "latency_batch_size": self.batch_size,
+        }
+
+
+def resolve_device(device: str) -> str:
+    """Map ``"auto"`` to ``"cuda"`` when a GPU is visible, else ``"cpu"``.
+
+    Raises:
+        ValueError: ``"cuda"`` was asked for but no GPU is visible to this process.
+    """
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            "latency.device is 'cuda' but no GPU is visible to this process; use 'cpu' or "
+            "'auto', or give trials a GPU (resources.gpu)"
+        )
+    return device
+
+
+def _quartiles(samples: list[float]) -> tuple[float, float, float]:
+    q1, median, q3 = statistics.quantiles(samples, n=4, method="inclusive")
+    return q1, median, q3
+
+
+def measure_latency(model, example_input, setup: LatencySetup) -> LatencyResult:
+    """Time ``model(example_input)`` per :class:`LatencySetup` and summarise.
+
+    ``example_input`` is a single example or a batch; it is repeated to
+    ``setup.batch_size`` along the first dimension.
+    """
+    import torch
+
+    device = resolve_device(setup.device)
+    batch = example_input[:1].repeat(setup.batch_size, *([1] * (example_input.dim() - 1)))
+    batch = batch.to(device)
+    model = model.to(device).eval()
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(setup.threads)
+    try:
+        with torch.inference_mode():
+            for _ in range(setup.warmup):
+                model(batch)
+            samples = _timed_runs(model, batch, setup, device)
+    finally:
+        torch.set_num_threads(previous_threads)
+    q1, median, q3 = _quartiles(samples)
+    return LatencyResult(
+        median_ms=median, q1_ms=q1, q3_ms=q3, repeats=len(samples),
+        converged=(q3 - q1) <= setup.target_rel_iqr * median,
+        device=device, threads=setup.threads, batch_size=setup.batch_size,
+    )
+
+
+def _timed_runs(model, batch, setup: LatencySetup, device: str) -> list[float]:
+    import torch
+
+    samples: list[float] = []
+    deadline = time.perf_counter() + setup.time_cap_s
+    while len(samples) < setup.max_repeats:
+        if device == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            torch.cuda.synchronize()
+            start.record()
+            model(batch)
+            end.record()
+            torch.cuda.synchronize()
+            samples.append(start.elapsed_time(end))
+        else:
+            t0 = time.perf_counter()
+            model(batch)
+            samples.append((time.perf_counter() - t0) * 1000.0)
+        if len(samples) >= setup.min_repeats:
+            q1, median, q3 = _quartiles(samples)
+            if (q3 - q1) <= setup.target_rel_iqr * median or time.perf_counter() > deadline:
+                break
+    return samples

@@ -1,0 +1,80 @@
+"""A small, deterministic supervised training loop with optional soft-label distillation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nascompress.compression import distillation_loss
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed torch and numpy; return a generator for data shuffling."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2**32))
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    return generator
+
+
+def train_epochs(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    generator: torch.Generator,
+    teacher_logits: torch.Tensor | None = None,
+    alpha: float = 0.0,
+    temperature: float = 1.0,
+    on_epoch_end: Callable[[int], None] | None = None,
+) -> None:
+    """Train ``model`` in place with Adam and a cosine-decayed learning rate.
+
+    With ``teacher_logits`` (aligned with ``x``) and ``alpha > 0`` the loss is the
+    soft-label distillation loss; otherwise plain cross-entropy. Teacher logits are
+    precomputed once per search: without data augmentation they are the same every
+    epoch, so recomputing them per batch would only burn CPU.
+    """
+    if epochs <= 0:
+        return
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    steps_per_epoch = max(1, -(-len(x) // batch_size))
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs * steps_per_epoch)
+    distill = teacher_logits is not None and alpha > 0
+    for epoch in range(epochs):
+        model.train()
+        order = torch.randperm(len(x), generator=generator)
+        for start in range(0, len(x), batch_size):
+            idx = order[start:start + batch_size]
+            logits = model(x[idx])
+            if distill:
+                loss = distillation_loss(
+                    logits, teacher_logits[idx], y[idx], alpha=alpha, temperature=temperature
+                )
+            else:
+                loss = F.cross_entropy(logits, y[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+        if on_epoch_end is not None:
+            on_epoch_end(epoch)
+
+
+@torch.inference_mode()
+def predict_logits(model: nn.Module, x: torch.Tensor, *, batch_size: int = 512) -> torch.Tensor:
+    """Logits of ``model`` on ``x`` in eval mode."""
+    model.eval()
+    return torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Top-1 accuracy in [0, 1]."""
+    return float((predict_logits(model, x).argmax(dim=1) == y).float().mean())

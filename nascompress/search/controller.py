@@ -1,0 +1,140 @@
+"""The Ray Tune controller: the strategy as Tune's search algorithm, records on the driver.
+
+Trials run as Tune function trainables (``reuse_actors=True``) under a concurrency
+limit. Each trial sends its whole outcome in its final ``tune.report``; a driver-side
+Tune callback appends it to ``trials.jsonl`` and rewrites the Pareto files, so records
+live in the driver's output folder whichever node ran the trial.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from nascompress.search.experiment import Experiment
+from nascompress.search.session import SearchSession
+from nascompress.search.trial import TrialOutcome, TrialRunner
+
+FINAL_KEY = "nascompress_final"
+OUTCOME_KEY = "nascompress_outcome"
+
+
+def _trainable(config: dict[str, Any], runner: TrialRunner) -> None:
+    from ray import tune
+
+    trial_id = tune.get_context().get_trial_id()
+    # Tune insists every result carries the searcher's metrics: intermediate results
+    # hold NaN placeholders, which the searcher ignores (it only reads final results).
+    placeholders = {o.name: float("nan") for o in runner.objectives}
+
+    def report(step: int, metrics) -> None:
+        tune.report({**placeholders, **dict(metrics), "step": step, FINAL_KEY: False})
+
+    outcome = runner(config, trial_id, report)
+    tune.report({
+        **placeholders,
+        **outcome.objectives,
+        "trial_state": outcome.state,
+        "error": outcome.error or "",
+        FINAL_KEY: True,
+        OUTCOME_KEY: json.dumps(outcome.to_dict()),
+    })
+
+
+def _read_error(trial) -> str:
+    path = getattr(trial, "error_file", None)
+    try:
+        if path and Path(path).exists():
+            text = Path(path).read_text(encoding="utf-8", errors="replace").strip()
+            return text.splitlines()[-1] if text else "trial process failed"
+    except OSError:
+        pass
+    return "trial process failed (no error file)"
+
+
+def _make_callback(session: SearchSession):
+    from ray import tune
+
+    class RecordingCallback(tune.Callback):
+        """Writes each finished trial to the run folder on the driver."""
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            result = trial.last_result or {}
+            if result.get(FINAL_KEY):
+                outcome = TrialOutcome.from_dict(json.loads(result[OUTCOME_KEY]))
+            else:
+                outcome = TrialOutcome("FAILED", error="trial ended without a final result")
+            session.record(trial.trial_id, trial.config, outcome)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            session.record(trial.trial_id, trial.config,
+                           TrialOutcome("FAILED", error=_read_error(trial)))
+
+    return RecordingCallback()
+
+
+def init_ray(address: str | None) -> bool:
+    """Start (or join) Ray; returns True when this call started it.
+
+    A local Ray keeps its dashboard off and binds to 127.0.0.1: nothing is exposed
+    beyond this machine.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return False
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False,
+                 _node_ip_address="127.0.0.1")
+    return True
+
+
+def run_ray(experiment: Experiment, *, stream: TextIO | None = sys.stdout) -> SearchSession:
+    """Run the experiment's whole budget on Ray Tune; returns the finished session."""
+    from ray import tune
+    from ray.tune.search import ConcurrencyLimiter
+
+    from nascompress.search.ray_adapter import StrategySearcher
+
+    config = experiment.config
+    session = SearchSession.start(experiment, stream=stream)
+    started_ray = init_ray(config.address)
+    try:
+        searcher = StrategySearcher(experiment.strategy, experiment.space,
+                                    experiment.objectives, seed=config.seed)
+        resources = {"cpu": config.resources.cpu, "gpu": config.resources.gpu}
+        device = "cuda" if config.resources.gpu > 0 else "cpu"
+        trainable = tune.with_resources(
+            tune.with_parameters(_trainable, runner=session.trial_runner(device=device)),
+            resources,
+        )
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                search_alg=ConcurrencyLimiter(searcher, max_concurrent=config.max_concurrent),
+                num_samples=config.trials,
+                reuse_actors=True,
+                trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
+            ),
+            run_config=tune.RunConfig(
+                name="tune",
+                storage_path=str((experiment.run_dir.path / "ray").resolve()),
+                callbacks=[_make_callback(session)],
+                verbose=0,
+                failure_config=tune.FailureConfig(max_failures=0),
+            ),
+        )
+        tuner.fit()
+    finally:
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+    session.finish()
+    return session

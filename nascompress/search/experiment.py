@@ -1,0 +1,172 @@
+"""Turn a validated config into live objects, checking everything before compute starts."""
+
+from __future__ import annotations
+
+import platform
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nascompress import __version__
+from nascompress.config import ConfigError, ExperimentConfig
+from nascompress.evaluators import EVALUATORS, Evaluator
+from nascompress.objectives import Objective
+from nascompress.registry import RegistryError
+from nascompress.search.pareto import Constraint
+from nascompress.search.records import RunDirectory
+from nascompress.spaces import SPACES, SearchSpace
+from nascompress.strategies import STRATEGIES, Strategy
+
+
+@dataclass
+class Experiment:
+    """A resolved experiment: the objects a runner needs, all validated."""
+
+    config: ExperimentConfig
+    run_name: str
+    run_dir: RunDirectory
+    space: SearchSpace
+    strategy: Strategy
+    evaluator: Evaluator
+    dataset: Any  # DatasetSplits
+    objectives: list[Objective]
+    constraints: list[Constraint]
+
+    def run_metadata(self) -> dict[str, Any]:
+        """What ``run.json`` records about this experiment."""
+        import ray
+        import torch
+
+        return {
+            "name": self.run_name,
+            "created_at": time.time(),
+            "versions": {"nascompress": __version__, "torch": torch.__version__,
+                         "ray": ray.__version__, "python": platform.python_version()},
+            "seed": self.config.seed,
+            "objectives": [o.to_dict() for o in self.objectives],
+            "constraints": [str(c) for c in self.constraints],
+            "space": self.space.to_dict(),
+            "strategy": {"name": self.config.strategy.name,
+                         "options": self.config.strategy.options},
+            "dataset": self.dataset.describe(),
+            "evaluator": {"name": self.config.evaluator.name,
+                          "settings": self.evaluator.settings()},
+            "latency": {**self.config.latency.model_dump(),
+                        "runtime": self.evaluator.settings().get("latency_runtime")},
+            "config": self.config.model_dump(),
+            "host": {"platform": platform.platform(), "machine": platform.machine()},
+        }
+
+
+def _construct(kind: str, factory, options: dict[str, Any]):
+    try:
+        return factory(**options)
+    except TypeError as exc:
+        raise ConfigError(f"{kind}.options: {exc} (options given: {options!r})") from None
+    except ValueError as exc:
+        raise ConfigError(f"{kind}: {exc}") from None
+
+
+def default_run_name(config: ExperimentConfig) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return f"{config.space.name}-{config.strategy.name}-{stamp}".replace(":", "_")
+
+
+def build_experiment(config: ExperimentConfig, *, allow_existing: bool = False) -> Experiment:
+    """Resolve names, construct and validate every part, without starting Ray.
+
+    Raises:
+        ConfigError: with one message naming the field at fault.
+    """
+    try:
+        space_cls = SPACES.resolve(config.space.name, field="space.name")
+        strategy_cls = STRATEGIES.resolve(config.strategy.name, field="strategy.name")
+        evaluator_cls = EVALUATORS.resolve(config.evaluator.name, field="evaluator.name")
+        from nascompress.search.trial import load_dataset
+
+        dataset = load_dataset(config.dataset.name, config.dataset.options)
+    except RegistryError as exc:
+        raise ConfigError(str(exc)) from None
+    except TypeError as exc:
+        raise ConfigError(f"dataset.options: {exc}") from None
+
+    space_options = dict(config.space.options)
+    if config.space.dimensions:
+        space_options["dimensions"] = config.space.dimensions
+    space = _construct("space", space_cls, space_options)
+
+    evaluator_options = dict(config.evaluator.options)
+    if "latency" in getattr(evaluator_cls.__init__, "__code__", ()).co_varnames:
+        evaluator_options.setdefault("latency", config.latency.setup())
+    evaluator = _construct("evaluator", evaluator_cls, evaluator_options)
+    try:
+        evaluator.validate()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    objectives = list(evaluator.objectives())
+
+    strategy = _construct("strategy", strategy_cls, dict(config.strategy.options))
+    try:
+        strategy.setup(space, objectives, seed=config.seed)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"strategy.options: {exc}") from None
+
+    constraints = []
+    known = {o.name for o in objectives}
+    for index, text in enumerate(config.constraints):
+        try:
+            constraint = Constraint.parse(text)
+        except ValueError as exc:
+            raise ConfigError(f"constraints[{index}]: {exc}") from None
+        if constraint.metric not in known:
+            raise ConfigError(
+                f"constraints[{index}]: {text!r} names {constraint.metric!r}, which is not an "
+                f"objective; use one of {sorted(known)}"
+            )
+        constraints.append(constraint)
+
+    _smoke_test_space(space, dataset, seed=config.seed)
+
+    run_name = config.name or default_run_name(config)
+    run_dir = RunDirectory(Path(config.output_dir) / run_name)
+    if run_dir.exists() and not allow_existing:
+        raise ConfigError(
+            f"name: the run {run_name!r} already exists in {config.output_dir!r}; choose "
+            "another --name (recorded runs are never overwritten)"
+        )
+    return Experiment(config, run_name, run_dir, space, strategy, evaluator, dataset,
+                      objectives, constraints)
+
+
+def _smoke_test_space(space: SearchSpace, dataset, *, seed: int) -> None:
+    """Build one valid model and run one example through it, so a broken space fails now."""
+    rng = random.Random(seed)
+    dims = space.dimensions()
+    for _ in range(200):
+        params = {k: d.sample(rng) for k, d in dims.items()}
+        if space.check(params) is None:
+            break
+    else:
+        raise ConfigError(
+            f"space: 200 random points of {space.name!r} were all rejected by its constraints "
+            f"(last reason: {space.check(params)}); widen the dimension ranges"
+        )
+    try:
+        import torch
+
+        model = space.build_model(params, input_shape=dataset.input_shape,
+                                  num_classes=dataset.num_classes)
+        with torch.no_grad():
+            out = model.eval()(torch.from_numpy(dataset.x_val[:2]))
+    except Exception as exc:
+        raise ConfigError(
+            f"space: {space.name!r} failed to build or run a model for {params}: "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
+    if tuple(out.shape) != (2, dataset.num_classes):
+        raise ConfigError(
+            f"space: {space.name!r} models must output (batch, {dataset.num_classes}) logits, "
+            f"but got shape {tuple(out.shape)}"
+        )

@@ -1,0 +1,126 @@
+"""Running one trial: the part shared by the local runner and the Ray Tune controller."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import traceback
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nascompress.evaluators import Evaluator, ReportFn, TrialContext, no_report
+from nascompress.objectives import Objective, objective_values_are_finite
+from nascompress.spaces import SearchSpace
+
+# One dataset per worker process: trials reuse it instead of reloading per trial.
+_DATASET_CACHE: dict[str, Any] = {}
+
+
+def trial_seed(search_seed: int, params: Mapping[str, Any]) -> int:
+    """A per-candidate seed: the same params in the same search always train the same way."""
+    digest = zlib.crc32(json.dumps(dict(params), sort_keys=True, default=str).encode())
+    return (search_seed * 1_000_003 + digest) % (2**31 - 1)
+
+
+def load_dataset(name: str, options: Mapping[str, Any]):
+    """Load (and cache per process) a dataset from the registry."""
+    from nascompress.data import DATASETS
+
+    key = json.dumps([name, dict(options)], sort_keys=True, default=str)
+    if key not in _DATASET_CACHE:
+        _DATASET_CACHE[key] = DATASETS.resolve(name, field="dataset.name")(**options)
+    return _DATASET_CACHE[key]
+
+
+def short_error(exc: BaseException) -> str:
+    """``Type: message`` plus the innermost frame, enough to find the failing line."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+@dataclass
+class TrialOutcome:
+    """What one trial produced, before it gets a number in the log."""
+
+    state: str
+    objectives: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    started_at: float = 0.0
+    finished_at: float = 0.0
+
+    @property
+    def duration_s(self) -> float:
+        return self.finished_at - self.started_at
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"state": self.state, "objectives": self.objectives, "metrics": self.metrics,
+                "error": self.error, "started_at": self.started_at,
+                "finished_at": self.finished_at}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrialOutcome:
+        return cls(**{k: data[k] for k in ("state", "objectives", "metrics", "error",
+                                          "started_at", "finished_at")})
+
+
+@dataclass
+class TrialRunner:
+    """Everything a worker needs to evaluate a candidate; picklable for Ray.
+
+    Attributes:
+        space: the search space (builds models).
+        evaluator: the evaluator (trains, compresses, measures).
+        objectives: what the evaluator returns, in order.
+        dataset_name / dataset_options: resolved in the worker and cached per process.
+        artifact_dir: where compressed artifacts are written.
+        search_seed: the search's seed; each trial derives its own from it.
+        shared: the evaluator's once-per-search state (e.g. teacher logits).
+    """
+
+    space: SearchSpace
+    evaluator: Evaluator
+    objectives: Sequence[Objective]
+    dataset_name: str
+    dataset_options: Mapping[str, Any]
+    artifact_dir: Path
+    search_seed: int
+    shared: Mapping[str, Any] = field(default_factory=dict)
+    device: str = "cpu"
+
+    def __call__(
+        self, params: Mapping[str, Any], trial_id: str, report: ReportFn = no_report
+    ) -> TrialOutcome:
+        """Evaluate ``params``; never raises for a failing candidate (returns FAILED)."""
+        started = time.time()
+        try:
+            reason = self.space.check(params)
+            if reason:
+                raise ValueError(f"invalid parameters: {reason}")
+            dataset = load_dataset(self.dataset_name, self.dataset_options)
+            context = TrialContext(
+                trial_id=trial_id, seed=trial_seed(self.search_seed, params),
+                artifact_dir=Path(self.artifact_dir), shared=self.shared, device=self.device,
+            )
+            result = self.evaluator.evaluate(
+                params, space=self.space, dataset=dataset, context=context, report=report
+            )
+        except Exception as exc:  # the candidate failed, the search goes on
+            return TrialOutcome("FAILED", error=short_error(exc), started_at=started,
+                                finished_at=time.time())
+        names = {o.name for o in self.objectives}
+        objectives = {k: result.get(k) for k in names}
+        metrics = {k: v for k, v in result.items() if k not in names}
+        if not objective_values_are_finite(self.objectives, objectives):
+            bad = {k: v for k, v in objectives.items()
+                   if not isinstance(v, int | float) or not math.isfinite(v)}
+            return TrialOutcome("FAILED", metrics=metrics, started_at=started,
+                                finished_at=time.time(),
+                                error=f"non-finite or missing objective values: {bad}")
+        return TrialOutcome("COMPLETE", {k: float(v) for k, v in objectives.items()}, metrics,
+                            started_at=started, finished_at=time.time())
