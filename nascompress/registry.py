@@ -52,6 +52,11 @@ class Registry(Generic[T]):
 
         return decorator
 
+    def _singular(self) -> str:
+        if self.kind.endswith("ies"):
+            return self.kind[:-3] + "y"
+        return self.kind[:-1] if self.kind.endswith("s") else self.kind
+
     def _entry_points(self) -> dict[str, metadata.EntryPoint]:
         return {ep.name: ep for ep in metadata.entry_points(group=self.entry_point_group)}
 
@@ -92,8 +97,7 @@ class Registry(Generic[T]):
         close = difflib.get_close_matches(name, known, n=3)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise RegistryError(
-            f"{where}: unknown {self.kind[:-1] if self.kind.endswith('s') else self.kind} "
-            f"{name!r}.{hint} Available: {', '.join(known) or '(none)'}; "
+            f"{where}: unknown {self._singular()} {name!r}.{hint} Available: {', '.join(known) or '(none)'}; "
             f"or give an import path 'package.module:Name'."
         )
 

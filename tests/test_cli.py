@@ -1,0 +1,63 @@
+"""Bad input exits 2 with one message naming the field, before Ray starts."""
+
+import pytest
+
+pytest.importorskip("torch")
+
+from nascompress import cli  # noqa: E402
+
+
+@pytest.fixture
+def no_ray(monkeypatch):
+    import nascompress.search.controller as controller
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("Ray must not start for a bad config")
+
+    monkeypatch.setattr(controller, "init_ray", refuse)
+    monkeypatch.setattr(controller, "run_ray", refuse)
+
+
+def _run(capsys, argv):
+    code = cli.main(argv)
+    captured = capsys.readouterr()
+    return code, captured.err.strip()
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "argv", "expected"),
+    [
+        (None, ["--strategy", "bayesain"], "strategy.name: unknown strategy 'bayesain'"),
+        ("space:\n  dimensions:\n    prune/ratio: {type: float, low: 0.0, high: 1.0}\n", [],
+         "space.dimensions.prune/ratio"),
+        ("space:\n  dimensions:\n    quant/bits: {type: categorical, choices: [0, 8]}\n", [],
+         "space.dimensions.quant/bits"),
+        ("space:\n  dimensions:\n    quant/bits: {type: categorical, choices: [8, 33]}\n", [],
+         "space.dimensions.quant/bits"),
+        ("trials: 0\n", [], "trials:"),
+        ("evaluator:\n  options: {epochs: 0}\n", [], "evaluator.epochs"),
+        ("evaluator:\n  options: {epoch: 3}\n", [], "evaluator.options"),
+        ("constraints: ['latency_s <= 2']\n", [], "constraints[0]"),
+        (None, ["--name", "../outside"], "name:"),
+    ],
+)
+def test_bad_config_exits_2_naming_the_field(tmp_path, capsys, no_ray, yaml_text, argv, expected):
+    args = ["search", "--output-dir", str(tmp_path)]
+    if yaml_text is not None:
+        path = tmp_path / "experiment.yaml"
+        path.write_text(yaml_text)
+        args += ["--config", str(path)]
+    code, err = _run(capsys, args + argv)
+    assert code == 2
+    assert expected in err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_missing_config_file(tmp_path, capsys, no_ray):
+    code, err = _run(capsys, ["search", "--config", str(tmp_path / "missing.yaml")])
+    assert code == 2 and "--config" in err and "does not exist" in err
+
+
+def test_pareto_on_a_folder_that_is_not_a_run(tmp_path, capsys):
+    code, err = _run(capsys, ["pareto", str(tmp_path)])
+    assert code == 2 and "run_dir" in err
