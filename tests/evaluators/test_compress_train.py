@@ -1,0 +1,73 @@
+"""The default evaluator on real digits data with a tiny training budget."""
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from nascompress.compression import load_artifact  # noqa: E402
+from nascompress.data import load_digits_splits  # noqa: E402
+from nascompress.evaluators import CompressTrainEvaluator, TrialContext  # noqa: E402
+from nascompress.evaluators.training import accuracy  # noqa: E402
+from nascompress.spaces import ImageCNNSpace  # noqa: E402
+
+FAST = {"epochs": 2, "finetune_epochs": 1, "teacher_epochs": 2,
+        "latency": {"min_repeats": 3, "max_repeats": 10, "warmup": 1, "time_cap_s": 0.2}}
+
+
+@pytest.fixture(scope="module")
+def setting(tmp_path_factory):
+    space = ImageCNNSpace()
+    data = load_digits_splits()
+    evaluator = CompressTrainEvaluator(**FAST)
+    evaluator.validate()
+    shared = evaluator.prepare(space=space, dataset=data, seed=0,
+                               workdir=tmp_path_factory.mktemp("run"))
+    return space, data, evaluator, shared
+
+
+PARAMS = {"arch/depth": 2, "arch/width": 16, "arch/kernel": 3, "prune/ratio": 0.5,
+          "quant/bits": 4, "distill/alpha": 0.5, "distill/temperature": 4.0}
+
+
+def test_teacher_is_prepared_once_and_shared(setting):
+    space, data, evaluator, shared = setting
+    assert shared["teacher_logits_train"].shape == (len(data.y_train), 10)
+    assert shared["teacher"]["arch"] == {"arch/depth": 3, "arch/width": 64, "arch/kernel": 5}
+
+
+def test_size_is_the_artifact_length_and_the_artifact_reproduces_accuracy(setting, tmp_path):
+    space, data, evaluator, shared = setting
+    reports = []
+    context = TrialContext(trial_id="t0", seed=1, artifact_dir=tmp_path, shared=shared)
+    result = evaluator.evaluate(PARAMS, space=space, dataset=data, context=context,
+                                report=lambda step, m: reports.append((step, m)))
+    artifact = tmp_path / result["artifact"]
+    assert result["size_bytes"] == artifact.stat().st_size
+    assert 0.0 <= result["accuracy"] <= 1.0 and result["latency_ms"] > 0
+    assert result["latency_kind"] == "simulated"  # 4-bit weights timed on float kernels
+    assert result["params_count"] < result["params_before_pruning"]
+    assert result["macs"] < result["macs_before_pruning"]
+    assert [step for step, _ in reports] == [1, 2, 3]
+    template = space.build_model(PARAMS, input_shape=data.input_shape, num_classes=10)
+    model, metadata = load_artifact(artifact, template)
+    assert metadata["params"] == PARAMS
+    x_val, y_val = torch.from_numpy(data.x_val), torch.from_numpy(data.y_val)
+    assert accuracy(model, x_val, y_val) == pytest.approx(result["accuracy"])
+
+
+def test_more_bits_and_less_pruning_make_bigger_artifacts(setting, tmp_path):
+    space, data, evaluator, shared = setting
+    sizes = {}
+    for bits, ratio in ((2, 0.5), (8, 0.5), (32, 0.5), (32, 0.0)):
+        params = {**PARAMS, "quant/bits": bits, "prune/ratio": ratio, "distill/alpha": 0.0}
+        context = TrialContext(trial_id=f"b{bits}r{ratio}", seed=1, artifact_dir=tmp_path)
+        sizes[bits, ratio] = evaluator.evaluate(params, space=space, dataset=data,
+                                                context=context)["size_bytes"]
+    assert sizes[2, 0.5] < sizes[8, 0.5] < sizes[32, 0.5] < sizes[32, 0.0]
+
+
+def test_distillation_without_teacher_fails_loudly(setting, tmp_path):
+    space, data, evaluator, _ = setting
+    context = TrialContext(trial_id="x", seed=0, artifact_dir=tmp_path, shared={})
+    with pytest.raises(RuntimeError, match="teacher"):
+        evaluator.evaluate(PARAMS, space=space, dataset=data, context=context)

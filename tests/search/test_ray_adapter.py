@@ -1,0 +1,243 @@
+"""The Ray Tune adapter: any Strategy as a ray.tune.search.Searcher."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+pytest.importorskip("ray")
+pytest.importorskip("optuna")
+
+from nascompress.objectives import Objective  # noqa: E402
+from nascompress.search.ray_adapter import StrategySearcher  # noqa: E402
+from nascompress.spaces import Categorical, Float, Int, SearchSpace  # noqa: E402
+from nascompress.strategies import (  # noqa: E402
+    FINISHED,
+    BayesianStrategy,
+    Outcome,
+    RandomStrategy,
+    Strategy,
+)
+
+OBJECTIVES = (Objective("f", "min"), Objective("g", "max"))
+
+
+class ToySpace(SearchSpace):
+    """Three namespaced dims and a joint constraint, like the real spaces."""
+
+    name = "toy"
+
+    def default_dimensions(self):
+        return {
+            "arch/x": Int(0, 10),
+            "prune/y": Float(0.0, 1.0, step=0.1),
+            "quant/c": Categorical(["a", "b"]),
+        }
+
+    def check(self, params: Mapping[str, Any]) -> str | None:
+        reason = super().check(params)
+        if reason:
+            return reason
+        if params["arch/x"] > 8:
+            return "arch/x must be <= 8"
+        return None
+
+    def build_model(self, params, *, input_shape, num_classes):
+        raise NotImplementedError
+
+
+class Spy(Strategy):
+    """Wraps a strategy and records every tell."""
+
+    name = "spy"
+
+    def __init__(self, inner: Strategy) -> None:
+        self.inner = inner
+        self.tells: list[tuple[str, Outcome]] = []
+
+    def setup(self, space, objectives, *, seed):
+        self.inner.setup(space, objectives, seed=seed)
+
+    def ask(self, trial_id):
+        return self.inner.ask(trial_id)
+
+    def tell(self, trial_id, outcome):
+        self.tells.append((trial_id, outcome))
+        self.inner.tell(trial_id, outcome)
+
+    def state_dict(self):
+        return self.inner.state_dict()
+
+    def load_state_dict(self, state):
+        self.inner.load_state_dict(state)
+
+    def real_tells(self) -> list[tuple[str, Outcome]]:
+        """Tells of run trials (ask_valid's INVALID re-asks left out)."""
+        return [(tid, o) for tid, o in self.tells if o.state != "INVALID"]
+
+
+def toy_result(config: Mapping[str, Any]) -> dict[str, float]:
+    bonus = 2.0 if config["quant/c"] == "a" else 1.0
+    return {"f": (config["arch/x"] - 3) ** 2 + config["prune/y"], "g": config["prune/y"] * bonus}
+
+
+def _searcher(strategy: Strategy | None = None, seed: int = 0) -> StrategySearcher:
+    return StrategySearcher(
+        strategy or Spy(BayesianStrategy(n_startup_trials=3)), ToySpace(), OBJECTIVES, seed=seed
+    )
+
+
+def test_metric_and_mode_lists_come_from_objectives():
+    searcher = _searcher()
+    assert searcher.metric == ["f", "g"] and searcher.mode == ["min", "max"]
+    assert searcher.set_search_properties("other", "max", {"lr": 0.1}) is True
+    assert searcher.metric == ["f", "g"]
+
+
+def test_suggests_several_valid_configs_before_any_completion():
+    searcher = _searcher()
+    configs = [searcher.suggest(f"t{i}") for i in range(5)]
+    assert all(ToySpace().check(c) is None for c in configs)
+    assert searcher.strategy.real_tells() == []
+    with pytest.raises(ValueError, match="trial_id 't0' was already suggested"):
+        searcher.suggest("t0")
+    for i, config in enumerate(configs):
+        searcher.on_trial_complete(f"t{i}", result=toy_result(config))
+    assert [tid for tid, _ in searcher.strategy.real_tells()] == [f"t{i}" for i in range(5)]
+    assert all(o.state == "COMPLETE" for _, o in searcher.strategy.real_tells())
+
+
+def test_double_and_unknown_completions_are_ignored():
+    searcher = _searcher()
+    config = searcher.suggest("t0")
+    searcher.on_trial_complete("t0", result=toy_result(config))
+    searcher.on_trial_complete("t0", result=None, error=True)
+    searcher.on_trial_complete("never-suggested", result=toy_result(config))
+    assert [(tid, o.state) for tid, o in searcher.strategy.real_tells()] == [("t0", "COMPLETE")]
+
+
+@pytest.mark.parametrize(
+    ("result", "error", "state", "message"),
+    [
+        (None, True, "FAILED", "raised an error"),
+        ({"f": 1.0, "g": 1.0}, True, "FAILED", "raised an error"),
+        (None, False, "FAILED", "no result"),
+        ({"f": float("nan"), "g": 1.0}, False, "FAILED", "f=nan"),
+        ({"f": 1.0, "g": float("inf")}, False, "FAILED", "g=inf"),
+        ({"f": 1.0}, False, "FAILED", "g=None"),
+        ({"trial_state": "FAILED", "error": "OOM"}, False, "FAILED", "OOM"),
+        ({"trial_state": "PRUNED", "f": 1.0}, False, "PRUNED", None),
+        ({"trial_state": "DONE", "f": 1.0, "g": 1.0}, False, "FAILED", "'DONE'"),
+        ({"f": 1, "g": 2.5, "done": True}, False, "COMPLETE", None),
+    ],
+)
+def test_results_map_to_outcomes(result, error, state, message):
+    searcher = _searcher()
+    searcher.suggest("t0")
+    searcher.on_trial_complete("t0", result=result, error=error)
+    [(trial_id, outcome)] = searcher.strategy.real_tells()
+    assert trial_id == "t0" and outcome.state == state
+    if message:
+        assert message in outcome.error
+    if state == "COMPLETE":
+        assert outcome.objectives == {"f": 1.0, "g": 2.5}
+    trial = searcher.strategy.inner._study.trials[-1]
+    assert trial.state.name == {"COMPLETE": "COMPLETE", "PRUNED": "PRUNED"}.get(state, "FAIL")
+
+
+def test_numpy_scalars_count_as_numbers():
+    np = pytest.importorskip("numpy")
+    searcher = _searcher()
+    searcher.suggest("t0")
+    searcher.on_trial_complete("t0", result={"f": np.float32(0.5), "g": np.int64(2)})
+    [(_, outcome)] = searcher.strategy.real_tells()
+    assert outcome.state == "COMPLETE" and outcome.objectives == {"f": 0.5, "g": 2.0}
+
+
+def test_finished_passes_through():
+    searcher = _searcher(RandomStrategy(max_trials=1))
+    assert isinstance(searcher.suggest("t0"), dict)
+    assert searcher.suggest("t1") == FINISHED
+
+
+def test_constructor_validates():
+    with pytest.raises(TypeError, match="strategy must be a Strategy"):
+        StrategySearcher("bayesian", ToySpace(), OBJECTIVES, seed=0)
+    with pytest.raises(ValueError, match="max_invalid_attempts must be an integer >= 1"):
+        StrategySearcher(RandomStrategy(), ToySpace(), OBJECTIVES, seed=0, max_invalid_attempts=0)
+    with pytest.raises(ValueError, match="objectives must not be empty"):
+        StrategySearcher(RandomStrategy(), ToySpace(), [], seed=0)
+
+
+def test_save_restore_continues_identically(tmp_path):
+    original = _searcher(seed=5)
+    for i in range(8):
+        config = original.suggest(f"t{i}")
+        original.on_trial_complete(f"t{i}", result=toy_result(config))
+    live = original.suggest("live")  # still running at checkpoint time
+    path = tmp_path / "searcher-state-x.pkl"
+    original.save(str(path))
+    assert json.loads(path.read_text())["live"] == ["live"]
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp file left behind
+
+    restored = _searcher(seed=5)
+    restored.restore(str(path))
+    for searcher in (original, restored):
+        searcher.on_trial_complete("live", result=toy_result(live))
+        searcher.on_trial_complete("t0", result=toy_result(live))  # completed before: ignored
+
+    def continue_(searcher: StrategySearcher) -> list[dict[str, Any]]:
+        configs = []
+        for i in range(6):
+            configs.append(searcher.suggest(f"n{i}"))
+            searcher.on_trial_complete(f"n{i}", result=toy_result(configs[-1]))
+        return configs
+
+    assert continue_(restored) == continue_(original)
+    with pytest.raises(RuntimeError, match="freshly constructed"):
+        restored.restore(str(path))
+    with pytest.raises(ValueError, match="saved by strategy 'spy'"):
+        _searcher(RandomStrategy()).restore(str(path))
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.mark.ray
+def test_real_tune_run(ray_session, tmp_path):
+    from ray import tune
+    from ray.tune.search import ConcurrencyLimiter
+
+    def trainable(config):
+        tune.report(toy_result(config))
+
+    strategy = Spy(BayesianStrategy(n_startup_trials=3))
+    searcher = StrategySearcher(strategy, ToySpace(), OBJECTIVES, seed=0)
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=ConcurrencyLimiter(searcher, max_concurrent=2), num_samples=6
+        ),
+        run_config=tune.RunConfig(
+            name="toy", storage_path=str(tmp_path), verbose=0, log_to_file=False
+        ),
+    )
+    results = tuner.fit()
+    assert len(results) == 6 and not results.errors
+    told = strategy.real_tells()
+    assert len(told) == 6 and all(o.state == "COMPLETE" for _, o in told)
+    for result in results:
+        config = {k: result.config[k] for k in ToySpace().dimensions()}
+        assert ToySpace().check(config) is None
+        assert result.metrics["f"] == pytest.approx(toy_result(config)["f"])
+    # Tune checkpointed the searcher with our save(): a JSON file in the experiment dir
+    saved = list((tmp_path / "toy").glob("searcher-state-*.pkl"))
+    assert saved and json.loads(saved[0].read_text())["strategy"] == "spy"
