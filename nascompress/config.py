@@ -148,7 +148,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 def apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
     """Return ``data`` with dotted-key ``overrides`` applied (``None`` values are skipped)."""
-    merged: dict[str, Any] = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in data.items()}
+    merged: dict[str, Any] = {
+        k: (dict(v) if isinstance(v, Mapping) else v) for k, v in data.items()
+    }
     for dotted, value in overrides.items():
         if value is None:
             continue

@@ -97,7 +97,8 @@ class Registry(Generic[T]):
         close = difflib.get_close_matches(name, known, n=3)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise RegistryError(
-            f"{where}: unknown {self._singular()} {name!r}.{hint} Available: {', '.join(known) or '(none)'}; "
+            f"{where}: unknown {self._singular()} {name!r}.{hint} "
+            f"Available: {', '.join(known) or '(none)'}; "
             f"or give an import path 'package.module:Name'."
         )
 

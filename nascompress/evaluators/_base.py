@@ -65,6 +65,7 @@ class Evaluator(ABC):
 
     def validate(self) -> None:
         """Raise ``ValueError`` for unusable options; the default accepts everything."""
+        return None
 
     @abstractmethod
     def objectives(self) -> Sequence[Objective]:

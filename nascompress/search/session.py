@@ -67,11 +67,13 @@ class SearchSession:
             search_seed=cfg.seed, shared=self.shared, device=device,
         )
 
-    def record(self, trial_id: str, params: Mapping[str, Any], outcome: TrialOutcome) -> TrialRecord:
+    def record(
+        self, trial_id: str, params: Mapping[str, Any], outcome: TrialOutcome
+    ) -> TrialRecord | None:
         """Append a finished trial and refresh the Pareto files; duplicates are ignored."""
         with self._lock:  # Tune callbacks may arrive from more than one thread
             if trial_id in self._seen_ids:
-                return None  # type: ignore[return-value]
+                return None
             self._seen_ids.add(trial_id)
             record = TrialRecord(
                 number=len(self.records), trial_id=trial_id, state=outcome.state,

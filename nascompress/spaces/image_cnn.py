@@ -43,7 +43,9 @@ class ImageCNNSpace(SearchSpace):
 
     def __init__(self, *, dimensions: Mapping[str, Any] | None = None, min_channels: int = 4):
         if not isinstance(min_channels, int) or isinstance(min_channels, bool) or min_channels < 1:
-            raise ValueError(f"space.min_channels must be an integer >= 1, but got {min_channels!r}")
+            raise ValueError(
+                f"space.min_channels must be an integer >= 1, but got {min_channels!r}"
+            )
         self.min_channels = min_channels
         super().__init__(dimensions=dimensions)
 

@@ -1,6 +1,5 @@
 """A real (tiny) search with the in-process runner: records, front, numbering."""
 
-import itertools
 import json
 
 import pytest
@@ -26,7 +25,7 @@ def brute_force_front(trials, objectives):
         return a >= b if o.mode == "max" else a <= b
 
     def dominated(t):
-        for other, _ in itertools.product(complete, [t]):
+        for other in complete:
             if other is t:
                 continue
             a, b = other["objectives"], t["objectives"]

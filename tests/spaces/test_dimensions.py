@@ -43,7 +43,8 @@ def test_int_rejects_off_grid_and_non_integers():
     ],
 )
 def test_bad_arguments_name_the_argument_and_value(build, message):
-    with pytest.raises((ValueError, TypeError), match=message.replace("(", r"\(").replace(")", r"\)")):
+    pattern = message.replace("(", r"\(").replace(")", r"\)")
+    with pytest.raises((ValueError, TypeError), match=pattern):
         build()
 
 
