@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from ray import tune
+
 from nascompress.search.experiment import Experiment
 from nascompress.search.session import SearchSession
 from nascompress.search.trial import TrialOutcome, TrialRunner
@@ -23,8 +25,6 @@ OUTCOME_KEY = "nascompress_outcome"
 
 
 def _trainable(config: dict[str, Any], runner: TrialRunner) -> None:
-    from ray import tune
-
     trial_id = tune.get_context().get_trial_id()
     # Tune insists every result carries the searcher's metrics: intermediate results
     # hold NaN placeholders, which the searcher ignores (it only reads final results).
@@ -55,25 +55,29 @@ def _read_error(trial) -> str:
     return "trial process failed (no error file)"
 
 
-def _make_callback(session: SearchSession):
-    from ray import tune
+# Tune pickles its callbacks with the experiment state; the live session (locks, open
+# streams) cannot be pickled, so the callback holds a key into this table instead.
+_SESSIONS: dict[int, SearchSession] = {}
 
-    class RecordingCallback(tune.Callback):
-        """Writes each finished trial to the run folder on the driver."""
 
-        def on_trial_complete(self, iteration, trials, trial, **info):
-            result = trial.last_result or {}
-            if result.get(FINAL_KEY):
-                outcome = TrialOutcome.from_dict(json.loads(result[OUTCOME_KEY]))
-            else:
-                outcome = TrialOutcome("FAILED", error="trial ended without a final result")
-            session.record(trial.trial_id, trial.config, outcome)
+class RecordingCallback(tune.Callback):
+    """Writes each finished trial to the run folder on the driver."""
 
-        def on_trial_error(self, iteration, trials, trial, **info):
-            session.record(trial.trial_id, trial.config,
-                           TrialOutcome("FAILED", error=_read_error(trial)))
+    def __init__(self, session: SearchSession) -> None:
+        self._key = id(session)
+        _SESSIONS[self._key] = session
 
-    return RecordingCallback()
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        result = trial.last_result or {}
+        if result.get(FINAL_KEY):
+            outcome = TrialOutcome.from_dict(json.loads(result[OUTCOME_KEY]))
+        else:
+            outcome = TrialOutcome("FAILED", error="trial ended without a final result")
+        _SESSIONS[self._key].record(trial.trial_id, trial.config, outcome)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        _SESSIONS[self._key].record(trial.trial_id, trial.config,
+                                    TrialOutcome("FAILED", error=_read_error(trial)))
 
 
 def init_ray(address: str | None) -> bool:
@@ -87,6 +91,8 @@ def init_ray(address: str | None) -> bool:
     if ray.is_initialized():
         return False
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Our progress lines are the console output; Tune's own tables would repeat them.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
@@ -97,7 +103,6 @@ def init_ray(address: str | None) -> bool:
 
 def run_ray(experiment: Experiment, *, stream: TextIO | None = sys.stdout) -> SearchSession:
     """Run the experiment's whole budget on Ray Tune; returns the finished session."""
-    from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
     from nascompress.search.ray_adapter import StrategySearcher
@@ -125,13 +130,14 @@ def run_ray(experiment: Experiment, *, stream: TextIO | None = sys.stdout) -> Se
             run_config=tune.RunConfig(
                 name="tune",
                 storage_path=str((experiment.run_dir.path / "ray").resolve()),
-                callbacks=[_make_callback(session)],
+                callbacks=[RecordingCallback(session)],
                 verbose=0,
                 failure_config=tune.FailureConfig(max_failures=0),
             ),
         )
         tuner.fit()
     finally:
+        _SESSIONS.pop(id(session), None)
         if started_ray:
             import ray
 

@@ -484,6 +484,9 @@ def _format_cell(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
+        # Whole numbers (byte counts) print whole: 12203, not 1.22e+04.
+        if value.is_integer() and abs(value) < 1e15:
+            return str(int(value))
         return f"{value:.4g}"
     return str(value)
 
@@ -492,7 +495,7 @@ def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | Non
     """A plain-text table with aligned columns.
 
     Numbers are right-aligned, everything else left-aligned; floats get 4 significant
-    digits, ints are printed whole, missing cells are blank.
+    digits, ints and whole floats are printed whole, missing cells are blank.
 
     Args:
         rows: one mapping per row.

@@ -203,14 +203,6 @@ def test_save_restore_continues_identically(tmp_path):
         _searcher(RandomStrategy()).restore(str(path))
 
 
-@pytest.fixture(scope="module")
-def ray_session():
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
 @pytest.mark.ray
 def test_real_tune_run(ray_session, tmp_path):
     from ray import tune

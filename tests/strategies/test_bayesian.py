@@ -189,3 +189,32 @@ def test_load_state_dict_rejects_used_strategy_and_other_space():
         other.load_state_dict(state)
     with pytest.raises(ValueError, match="BayesianStrategy.state_dict"):
         _make().load_state_dict({"strategy": "random", "version": 1})
+
+
+def test_repeatedly_invalid_ids_fall_back_to_random_draws(recwarn):
+    strategy = _make(n_startup_trials=0, multivariate=False)
+    for _ in range(3):
+        strategy.ask("t")
+        strategy.tell("t", Outcome("INVALID", error="constraint"))
+    params = strategy.ask("t")
+    trial = strategy._study.trials[-1]
+    assert "fixed_params" in trial.system_attrs  # drawn by the fallback, not by TPE
+    assert ToySpace().check(params) in (None, "arch/x must be <= 8")
+    strategy.tell("t", Outcome("COMPLETE", toy_objectives(params)))
+    strategy.ask("t")  # a valid tell ends the streak: TPE proposes again
+    assert "fixed_params" not in strategy._study.trials[-1].system_attrs
+    assert not [w for w in recwarn if "optuna" in str(w.filename)]
+
+
+def test_tight_constraint_does_not_trap_independent_tpe():
+    class Tight(ToySpace):
+        def check(self, params):
+            reason = SearchSpace.check(self, params)
+            return reason or (None if params["arch/x"] <= 1 else "arch/x must be <= 1")
+
+    strategy = BayesianStrategy(n_startup_trials=2, multivariate=False)
+    strategy.setup(Tight(), OBJECTIVES, seed=0)
+    for i in range(10):
+        params = ask_valid(strategy, Tight(), f"t{i}", max_attempts=50)
+        assert params["arch/x"] <= 1
+        strategy.tell(f"t{i}", Outcome("COMPLETE", toy_objectives(params)))

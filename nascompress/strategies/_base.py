@@ -1,0 +1,200 @@
+"""The :class:`Strategy` contract (ask/tell) and the helpers every runner shares."""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Final
+
+from nascompress.objectives import Objective
+
+if TYPE_CHECKING:
+    from nascompress.spaces import SearchSpace
+
+#: Returned by :meth:`Strategy.ask` when the strategy will propose nothing more. The same
+#: string as ``ray.tune.search.Searcher.FINISHED`` (ray is not imported here on purpose).
+FINISHED: Final = "FINISHED"
+
+#: How a trial can end, as told to a strategy. ``INVALID`` means the search space's
+#: constraints rejected the proposal before any compute was spent.
+TRIAL_STATES = ("COMPLETE", "FAILED", "PRUNED", "INVALID")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one asked trial ended.
+
+    Args:
+        state: one of :data:`TRIAL_STATES`.
+        objectives: objective name -> value; only meaningful for ``COMPLETE`` (and,
+            as partial information, for ``PRUNED``).
+        error: a short reason for ``FAILED`` / ``INVALID`` outcomes.
+    """
+
+    state: str
+    objectives: Mapping[str, float] = field(default_factory=dict)
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.state not in TRIAL_STATES:
+            raise ValueError(
+                f"Outcome.state must be one of {list(TRIAL_STATES)}, but got {self.state!r}"
+            )
+        if not isinstance(self.objectives, Mapping):
+            raise TypeError(
+                f"Outcome.objectives must be a mapping of name -> value, but got "
+                f"{self.objectives!r}"
+            )
+        if self.error is not None and not isinstance(self.error, str):
+            raise TypeError(f"Outcome.error must be a string or None, but got {self.error!r}")
+        # A private copy, so a caller mutating its dict later cannot change what was told.
+        object.__setattr__(self, "objectives", dict(self.objectives))
+
+    def is_good(self, objectives: Sequence[Objective]) -> bool:
+        """Whether this outcome may count as a result: COMPLETE with finite objectives."""
+        if self.state != "COMPLETE":
+            return False
+        for objective in objectives:
+            value = self.objectives.get(objective.name)
+            if not _is_finite_number(value):
+                return False
+        return True
+
+
+def _is_finite_number(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+class Strategy(ABC):
+    """A search strategy in ask/tell form (the shape of Ray Tune's ``Searcher``).
+
+    Contract:
+
+    * The constructor only stores keyword options. :meth:`setup` is called once, before
+      anything else, with the search space, the objectives and a seed; it validates the
+      options (``ValueError`` / ``TypeError`` naming the option and the value).
+    * Then :meth:`ask` and :meth:`tell` are called in any interleaving. Several asks may
+      be outstanding before any tell (parallel trials).
+    * ``ask(trial_id)`` returns a flat params dict (keys of ``space.dimensions()``),
+      ``None`` (nothing to propose right now; ask again later) or :data:`FINISHED`
+      (nothing more, ever). Proposals may violate the space's joint constraints:
+      callers check them with ``space.check`` (see :func:`ask_valid`). Asking an id that
+      is still outstanding is an error (``ValueError``).
+    * ``tell(trial_id, outcome)`` is called once per ask of that id. A tell for an id
+      with no outstanding ask (told twice, or never asked) is ignored. After a tell, the
+      same id may be asked again: :func:`ask_valid` re-asks an id whose proposal was
+      told ``INVALID``.
+    * ``FAILED``, ``INVALID`` and ``PRUNED`` outcomes, and ``COMPLETE`` ones with a
+      missing or non-finite objective, never count as good results.
+    * :meth:`state_dict` returns a JSON-serialisable dict (``json.dumps`` works).
+      :meth:`load_state_dict` on a freshly set-up strategy (same space, objectives and
+      seed) restores it, so that the following asks are identical to those the original
+      would have produced; outstanding asks stay outstanding and can be told.
+
+    Attributes:
+        name: the name the strategy is registered under.
+    """
+
+    name: ClassVar[str] = ""
+
+    @abstractmethod
+    def setup(self, space: SearchSpace, objectives: Sequence[Objective], *, seed: int) -> None:
+        """Prepare to search ``space`` for ``objectives``; validates the options.
+
+        Args:
+            space: the search space.
+            objectives: what the trials report, with directions.
+            seed: seeds every random choice the strategy makes.
+        """
+
+    @abstractmethod
+    def ask(self, trial_id: str) -> dict[str, Any] | None | str:
+        """Propose params for ``trial_id``, or ``None`` / :data:`FINISHED`."""
+
+    @abstractmethod
+    def tell(self, trial_id: str, outcome: Outcome) -> None:
+        """Report how the trial asked as ``trial_id`` ended."""
+
+    @abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """The strategy's whole state as JSON-able data."""
+
+    @abstractmethod
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` output onto a freshly set-up strategy."""
+
+
+def check_setup_args(space: Any, objectives: Any, seed: Any) -> tuple[Objective, ...]:
+    """Shared validation of :meth:`Strategy.setup` arguments; returns the objectives."""
+    from nascompress.spaces import SearchSpace
+
+    if not isinstance(space, SearchSpace):
+        raise TypeError(f"space must be a SearchSpace, but got {space!r}")
+    if not space.dimensions():
+        raise ValueError(f"space {space.name!r} has no dimensions to search")
+    if isinstance(objectives, str | Objective) or not isinstance(objectives, Sequence):
+        raise TypeError(f"objectives must be a sequence of Objective, but got {objectives!r}")
+    objectives = tuple(objectives)
+    if not objectives:
+        raise ValueError("objectives must not be empty, but got []")
+    for objective in objectives:
+        if not isinstance(objective, Objective):
+            raise TypeError(f"objectives must hold Objective instances, but got {objective!r}")
+    names = [o.name for o in objectives]
+    if len(set(names)) != len(names):
+        raise ValueError(f"objective names must be distinct, but got {names!r}")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an integer, but got {seed!r}")
+    return objectives
+
+
+def ask_valid(
+    strategy: Strategy, space: SearchSpace, trial_id: str, *, max_attempts: int = 200
+) -> dict[str, Any] | None | str:
+    """Ask ``strategy`` until it proposes params that ``space.check`` accepts.
+
+    Each rejected proposal is told ``Outcome("INVALID", error=reason)`` under
+    ``trial_id`` and ``trial_id`` is asked again, so the strategy learns about the
+    constraint and the params finally returned belong to ``trial_id``.
+
+    Args:
+        strategy: a set-up strategy.
+        space: the space whose :meth:`~nascompress.spaces.SearchSpace.check` applies.
+        trial_id: the id the returned params are asked under.
+        max_attempts: proposals to try before giving up.
+
+    Returns:
+        Valid params, or ``None`` / :data:`FINISHED` passed through from the strategy.
+
+    Raises:
+        RuntimeError: ``max_attempts`` proposals in a row were all invalid.
+    """
+    if not isinstance(max_attempts, int) or isinstance(max_attempts, bool) or max_attempts < 1:
+        raise ValueError(f"max_attempts must be an integer >= 1, but got {max_attempts!r}")
+    reason: str | None = None
+    for _ in range(max_attempts):
+        params = strategy.ask(trial_id)
+        if params is None or params == FINISHED:
+            return params
+        if not isinstance(params, Mapping):
+            raise TypeError(
+                f"{type(strategy).__name__}.ask must return a dict, None or {FINISHED!r}, "
+                f"but got {params!r}"
+            )
+        reason = space.check(params)
+        if reason is None:
+            return dict(params)
+        strategy.tell(trial_id, Outcome("INVALID", error=reason))
+    raise RuntimeError(
+        f"the constraints of space {space.name or type(space).__name__!r} rejected all "
+        f"{max_attempts} proposals of strategy {strategy.name or type(strategy).__name__!r} "
+        f"for trial {trial_id!r} (max_attempts={max_attempts}); the constraints reject "
+        f"nearly everything the strategy proposes. Last reason: {reason}"
+    )
