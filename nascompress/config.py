@@ -73,7 +73,7 @@ class ExperimentConfig(_Section):
     name: str | None = None
     output_dir: str = "results"
     seed: int = Field(0, ge=0)
-    trials: int = Field(40, ge=1)
+    trials: int = Field(100, ge=1)
     max_concurrent: int = Field(2, ge=1)
     runner: Literal["ray", "local"] = "ray"
     address: str | None = None

@@ -43,3 +43,11 @@ def test_yaml_missing_and_not_a_mapping(tmp_path):
     bad.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="mapping"):
         load_yaml(bad)
+
+
+def test_the_shipped_example_config_is_valid():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "experiment.yaml"
+    config = parse_config(load_yaml(path))
+    assert config.constraints and config.space.dimensions

@@ -70,8 +70,8 @@ class CompressTrainEvaluator(Evaluator):
     def __init__(
         self,
         *,
-        epochs: int = 12,
-        finetune_epochs: int = 4,
+        epochs: int = 15,
+        finetune_epochs: int = 5,
         teacher_epochs: int = 30,
         batch_size: int = 64,
         lr: float = 3e-3,
