@@ -1,4 +1,4 @@
-"""Command line: ``nascompress search`` and ``nascompress pareto``.
+"""Command line: ``nascompress search``, ``resume`` and ``pareto``.
 
 ``main(argv)`` returns the exit status: 0 on success, 2 for bad input (one message on
 stderr naming the field, printed before any compute starts), 1 for other failures.
@@ -40,6 +40,15 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--address", help="join an existing Ray cluster at HOST:PORT")
     search.add_argument("--quiet", action="store_true", help="no per-trial progress lines")
 
+    resume = sub.add_parser(
+        "resume", help="continue an interrupted (or extend a finished) search to its budget"
+    )
+    resume.add_argument("run_dir", help="results/<run-name>")
+    resume.add_argument("--trials", type=int, help="new total budget (extends the search)")
+    resume.add_argument("--max-concurrent", type=int, help="trials running at once")
+    resume.add_argument("--address", help="join an existing Ray cluster at HOST:PORT")
+    resume.add_argument("--quiet", action="store_true", help="no per-trial progress lines")
+
     pareto = sub.add_parser("pareto", help="print the Pareto front of a run from its records")
     pareto.add_argument("run_dir", help="results/<run-name>")
     pareto.add_argument("--format", choices=["table", "json", "csv"], default="table")
@@ -64,16 +73,19 @@ def _search(args: argparse.Namespace) -> int:
         print(f"nascompress: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
-    stream = None if args.quiet else sys.stdout
-    if config.runner == "local":
+    return _run(experiment, quiet=args.quiet, resume=False)
+
+
+def _run(experiment, *, quiet: bool, resume: bool) -> int:
+    stream = None if quiet else sys.stdout
+    if experiment.config.runner == "local":
         from nascompress.search.local import run_local
 
-        session = run_local(experiment)
-        session.finish()
+        session = run_local(experiment, stream=stream, resume=resume)
     else:
         from nascompress.search.controller import run_ray
 
-        session = run_ray(experiment, stream=stream)
+        session = run_ray(experiment, stream=stream, resume=resume)
     run_dir = experiment.run_dir.path
     complete = sum(1 for r in session.records if r["state"] == "COMPLETE")
     print(f"\n{len(session.records)} trials ({complete} complete) in {run_dir}")
@@ -100,6 +112,39 @@ def _render_front(run_dir: Path, fmt: str) -> str:
     return f"{header}\n{format_table(rows)}" if rows else f"{header} (empty)"
 
 
+def _resume(args: argparse.Namespace) -> int:
+    from nascompress.config import ConfigError, apply_overrides, parse_config
+    from nascompress.search.records import RunDirectory
+
+    run_dir = RunDirectory(args.run_dir)
+    try:
+        if not run_dir.exists():
+            raise ConfigError(f"run_dir: {args.run_dir!r} is not a run folder (no run.json)")
+        recorded = run_dir.read_run().get("config")
+        if not isinstance(recorded, dict):
+            raise ConfigError(f"run_dir: {args.run_dir!r} has no recorded config in run.json")
+        # The folder may have been moved since: it names the run, wherever it is now.
+        data = apply_overrides(recorded, {
+            "name": run_dir.path.resolve().name,
+            "output_dir": str(run_dir.path.resolve().parent),
+            "trials": args.trials, "max_concurrent": args.max_concurrent,
+            "address": args.address,
+        })
+        config = parse_config(data)
+        done = len(run_dir.load_trials())
+        if args.trials is not None and args.trials < done:
+            raise ConfigError(
+                f"--trials: the run already has {done} recorded trials; give a budget >= {done}"
+            )
+        from nascompress.search.experiment import build_experiment
+
+        experiment = build_experiment(config, allow_existing=True)
+    except ConfigError as exc:
+        print(f"nascompress: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return _run(experiment, quiet=args.quiet, resume=True)
+
+
 def _pareto(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     if not (run_dir / "run.json").exists():
@@ -115,6 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "search":
         return _search(args)
+    if args.command == "resume":
+        return _resume(args)
     if args.command == "pareto":
         return _pareto(args)
     return EXIT_USAGE  # pragma: no cover - argparse enforces a command

@@ -17,6 +17,7 @@ from typing import Any, TextIO
 from ray import tune
 
 from nascompress.search.experiment import Experiment
+from nascompress.search.ray_adapter import StrategySearcher
 from nascompress.search.session import SearchSession
 from nascompress.search.trial import TrialOutcome, TrialRunner
 
@@ -55,9 +56,21 @@ def _read_error(trial) -> str:
     return "trial process failed (no error file)"
 
 
-# Tune pickles its callbacks with the experiment state; the live session (locks, open
-# streams) cannot be pickled, so the callback holds a key into this table instead.
+# Tune pickles its callbacks and searcher with the experiment state; the live session
+# (locks, open streams) cannot be pickled, so they hold a key into this table instead.
 _SESSIONS: dict[int, SearchSession] = {}
+
+
+class SessionSearcher(StrategySearcher):
+    """Tells the session which trials were asked, for the strategy checkpoint."""
+
+    session_key: int | None = None
+
+    def suggest(self, trial_id: str):
+        params = super().suggest(trial_id)
+        if isinstance(params, dict) and self.session_key in _SESSIONS:
+            _SESSIONS[self.session_key].note_asked(trial_id)
+        return params
 
 
 class RecordingCallback(tune.Callback):
@@ -101,18 +114,32 @@ def init_ray(address: str | None) -> bool:
     return True
 
 
-def run_ray(experiment: Experiment, *, stream: TextIO | None = sys.stdout) -> SearchSession:
-    """Run the experiment's whole budget on Ray Tune; returns the finished session."""
+def run_ray(
+    experiment: Experiment, *, stream: TextIO | None = sys.stdout, resume: bool = False
+) -> SearchSession:
+    """Run the experiment's (remaining) budget on Ray Tune; returns the finished session.
+
+    With ``resume=True`` the run folder's records and strategy checkpoint are reloaded
+    and only the missing trials run. Tune's own experiment state is not used for this:
+    ``trials.jsonl`` is the source of truth, so a fresh Tune run covers the remainder.
+    """
     from ray.tune.search import ConcurrencyLimiter
 
-    from nascompress.search.ray_adapter import StrategySearcher
-
     config = experiment.config
-    session = SearchSession.start(experiment, stream=stream)
+    session = SearchSession.start(experiment, stream=stream, resume=resume)
+    remaining = session.remaining_trials()
+    if remaining == 0:
+        session.finish()
+        return session
     started_ray = init_ray(config.address)
     try:
-        searcher = StrategySearcher(experiment.strategy, experiment.space,
-                                    experiment.objectives, seed=config.seed)
+        searcher = SessionSearcher(
+            experiment.strategy, experiment.space, experiment.objectives, seed=config.seed,
+        )
+        if resume:  # after the searcher's own strategy.setup, which resets the strategy
+            session.restore_strategy()
+        searcher.session_key = id(session)
+        _SESSIONS[id(session)] = session
         resources = {"cpu": config.resources.cpu, "gpu": config.resources.gpu}
         device = "cuda" if config.resources.gpu > 0 else "cpu"
         trainable = tune.with_resources(
@@ -123,12 +150,12 @@ def run_ray(experiment: Experiment, *, stream: TextIO | None = sys.stdout) -> Se
             trainable,
             tune_config=tune.TuneConfig(
                 search_alg=ConcurrencyLimiter(searcher, max_concurrent=config.max_concurrent),
-                num_samples=config.trials,
+                num_samples=remaining,
                 reuse_actors=True,
                 trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
             ),
             run_config=tune.RunConfig(
-                name="tune",
+                name=f"tune-{len(session.records):05d}",  # one folder per (re)start
                 storage_path=str((experiment.run_dir.path / "ray").resolve()),
                 callbacks=[RecordingCallback(session)],
                 verbose=0,

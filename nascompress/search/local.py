@@ -5,7 +5,10 @@ It writes exactly the records the Ray controller writes; tests and debugging use
 
 from __future__ import annotations
 
+import sys
+import uuid
 from collections.abc import Callable
+from typing import TextIO
 
 from nascompress.search.experiment import Experiment
 from nascompress.search.records import TrialRecord
@@ -13,20 +16,31 @@ from nascompress.search.session import SearchSession
 from nascompress.strategies import FINISHED, Outcome, ask_valid
 
 
-def run_local(experiment: Experiment, *, on_record: Callable[[TrialRecord], None] | None = None):
-    """Run the experiment's whole budget in this process; returns the session."""
-    session = SearchSession.start(experiment)
+def run_local(
+    experiment: Experiment,
+    *,
+    resume: bool = False,
+    stream: TextIO | None = sys.stdout,
+    on_record: Callable[[TrialRecord], None] | None = None,
+) -> SearchSession:
+    """Run the experiment's (remaining) budget in this process; returns the session."""
+    session = SearchSession.start(experiment, stream=stream, resume=resume)
+    if resume:
+        session.restore_strategy()
     runner = session.trial_runner()
-    for index in range(experiment.config.trials):
-        trial_id = f"local_{index:05d}"
+    while session.remaining_trials() > 0:
+        # Ids only need to be unique within the run, also across restarts.
+        trial_id = f"local_{uuid.uuid4().hex[:8]}"
         params = ask_valid(experiment.strategy, experiment.space, trial_id)
         if params is None or params == FINISHED:
             break
+        session.note_asked(trial_id)
         outcome = runner(params, trial_id)
         experiment.strategy.tell(
             trial_id, Outcome(outcome.state, outcome.objectives, outcome.error)
         )
         record = session.record(trial_id, params, outcome)
-        if on_record:
+        if on_record and record:
             on_record(record)
+    session.finish()
     return session

@@ -146,6 +146,30 @@ class RunDirectory:
                 raise ValueError(f"{path}: line {index + 1} is not valid JSON") from None
         return records
 
+    def repair_trials(self) -> int:
+        """Drop a torn (truncated) last line of ``trials.jsonl``; returns lines dropped.
+
+        Needed before appending again: a torn line followed by new records would turn a
+        recoverable tail into corruption in the middle of the log.
+        """
+        path = self.path / TRIALS_FILE
+        if not path.exists():
+            return 0
+        text = path.read_text(encoding="utf-8")
+        lines = text.splitlines()
+        if not lines:
+            return 0
+        try:
+            json.loads(lines[-1])
+            if text.endswith("\n"):
+                return 0
+            kept = lines  # complete JSON but no newline: only the newline is missing
+            dropped = 0
+        except json.JSONDecodeError:
+            kept, dropped = lines[:-1], 1
+        write_atomic(path, "".join(line + "\n" for line in kept))
+        return dropped
+
     def write_pareto(
         self,
         trials: Sequence[Mapping[str, Any]],

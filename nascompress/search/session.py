@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from nascompress.search.experiment import Experiment
 from nascompress.search.pareto import front_hypervolume, pareto_front, reference_point
-from nascompress.search.records import TrialRecord
+from nascompress.search.records import TrialRecord, write_atomic
 from nascompress.search.trial import TrialOutcome, TrialRunner
+from nascompress.strategies import Outcome
+
+STRATEGY_FILE = "strategy.json"
 
 
 @dataclass
@@ -31,16 +35,31 @@ class SearchSession:
     stream: TextIO | None = field(default=sys.stdout)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _seen_ids: set[str] = field(default_factory=set)
+    _told_ids: set[str] = field(default_factory=set)
+    _asked_ids: set[str] = field(default_factory=set)
 
     @classmethod
-    def start(cls, experiment: Experiment, *, stream: TextIO | None = sys.stdout) -> SearchSession:
-        """Write ``run.json`` and run the evaluator's once-per-search preparation."""
+    def start(
+        cls, experiment: Experiment, *, stream: TextIO | None = sys.stdout, resume: bool = False
+    ) -> SearchSession:
+        """Write ``run.json``, run the evaluator's preparation, and (on resume) reload.
+
+        On resume the trial log is repaired (a torn last line dropped) and numbering
+        continues after the recorded trials; the runner then calls
+        :meth:`restore_strategy`.
+        """
         run_dir = experiment.run_dir
         run_dir.path.mkdir(parents=True, exist_ok=True)
+        previous = run_dir.read_run() if resume else {}
         metadata = experiment.run_metadata()
+        if resume:
+            metadata["created_at"] = previous.get("created_at", metadata["created_at"])
+            metadata["resumed"] = [*previous.get("resumed", []), time.time()]
+            run_dir.repair_trials()
         run_dir.write_run({**metadata, "status": "preparing"})
         if stream:
-            print(f"run {experiment.run_name}: preparing in {run_dir.path}", file=stream,
+            verb = "resuming" if resume else "preparing"
+            print(f"run {experiment.run_name}: {verb} in {run_dir.path}", file=stream,
                   flush=True)
         shared = experiment.evaluator.prepare(
             space=experiment.space, dataset=experiment.dataset, seed=experiment.config.seed,
@@ -54,7 +73,59 @@ class SearchSession:
                       f"{teacher['val_accuracy']:.4f} ({teacher['seconds']:.1f} s)",
                       file=stream, flush=True)
         run_dir.write_run({**metadata, "status": "running"})
-        return cls(experiment, shared, records=run_dir.load_trials(), stream=stream)
+        session = cls(experiment, shared, records=run_dir.load_trials(), stream=stream)
+        session._seen_ids = {r["trial_id"] for r in session.records}
+        return session
+
+    # -- strategy checkpoint -----------------------------------------------------------
+
+    def note_asked(self, trial_id: str) -> None:
+        """Remember an asked trial, so an interrupted one can be told FAILED on resume."""
+        with self._lock:
+            self._asked_ids.add(trial_id)
+
+    def note_told(self, trial_ids: Iterable[str]) -> None:
+        with self._lock:
+            self._told_ids.update(trial_ids)
+
+    def save_strategy(self) -> None:
+        """Checkpoint the strategy (JSON, atomic) together with what it was told."""
+        state = {
+            "strategy": self.experiment.config.strategy.name,
+            "state": self.experiment.strategy.state_dict(),
+            "told": sorted(self._told_ids),
+            "asked": sorted(self._asked_ids),
+        }
+        write_atomic(self.experiment.run_dir.path / STRATEGY_FILE, json.dumps(state))
+
+    def restore_strategy(self) -> None:
+        """Reload the strategy checkpoint and catch it up with the trial log (resume).
+
+        Call it after anything that runs ``strategy.setup`` (which resets a strategy).
+        """
+        strategy = self.experiment.strategy
+        path = self.experiment.run_dir.path / STRATEGY_FILE
+        checkpoint: dict[str, Any] = {"told": [], "asked": []}
+        if path.exists():
+            checkpoint = json.loads(path.read_text(encoding="utf-8"))
+            strategy.load_state_dict(checkpoint["state"])
+        told = set(checkpoint["told"])
+        # Finished after the last checkpoint: the strategy still waits for these.
+        for record in self.records:
+            if record["trial_id"] not in told:
+                strategy.tell(record["trial_id"], outcome_from_record(record))
+                told.add(record["trial_id"])
+        # Asked but never finished: lost with the old driver, they will be re-asked.
+        for trial_id in sorted(set(checkpoint["asked"]) - told):
+            strategy.tell(trial_id, Outcome("FAILED", error="interrupted by a driver restart"))
+            told.add(trial_id)
+        self._told_ids = told
+        self._asked_ids = set(checkpoint["asked"]) | told
+        self.save_strategy()
+
+    def remaining_trials(self) -> int:
+        """Trials still to run to reach the budget."""
+        return max(0, self.experiment.config.trials - len(self.records))
 
     def trial_runner(self, *, device: str = "cpu") -> TrialRunner:
         """A picklable callable that evaluates one candidate in any process."""
@@ -70,7 +141,12 @@ class SearchSession:
     def record(
         self, trial_id: str, params: Mapping[str, Any], outcome: TrialOutcome
     ) -> TrialRecord | None:
-        """Append a finished trial and refresh the Pareto files; duplicates are ignored."""
+        """Append a finished trial, checkpoint the strategy, refresh the Pareto files.
+
+        The strategy must already have been told this trial. The record is written
+        before the checkpoint: a crash between the two is repaired on resume by telling
+        the strategy the recorded outcome again. Duplicate trial ids are ignored.
+        """
         with self._lock:  # Tune callbacks may arrive from more than one thread
             if trial_id in self._seen_ids:
                 return None
@@ -84,6 +160,9 @@ class SearchSession:
             run_dir = self.experiment.run_dir
             run_dir.append_trial(record)
             self.records.append(record.to_dict())
+            self._told_ids.add(trial_id)
+            self._asked_ids.add(trial_id)
+            self.save_strategy()
             front = run_dir.write_pareto(self.records, self.experiment.objectives,
                                          self.experiment.constraints)
             self._print_progress(record, front)
@@ -121,3 +200,8 @@ class SearchSession:
         print(f"[{len(self.records)}/{budget}] trial {record.number} {what} | front "
               f"{len(front)} | failed {failed} | {time.time() - self.started_at:.0f}s",
               file=self.stream, flush=True)
+
+
+def outcome_from_record(record: Mapping[str, Any]) -> Outcome:
+    """The strategy-side view of a recorded trial."""
+    return Outcome(record["state"], record.get("objectives") or {}, record.get("error"))

@@ -44,8 +44,7 @@ def finished_run(tmp_path_factory):
     config = parse_config({**TINY, "name": "local", "output_dir": str(out), "trials": 6,
                            "runner": "local", "strategy": {"name": "random"}, "seed": 3})
     experiment = build_experiment(config)
-    session = run_local(experiment)
-    session.finish()
+    run_local(experiment, stream=None)
     return experiment, RunDirectory(out / "local")
 
 
