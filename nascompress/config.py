@@ -77,6 +77,8 @@ class ExperimentConfig(_Section):
     max_concurrent: int = Field(2, ge=1)
     runner: Literal["ray", "local"] = "ray"
     address: str | None = None
+    retries: int = Field(1, ge=0)
+    trial_timeout_s: float | None = Field(None, gt=0)
     constraints: list[str] = Field(default_factory=list)
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
     space: SpaceConfig = Field(default_factory=SpaceConfig)

@@ -159,7 +159,9 @@ def run_ray(
                 storage_path=str((experiment.run_dir.path / "ray").resolve()),
                 callbacks=[RecordingCallback(session)],
                 verbose=0,
-                failure_config=tune.FailureConfig(max_failures=0),
+                # A worker that dies mid-trial (node lost, process killed) is retried;
+                # a candidate that raises is not: it returns a FAILED outcome instead.
+                failure_config=tune.FailureConfig(max_failures=config.retries),
             ),
         )
         tuner.fit()

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TextIO
 
 from nascompress.search.experiment import Experiment
@@ -134,8 +135,8 @@ class SearchSession:
             space=self.experiment.space, evaluator=self.experiment.evaluator,
             objectives=self.experiment.objectives, dataset_name=cfg.dataset.name,
             dataset_options=cfg.dataset.options,
-            artifact_dir=self.experiment.run_dir.models_dir.resolve(),
             search_seed=cfg.seed, shared=self.shared, device=device,
+            timeout_s=cfg.trial_timeout_s,
         )
 
     def record(
@@ -158,6 +159,10 @@ class SearchSession:
                 finished_at=outcome.finished_at, duration_s=outcome.duration_s,
             )
             run_dir = self.experiment.run_dir
+            # Files first: a record must never point at an artifact that is not there.
+            for name, data in outcome.file_bytes().items():
+                run_dir.models_dir.mkdir(parents=True, exist_ok=True)
+                (run_dir.models_dir / Path(name).name).write_bytes(data)
             run_dir.append_trial(record)
             self.records.append(record.to_dict())
             self._told_ids.add(trial_id)

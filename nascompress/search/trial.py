@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import math
+import multiprocessing
+import queue
+import tempfile
 import time
 import traceback
 import zlib
@@ -53,6 +57,9 @@ class TrialOutcome:
     error: str | None = None
     started_at: float = 0.0
     finished_at: float = 0.0
+    #: files the evaluator wrote (name -> base64 bytes); the driver stores them under
+    #: ``models/``, so records never depend on a filesystem shared with the workers.
+    files: dict[str, str] = field(default_factory=dict)
 
     @property
     def duration_s(self) -> float:
@@ -61,12 +68,16 @@ class TrialOutcome:
     def to_dict(self) -> dict[str, Any]:
         return {"state": self.state, "objectives": self.objectives, "metrics": self.metrics,
                 "error": self.error, "started_at": self.started_at,
-                "finished_at": self.finished_at}
+                "finished_at": self.finished_at, "files": self.files}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrialOutcome:
         return cls(**{k: data[k] for k in ("state", "objectives", "metrics", "error",
-                                          "started_at", "finished_at")})
+                                          "started_at", "finished_at")},
+                   files=dict(data.get("files") or {}))
+
+    def file_bytes(self) -> dict[str, bytes]:
+        return {name: base64.b64decode(data) for name, data in self.files.items()}
 
 
 @dataclass
@@ -78,9 +89,11 @@ class TrialRunner:
         evaluator: the evaluator (trains, compresses, measures).
         objectives: what the evaluator returns, in order.
         dataset_name / dataset_options: resolved in the worker and cached per process.
-        artifact_dir: where compressed artifacts are written.
         search_seed: the search's seed; each trial derives its own from it.
         shared: the evaluator's once-per-search state (e.g. teacher logits).
+        device: what the trial was given (``"cpu"`` or ``"cuda"``).
+        timeout_s: when set, each evaluation runs in a child process that is killed
+            after this many seconds (a hung trial is then recorded as FAILED).
     """
 
     space: SearchSpace
@@ -88,31 +101,51 @@ class TrialRunner:
     objectives: Sequence[Objective]
     dataset_name: str
     dataset_options: Mapping[str, Any]
-    artifact_dir: Path
     search_seed: int
     shared: Mapping[str, Any] = field(default_factory=dict)
     device: str = "cpu"
+    timeout_s: float | None = None
 
     def __call__(
         self, params: Mapping[str, Any], trial_id: str, report: ReportFn = no_report
     ) -> TrialOutcome:
         """Evaluate ``params``; never raises for a failing candidate (returns FAILED)."""
+        if self.timeout_s is None:
+            return self.evaluate_here(params, trial_id, report)
+        return self._evaluate_in_child(params, trial_id, report)
+
+    def evaluate_here(
+        self, params: Mapping[str, Any], trial_id: str, report: ReportFn = no_report
+    ) -> TrialOutcome:
+        """Evaluate in this process (artifacts go to a temporary folder, then the outcome)."""
         started = time.time()
-        try:
-            reason = self.space.check(params)
-            if reason:
-                raise ValueError(f"invalid parameters: {reason}")
-            dataset = load_dataset(self.dataset_name, self.dataset_options)
-            context = TrialContext(
-                trial_id=trial_id, seed=trial_seed(self.search_seed, params),
-                artifact_dir=Path(self.artifact_dir), shared=self.shared, device=self.device,
-            )
-            result = self.evaluator.evaluate(
-                params, space=self.space, dataset=dataset, context=context, report=report
-            )
-        except Exception as exc:  # the candidate failed, the search goes on
-            return TrialOutcome("FAILED", error=short_error(exc), started_at=started,
-                                finished_at=time.time())
+        with tempfile.TemporaryDirectory(prefix="nascompress-trial-") as workdir:
+            try:
+                reason = self.space.check(params)
+                if reason:
+                    raise ValueError(f"invalid parameters: {reason}")
+                dataset = load_dataset(self.dataset_name, self.dataset_options)
+                context = TrialContext(
+                    trial_id=trial_id, seed=trial_seed(self.search_seed, params),
+                    artifact_dir=Path(workdir), shared=self.shared, device=self.device,
+                )
+                result = self.evaluator.evaluate(
+                    params, space=self.space, dataset=dataset, context=context, report=report
+                )
+            except MemoryError as exc:
+                return TrialOutcome("FAILED", metrics={"failure_kind": "out_of_memory"},
+                                    error=f"out of memory: {short_error(exc)}",
+                                    started_at=started, finished_at=time.time())
+            except Exception as exc:  # the candidate failed, the search goes on
+                return TrialOutcome("FAILED", error=short_error(exc), started_at=started,
+                                    finished_at=time.time())
+            files = {
+                path.name: base64.b64encode(path.read_bytes()).decode("ascii")
+                for path in sorted(Path(workdir).iterdir()) if path.is_file()
+            }
+        return self._outcome(result, started, files)
+
+    def _outcome(self, result: Mapping[str, Any], started: float, files) -> TrialOutcome:
         names = {o.name for o in self.objectives}
         objectives = {k: result.get(k) for k in names}
         metrics = {k: v for k, v in result.items() if k not in names}
@@ -123,4 +156,61 @@ class TrialRunner:
                                 finished_at=time.time(),
                                 error=f"non-finite or missing objective values: {bad}")
         return TrialOutcome("COMPLETE", {k: float(v) for k, v in objectives.items()}, metrics,
+                            started_at=started, finished_at=time.time(), files=files)
+
+    def _evaluate_in_child(
+        self, params: Mapping[str, Any], trial_id: str, report: ReportFn
+    ) -> TrialOutcome:
+        # "spawn", not "fork": forking a process that runs Ray and torch threads can
+        # deadlock the child. The price is a fresh interpreter per trial.
+        ctx = multiprocessing.get_context("spawn")
+        messages = ctx.Queue()
+        child = ctx.Process(target=_child_main, args=(self, dict(params), trial_id, messages),
+                            daemon=True)
+        started = time.time()
+        child.start()
+        deadline = started + float(self.timeout_s)
+        try:
+            while True:
+                try:
+                    kind, *payload = messages.get(timeout=min(1.0, max(0.01,
+                                                                      deadline - time.time())))
+                except queue.Empty:
+                    if time.time() >= deadline:
+                        return TrialOutcome(
+                            "FAILED", metrics={"failure_kind": "timeout"},
+                            error=f"exceeded the per-trial time limit of {self.timeout_s:g} s",
                             started_at=started, finished_at=time.time())
+                    if not child.is_alive():
+                        return _dead_child_outcome(child.exitcode, started)
+                    continue
+                if kind == "report":
+                    report(*payload)
+                else:
+                    return TrialOutcome.from_dict(payload[0])
+        finally:
+            if child.is_alive():
+                child.kill()
+            child.join(timeout=10)
+
+
+def _child_main(runner: TrialRunner, params, trial_id, messages) -> None:
+    def report(step, metrics):
+        messages.put(("report", step, dict(metrics)))
+
+    outcome = runner.evaluate_here(params, trial_id, report)
+    messages.put(("done", outcome.to_dict()))
+
+
+def _dead_child_outcome(exitcode: int | None, started: float) -> TrialOutcome:
+    if exitcode is not None and exitcode < 0:
+        import signal
+
+        name = signal.Signals(-exitcode).name
+        hint = " (the kernel's out-of-memory killer sends SIGKILL)" if name == "SIGKILL" else ""
+        return TrialOutcome("FAILED", metrics={"failure_kind": "killed", "signal": name},
+                            error=f"trial process killed by {name}{hint}",
+                            started_at=started, finished_at=time.time())
+    return TrialOutcome("FAILED", metrics={"failure_kind": "crashed"},
+                        error=f"trial process exited with code {exitcode} without a result",
+                        started_at=started, finished_at=time.time())
