@@ -1,4 +1,4 @@
-"""Command line: ``nascompress search``, ``resume`` and ``pareto``.
+"""Command line: ``nascompress search``, ``resume``, ``pareto``, ``pick``, ``report``, ``spaces``.
 
 ``main(argv)`` returns the exit status: 0 on success, 2 for bad input (one message on
 stderr naming the field, printed before any compute starts), 1 for other failures.
@@ -52,6 +52,34 @@ def _parser() -> argparse.ArgumentParser:
     pareto = sub.add_parser("pareto", help="print the Pareto front of a run from its records")
     pareto.add_argument("run_dir", help="results/<run-name>")
     pareto.add_argument("--format", choices=["table", "json", "csv"], default="table")
+
+    pick = sub.add_parser(
+        "pick", help="choose one Pareto point under constraints, optionally export it",
+        description="Choose among the run's Pareto points (recomputed from trials.jsonl). "
+                    "Default: the most accurate point meeting the constraints (ties: smaller "
+                    "size, then lower latency). --knee: the point with the smallest normalized "
+                    "Chebyshev distance to the ideal point. Exits 2 when nothing qualifies.",
+    )
+    pick.add_argument("run_dir", help="results/<run-name>")
+    pick.add_argument("--max-latency-ms", type=float, metavar="X", help="latency_ms <= X")
+    pick.add_argument("--max-size-bytes", type=float, metavar="Y", help="size_bytes <= Y")
+    pick.add_argument("--min-accuracy", type=float, metavar="Z",
+                      help="accuracy >= Z (a fraction in [0, 1])")
+    pick.add_argument("--knee", action="store_true",
+                      help="pick the knee point instead of the most accurate one")
+    pick.add_argument("--export", choices=["onnx", "torchscript", "state_dict"],
+                      help="export the chosen model (re-checked on the test split)")
+    pick.add_argument("--out", help="file to export to (with --export); the manifest goes to "
+                                    "<out>.manifest.json")
+
+    report = sub.add_parser(
+        "report", help="write a self-contained HTML report of a run (needs the 'report' extra)"
+    )
+    report.add_argument("run_dir", help="results/<run-name>")
+    report.add_argument("--out", help="HTML file to write (default: <run_dir>/report.html)")
+
+    spaces = sub.add_parser("spaces", help="list the search spaces that can be named")
+    spaces.add_argument("--format", choices=["table", "json"], default="table")
     return parser
 
 
@@ -155,6 +183,127 @@ def _pareto(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _error(message: str, code: int = EXIT_USAGE) -> int:
+    print(f"nascompress: error: {message}", file=sys.stderr)
+    return code
+
+
+def _check_run_dir(run_dir: Path) -> str | None:
+    if not (run_dir / "run.json").exists():
+        return f"run_dir: {str(run_dir)!r} is not a run folder (no run.json)"
+    return None
+
+
+def _pick_constraints(args: argparse.Namespace, known: set[str]):
+    import math
+
+    from nascompress.search.pareto import Constraint
+
+    flags = [("--max-latency-ms", args.max_latency_ms, "latency_ms", "<="),
+             ("--max-size-bytes", args.max_size_bytes, "size_bytes", "<="),
+             ("--min-accuracy", args.min_accuracy, "accuracy", ">=")]
+    constraints = []
+    for flag, value, metric, op in flags:
+        if value is None:
+            continue
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"{flag} must be a finite number >= 0, but got {value!r}")
+        if metric == "accuracy" and value > 1:
+            raise ValueError(
+                f"{flag} must be a fraction in [0, 1] (accuracy is recorded as a fraction), "
+                f"but got {value!r}; for {value:g}% write {value / 100:g}"
+            )
+        if known and metric not in known:
+            raise ValueError(
+                f"{flag}: the run records no {metric!r}; its metrics are {sorted(known)}"
+            )
+        constraints.append(Constraint(metric, op, value))
+    return constraints
+
+
+def _pick(args: argparse.Namespace) -> int:
+    from nascompress.picking import NoQualifyingPointError, known_metrics, pick
+    from nascompress.search.records import RunDirectory
+
+    run_dir = Path(args.run_dir)
+    problem = _check_run_dir(run_dir)
+    if problem:
+        return _error(problem)
+    if (args.export is None) != (args.out is None):
+        return _error("--export and --out go together: give both (e.g. --export onnx "
+                      "--out model.onnx) or neither")
+    run = RunDirectory(run_dir)
+    try:
+        trials = run.load_trials()
+        objectives = run.objectives()
+        run_constraints = run.constraints()
+        constraints = _pick_constraints(args, known_metrics(trials))
+        result = pick(trials, objectives, constraints=constraints,
+                      run_constraints=run_constraints, knee=args.knee)
+    except NoQualifyingPointError as exc:
+        print(exc.explanation)
+        return EXIT_USAGE
+    except (KeyError, TypeError, ValueError) as exc:
+        return _error(str(exc))
+    print(result.explanation)
+    if args.export is None:
+        return EXIT_OK
+
+    from nascompress.export import ExportError, export_pick
+
+    try:
+        manifest = export_pick(run_dir, result.chosen, format=args.export, out=args.out)
+    except ExportError as exc:
+        return _error(str(exc))
+    except OSError as exc:
+        return _error(f"--out: cannot write {args.out!r}: {exc}")
+    except ImportError as exc:
+        return _error(str(exc), EXIT_FAILURE)
+    exported = manifest.manifest_path.parent / manifest.file
+    validation = result.chosen["objectives"].get("accuracy")
+    print(f"\nExported {args.export}: {exported} ({manifest.size_bytes} bytes, "
+          f"sha256 {manifest.sha256[:16]}...)")
+    print(f"Test accuracy of the exported file: {manifest.test_accuracy:.4f} on "
+          f"{manifest.test['examples']} held-out examples"
+          + (f" (validation during the search: {validation:.4f})"
+             if isinstance(validation, int | float) else ""))
+    print(f"Manifest: {manifest.manifest_path}")
+    return EXIT_OK
+
+
+def _report(args: argparse.Namespace) -> int:
+    run_dir = Path(args.run_dir)
+    problem = _check_run_dir(run_dir)
+    if problem:
+        return _error(problem)
+    from nascompress.report import ReportDependencyError, build_report
+
+    try:
+        path = build_report(run_dir, out=args.out)
+    except ReportDependencyError as exc:
+        return _error(str(exc), EXIT_FAILURE)
+    except (OSError, ValueError) as exc:
+        return _error(f"--out: cannot write the report: {exc}")
+    print(f"Report: {path}")
+    return EXIT_OK
+
+
+def _spaces(args: argparse.Namespace) -> int:
+    from nascompress.spaces import SPACES
+
+    rows = [{"name": name, "source": source}
+            for name, source in sorted(SPACES.available().items())]
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    from nascompress.search.pareto import format_table
+
+    print(format_table(rows, ["name", "source"]))
+    print("\nAlso accepted: an import path 'package.module:ClassName' (runs that code: "
+          "use trusted configs only).")
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``nascompress`` console script."""
     args = _parser().parse_args(argv)
@@ -164,6 +313,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _resume(args)
     if args.command == "pareto":
         return _pareto(args)
+    if args.command == "pick":
+        return _pick(args)
+    if args.command == "report":
+        return _report(args)
+    if args.command == "spaces":
+        return _spaces(args)
     return EXIT_USAGE  # pragma: no cover - argparse enforces a command
 
 

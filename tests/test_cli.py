@@ -39,6 +39,8 @@ def _run(capsys, argv):
         ("evaluator:\n  options: {epoch: 3}\n", [], "evaluator.options"),
         ("constraints: ['latency_s <= 2']\n", [], "constraints[0]"),
         (None, ["--name", "../outside"], "name:"),
+        (None, ["--address", "127.0.0.1:1"], "address: cannot reach a Ray cluster"),
+        (None, ["--address", "not-an-address"], "address: expected HOST:PORT"),
     ],
 )
 def test_bad_config_exits_2_naming_the_field(tmp_path, capsys, no_ray, yaml_text, argv, expected):

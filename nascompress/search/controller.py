@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+import ray
 from ray import tune
 
 from nascompress.search.experiment import Experiment
@@ -35,6 +36,9 @@ def _trainable(config: dict[str, Any], runner: TrialRunner) -> None:
         tune.report({**placeholders, **dict(metrics), "step": step, FINAL_KEY: False})
 
     outcome = runner(config, trial_id, report)
+    # Where it ran, so users (and tests) can see trials spread over a cluster.
+    context = ray.get_runtime_context()
+    outcome.metrics.update(node_id=context.get_node_id(), node_ip=ray.util.get_node_ip_address())
     tune.report({
         **placeholders,
         **outcome.objectives,
@@ -99,8 +103,6 @@ def init_ray(address: str | None) -> bool:
     A local Ray keeps its dashboard off and binds to 127.0.0.1: nothing is exposed
     beyond this machine.
     """
-    import ray
-
     if ray.is_initialized():
         return False
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -168,8 +170,6 @@ def run_ray(
     finally:
         _SESSIONS.pop(id(session), None)
         if started_ray:
-            import ray
-
             ray.shutdown()
     session.finish()
     return session

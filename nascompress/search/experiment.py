@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import random
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,6 +129,8 @@ def build_experiment(config: ExperimentConfig, *, allow_existing: bool = False) 
         constraints.append(constraint)
 
     _smoke_test_space(space, dataset, seed=config.seed)
+    if config.address and config.runner == "ray":
+        check_address(config.address)
 
     run_name = config.name or default_run_name(config)
     run_dir = RunDirectory(Path(config.output_dir) / run_name)
@@ -138,6 +141,31 @@ def build_experiment(config: ExperimentConfig, *, allow_existing: bool = False) 
         )
     return Experiment(config, run_name, run_dir, space, strategy, evaluator, dataset,
                       objectives, constraints)
+
+
+def check_address(address: str, *, timeout_s: float = 3.0) -> None:
+    """Fail fast (before any compute) when a Ray cluster address cannot be reached.
+
+    Accepts ``HOST:PORT`` (the GCS address that ``ray start --head`` prints) and
+    ``ray://HOST:PORT`` (Ray Client). ``auto`` is passed through to Ray.
+    """
+    if address == "auto":
+        return
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(
+            f"address: expected HOST:PORT (e.g. 127.0.0.1:6379) or ray://HOST:PORT, "
+            f"but got {address!r}"
+        )
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"address: cannot reach a Ray cluster at {address!r} ({exc}); start one with "
+            "'ray start --head' or check host, port and firewall"
+        ) from None
 
 
 def _smoke_test_space(space: SearchSpace, dataset, *, seed: int) -> None:
