@@ -49,6 +49,7 @@ class EvaluatorConfig(NamedSection):
 
 
 class LatencyConfig(_Section):
+    runtime: Literal["onnxruntime", "torch"] = "onnxruntime"
     device: Literal["auto", "cpu", "cuda"] = "cpu"
     threads: int = Field(1, ge=1)
     batch_size: int = Field(16, ge=1)
@@ -59,7 +60,7 @@ class LatencyConfig(_Section):
     time_cap_s: float = Field(2.0, gt=0)
 
     def setup(self) -> LatencySetup:
-        return LatencySetup(**self.model_dump())
+        return LatencySetup(**self.model_dump(exclude={"runtime"}))
 
 
 class ResourcesConfig(_Section):

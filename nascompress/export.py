@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from nascompress import __version__
+from nascompress.evaluators.compress_train import artifact_template
 
 __all__ = [
     "FORMATS",
@@ -254,7 +255,8 @@ def rebuild_model(run_dir: str | os.PathLike, record: Mapping[str, Any], *, run=
     dataset = dataset if dataset is not None else load_dataset_for_run(run)
     params = dict(record.get("params") or {})
     try:
-        template = space.build_model(params, input_shape=dataset.input_shape,
+        # Same layer structure as the artifact (low-rank factorized layers included).
+        template = artifact_template(space, params, input_shape=dataset.input_shape,
                                      num_classes=dataset.num_classes)
         model, metadata = load_artifact(path, template)
     except (KeyError, TypeError, ValueError) as exc:
@@ -338,7 +340,7 @@ def _model_from_state_dict(path: str | os.PathLike, architecture: Mapping[str, A
     space = build_space({"space": space_info,
                          "config": {"space": {"name": space_info.get("name"),
                                               "options": space_info.get("options") or {}}}})
-    model = space.build_model(dict(architecture["params"]),
+    model = artifact_template(space, dict(architecture["params"]),
                               input_shape=tuple(architecture["input_shape"]),
                               num_classes=int(architecture["num_classes"]))
     state = torch.load(path, map_location="cpu", weights_only=True)

@@ -83,7 +83,7 @@ class Registry(Generic[T]):
         if name in self._builtins:
             return self._builtins[name]
         if ":" in name:
-            return _import_path(name, where)
+            return import_object(name, where)
         eps = self._entry_points()
         if name in eps:
             try:
@@ -103,7 +103,8 @@ class Registry(Generic[T]):
         )
 
 
-def _import_path(path: str, where: str) -> Any:
+def import_object(path: str, where: str) -> Any:
+    """Import ``"package.module:attr"``; errors name ``where`` (the config field)."""
     module_name, _, attr = path.partition(":")
     if not module_name or not attr:
         raise RegistryError(f"{where}: import path {path!r} must look like 'package.module:Name'")

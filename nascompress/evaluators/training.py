@@ -33,6 +33,9 @@ def train_epochs(
     teacher_logits: torch.Tensor | None = None,
     alpha: float = 0.0,
     temperature: float = 1.0,
+    teacher_model: nn.Module | None = None,
+    feature_distiller: nn.Module | None = None,
+    feature_weight: float = 0.0,
     on_epoch_end: Callable[[int], None] | None = None,
 ) -> None:
     """Train ``model`` in place with Adam and a cosine-decayed learning rate.
@@ -41,10 +44,20 @@ def train_epochs(
     soft-label distillation loss; otherwise plain cross-entropy. Teacher logits are
     precomputed once per search: without data augmentation they are the same every
     epoch, so recomputing them per batch would only burn CPU.
+
+    With a ``feature_distiller`` (a :class:`~nascompress.compression.FeatureDistiller`
+    hooked on ``model`` and ``teacher_model``) and ``feature_weight > 0``, the teacher
+    runs on every batch (no gradients) and ``feature_weight * distiller.loss()`` is
+    added; the distiller's projections train with the student.
     """
     if epochs <= 0:
         return
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    features = feature_distiller is not None and teacher_model is not None and feature_weight > 0
+    parameters = list(model.parameters())
+    if features:
+        parameters += list(feature_distiller.parameters())
+        teacher_model.eval()
+    optimizer = torch.optim.Adam(parameters, lr=lr)
     steps_per_epoch = max(1, -(-len(x) // batch_size))
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs * steps_per_epoch)
     distill = teacher_logits is not None and alpha > 0
@@ -53,6 +66,9 @@ def train_epochs(
         order = torch.randperm(len(x), generator=generator)
         for start in range(0, len(x), batch_size):
             idx = order[start:start + batch_size]
+            if features:
+                with torch.no_grad():
+                    teacher_model(x[idx])  # its hooks capture the teacher's features
             logits = model(x[idx])
             if distill:
                 loss = distillation_loss(
@@ -60,6 +76,8 @@ def train_epochs(
                 )
             else:
                 loss = F.cross_entropy(logits, y[idx])
+            if features:
+                loss = loss + feature_weight * feature_distiller.loss()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

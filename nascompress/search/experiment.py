@@ -55,7 +55,8 @@ class Experiment:
             "evaluator": {"name": self.config.evaluator.name,
                           "settings": self.evaluator.settings()},
             "latency": {**self.config.latency.model_dump(),
-                        "runtime": self.evaluator.settings().get("latency_runtime")},
+                        "runtime": self.evaluator.settings().get("latency_runtime",
+                                                                 self.config.latency.runtime)},
             "config": self.config.model_dump(),
             "host": {"platform": platform.platform(), "machine": platform.machine()},
         }
@@ -99,8 +100,11 @@ def build_experiment(config: ExperimentConfig, *, allow_existing: bool = False) 
     space = _construct("space", space_cls, space_options)
 
     evaluator_options = dict(config.evaluator.options)
-    if "latency" in getattr(evaluator_cls.__init__, "__code__", ()).co_varnames:
+    accepted = getattr(getattr(evaluator_cls.__init__, "__code__", None), "co_varnames", ())
+    if "latency" in accepted:
         evaluator_options.setdefault("latency", config.latency.setup())
+    if "latency_runtime" in accepted:
+        evaluator_options.setdefault("latency_runtime", config.latency.runtime)
     evaluator = _construct("evaluator", evaluator_cls, evaluator_options)
     try:
         evaluator.validate()

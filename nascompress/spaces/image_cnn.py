@@ -11,6 +11,12 @@ from nascompress.spaces._registry import register_space
 
 #: Bit-widths the quantizer supports; 32 means "keep float32 weights".
 SUPPORTED_BITS = (2, 3, 4, 5, 6, 7, 8, 32)
+IMPORTANCES = ("l1", "l2", "taylor", "fpgm")
+SCHEMES = ("symmetric", "affine", "kmeans")
+ACTIVATION_BITS = (8, 32)
+#: Dimension keys whose value must be a choice from a fixed set.
+_CHOICES = {"prune/importance": IMPORTANCES, "quant/scheme": SCHEMES,
+            "quant/activations": ACTIVATION_BITS}
 
 
 def _all_values(dimension: Dimension) -> list[Any] | None:
@@ -26,48 +32,108 @@ class ImageCNNSpace(SearchSpace):
 
     Dimensions:
         ``arch/depth`` number of conv blocks; ``arch/width`` channels per block;
-        ``arch/kernel`` kernel size; ``prune/ratio`` fraction of channels physically
-        removed from every prunable conv; ``quant/bits`` weight bit-width (32 = float);
+        ``arch/kernel`` kernel size;
+        ``prune/ratio`` fraction of channels physically removed from every prunable
+        conv; ``prune/importance`` how channels are ranked (l1, l2, taylor, fpgm);
+        ``prune/sparsity`` fraction of the remaining weights zeroed (unstructured:
+        smaller artifact through a sparse encoding, no latency gain);
+        ``quant/bits`` weight bit-width (32 = float); ``quant/scheme`` symmetric,
+        affine or kmeans (non-uniform codebook); ``quant/activations`` 8 to fake-quantize
+        layer inputs to 8 bits, 32 to keep them float;
+        ``lowrank/ratio`` rank kept by SVD / Tucker-2 factorization (1.0 = none);
         ``distill/alpha`` weight of the soft-label loss (0 = no distillation);
-        ``distill/temperature`` softmax temperature of that loss.
+        ``distill/temperature`` softmax temperature of that loss;
+        ``distill/feature_weight`` weight of the intermediate-feature loss (0 = none).
+
+    With ``mixed_precision=True``, ``quant/bits`` is replaced by one bit-width per layer:
+    ``quant/bits/block0`` .. ``quant/bits/block{max_depth-1}`` and ``quant/bits/head``
+    (dimensions of blocks a shallower model does not have are ignored).
 
     Joint constraint: pruning must leave at least ``min_channels`` channels per block,
-    so a narrow network cannot be pruned as hard as a wide one.
+    so a narrow network cannot be pruned as hard as a wide one. ``quant/scheme`` is
+    ignored for layers kept at 32 bits.
 
     Args:
         dimensions: overrides of the default ranges.
         min_channels: smallest channel count a block may keep after pruning.
+        mixed_precision: search a bit-width per layer instead of one for the model.
     """
 
     name = "image-cnn"
 
-    def __init__(self, *, dimensions: Mapping[str, Any] | None = None, min_channels: int = 4):
+    def __init__(
+        self,
+        *,
+        dimensions: Mapping[str, Any] | None = None,
+        min_channels: int = 4,
+        mixed_precision: bool = False,
+    ):
         if not isinstance(min_channels, int) or isinstance(min_channels, bool) or min_channels < 1:
             raise ValueError(
                 f"space.min_channels must be an integer >= 1, but got {min_channels!r}"
             )
+        if not isinstance(mixed_precision, bool):
+            raise ValueError(
+                f"space.mixed_precision must be true or false, but got {mixed_precision!r}"
+            )
         self.min_channels = min_channels
+        self.mixed_precision = mixed_precision
         super().__init__(dimensions=dimensions)
 
     def default_dimensions(self) -> dict[str, Dimension]:
-        return {
+        dims: dict[str, Dimension] = {
             "arch/depth": Int(1, 3),
             "arch/width": Categorical([8, 16, 32, 64]),
             "arch/kernel": Categorical([3, 5]),
             "prune/ratio": Float(0.0, 0.7, step=0.05),
+            "prune/importance": Categorical(["l1", "taylor", "fpgm"]),
+            "prune/sparsity": Float(0.0, 0.8, step=0.1),
             "quant/bits": Categorical([2, 4, 6, 8, 32]),
+            "quant/scheme": Categorical(["symmetric", "affine", "kmeans"]),
+            "quant/activations": Categorical([8, 32]),
+            "lowrank/ratio": Float(0.25, 1.0, step=0.25),
             "distill/alpha": Float(0.0, 0.9, step=0.1),
             "distill/temperature": Float(1.0, 8.0, step=0.5),
+            "distill/feature_weight": Float(0.0, 1.0, step=0.25),
         }
+        if getattr(self, "mixed_precision", False):
+            per_layer = dims.pop("quant/bits")
+            max_depth = 3
+            for block in range(max_depth):
+                dims[f"quant/bits/block{block}"] = per_layer
+            dims["quant/bits/head"] = per_layer
+        return dims
+
+    def layer_bits(self, params: Mapping[str, Any], layer_names: list[str]) -> dict[str, int]:
+        """Bit-width per quantizable layer (conv blocks in order, then the head)."""
+        if "quant/bits" in params:
+            return {name: int(params["quant/bits"]) for name in layer_names}
+        bits = {}
+        for index, name in enumerate(layer_names):
+            key = "quant/bits/head" if index == len(layer_names) - 1 else f"quant/bits/block{index}"
+            bits[name] = int(params.get(key, 32))
+        return bits
 
     def validate_dimension(self, key: str, dimension: Dimension) -> str | None:
         values = _all_values(dimension)
         if key == "prune/ratio":
             if any(not 0.0 <= v < 1.0 for v in values):
                 return "every pruning ratio must lie in [0, 1) (1.0 would remove every channel)"
-        elif key == "quant/bits":
+        elif key == "quant/bits" or key.startswith("quant/bits/"):
             if any(v not in SUPPORTED_BITS or isinstance(v, bool) for v in values):
                 return f"bit-widths must be among {list(SUPPORTED_BITS)} (32 keeps float weights)"
+        elif key in _CHOICES:
+            if any(v not in _CHOICES[key] for v in values):
+                return f"values must be among {list(_CHOICES[key])}"
+        elif key in ("prune/sparsity",):
+            if any(not 0.0 <= v < 1.0 for v in values):
+                return "unstructured sparsity must lie in [0, 1)"
+        elif key == "lowrank/ratio":
+            if any(not 0.0 < v <= 1.0 for v in values):
+                return "rank ratios must lie in (0, 1] (1.0 keeps layers unfactorized)"
+        elif key == "distill/feature_weight":
+            if any(not v >= 0 for v in values):
+                return "feature distillation weight must be >= 0"
         elif key == "distill/alpha":
             if any(not 0.0 <= v <= 1.0 for v in values):
                 return "distillation alpha must lie in [0, 1]"

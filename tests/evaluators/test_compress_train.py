@@ -71,3 +71,41 @@ def test_distillation_without_teacher_fails_loudly(setting, tmp_path):
     context = TrialContext(trial_id="x", seed=0, artifact_dir=tmp_path, shared={})
     with pytest.raises(RuntimeError, match="teacher"):
         evaluator.evaluate(PARAMS, space=space, dataset=data, context=context)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"quant/scheme": "affine", "quant/activations": 8, "lowrank/ratio": 0.5},
+        {"quant/scheme": "kmeans", "prune/sparsity": 0.5, "prune/importance": "taylor"},
+        {"quant/bits": 8, "quant/scheme": "symmetric", "prune/importance": "fpgm",
+         "distill/feature_weight": 0.5},
+    ],
+)
+def test_every_compression_knob_round_trips_through_the_artifact(setting, tmp_path, overrides):
+    space, data, evaluator, shared = setting
+    params = {**PARAMS, "prune/importance": "l1", "prune/sparsity": 0.0, "quant/scheme":
+              "symmetric", "quant/activations": 32, "lowrank/ratio": 1.0,
+              "distill/feature_weight": 0.0, **overrides}
+    context = TrialContext(trial_id="knobs", seed=2, artifact_dir=tmp_path, shared=shared)
+    result = evaluator.evaluate(params, space=space, dataset=data, context=context)
+    artifact = tmp_path / result["artifact"]
+    assert result["size_bytes"] == artifact.stat().st_size
+    from nascompress.evaluators.compress_train import artifact_template
+
+    template = artifact_template(space, params, input_shape=data.input_shape, num_classes=10)
+    model, _ = load_artifact(artifact, template)
+    x_val, y_val = torch.from_numpy(data.x_val), torch.from_numpy(data.y_val)
+    assert accuracy(model, x_val, y_val) == pytest.approx(result["accuracy"])
+    expected_kind = "int8" if params["quant/bits"] == 8 else "simulated"
+    assert result["latency_kind"] == expected_kind
+    if params["prune/sparsity"] > 0:
+        assert result["sparsity"] >= params["prune/sparsity"] - 0.05
+
+
+def test_float_models_are_timed_on_float_kernels(setting, tmp_path):
+    space, data, evaluator, shared = setting
+    params = {**PARAMS, "quant/bits": 32, "distill/alpha": 0.0}
+    context = TrialContext(trial_id="fp", seed=2, artifact_dir=tmp_path, shared=shared)
+    result = evaluator.evaluate(params, space=space, dataset=data, context=context)
+    assert result["latency_kind"] == "fp32" and result["latency_runtime"] == "onnxruntime"

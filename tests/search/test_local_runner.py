@@ -55,7 +55,7 @@ def test_records_cover_the_budget_and_all_groups(finished_run):
     assert len({t["trial_id"] for t in trials}) == 6
     assert all(t["state"] == "COMPLETE" for t in trials)
     groups = {key.split("/")[0] for t in trials for key in t["params"]}
-    assert groups == {"arch", "prune", "quant", "distill"}
+    assert groups == {"arch", "prune", "quant", "distill", "lowrank"}
     run_json = run.read_run()
     assert run_json["status"] == "finished"
     assert run_json["latency"]["batch_size"] >= 1 and "teacher" in run_json

@@ -14,7 +14,7 @@ def _sample(space, seed=0):
 def test_registered_and_namespaced_groups():
     space = SPACES.resolve("image-cnn")()
     groups = {key.split("/")[0] for key in space.dimensions()}
-    assert groups == {"arch", "prune", "quant", "distill"}
+    assert groups == {"arch", "prune", "quant", "distill", "lowrank"}
     assert {"arch/depth", "arch/width", "arch/kernel", "prune/ratio", "quant/bits",
             "distill/alpha", "distill/temperature"} <= set(space.dimensions())
 
@@ -72,3 +72,26 @@ def test_models_build_and_output_logits():
             params.update({"arch/depth": depth, "arch/kernel": kernel, "arch/width": 8})
             model = space.build_model(params, input_shape=(1, 8, 8), num_classes=10)
             assert model(torch.zeros(4, 1, 8, 8)).shape == (4, 10)
+
+
+def test_mixed_precision_replaces_the_global_bit_width_by_one_per_layer():
+    space = ImageCNNSpace(mixed_precision=True)
+    keys = set(space.dimensions())
+    assert "quant/bits" not in keys
+    assert {"quant/bits/block0", "quant/bits/block2", "quant/bits/head"} <= keys
+    params = _sample(space)
+    params.update({"quant/bits/block0": 8, "quant/bits/block1": 2, "quant/bits/head": 32})
+    bits = space.layer_bits(params, ["0", "4", "9"])
+    assert bits == {"0": 8, "4": 2, "9": 32}
+
+
+@pytest.mark.parametrize(
+    ("key", "dim"),
+    [("quant/scheme", {"type": "categorical", "choices": ["symmetric", "log"]}),
+     ("prune/importance", {"type": "categorical", "choices": ["l1", "random"]}),
+     ("lowrank/ratio", {"type": "float", "low": 0.0, "high": 1.0}),
+     ("prune/sparsity", {"type": "float", "low": 0.0, "high": 1.0})],
+)
+def test_compression_choices_are_validated(key, dim):
+    with pytest.raises(ValueError, match=key):
+        ImageCNNSpace(dimensions={key: dim})
