@@ -137,6 +137,7 @@ def run_ray(
     try:
         searcher = SessionSearcher(
             experiment.strategy, experiment.space, experiment.objectives, seed=config.seed,
+            constraints=experiment.constraints,
         )
         if resume:  # after the searcher's own strategy.setup, which resets the strategy
             session.restore_strategy()

@@ -112,12 +112,6 @@ def build_experiment(config: ExperimentConfig, *, allow_existing: bool = False) 
         raise ConfigError(str(exc)) from None
     objectives = list(evaluator.objectives())
 
-    strategy = _construct("strategy", strategy_cls, dict(config.strategy.options))
-    try:
-        strategy.setup(space, objectives, seed=config.seed)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"strategy.options: {exc}") from None
-
     constraints = []
     known = {o.name for o in objectives}
     for index, text in enumerate(config.constraints):
@@ -131,6 +125,12 @@ def build_experiment(config: ExperimentConfig, *, allow_existing: bool = False) 
                 f"objective; use one of {sorted(known)}"
             )
         constraints.append(constraint)
+
+    strategy = _construct("strategy", strategy_cls, dict(config.strategy.options))
+    try:
+        strategy.setup(space, objectives, seed=config.seed, constraints=constraints)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"strategy.options: {exc}") from None
 
     _smoke_test_space(space, dataset, seed=config.seed)
     if config.address and config.runner == "ray":

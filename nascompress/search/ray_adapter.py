@@ -31,6 +31,7 @@ from typing import Any
 from ray.tune.search import Searcher
 
 from nascompress.objectives import Objective
+from nascompress.search.pareto import Constraint
 from nascompress.spaces import SearchSpace
 from nascompress.strategies import FINISHED, TRIAL_STATES, Outcome, Strategy, ask_valid
 
@@ -63,6 +64,9 @@ class StrategySearcher(Searcher):
         space: the search space.
         objectives: what trials report; names and modes become Tune's metric and mode.
         seed: the strategy's seed.
+        constraints: bounds on objectives that acceptable results meet; passed on to
+            the strategy's ``setup`` (left out of the call when empty, so strategies
+            written before constraints existed keep working without them).
         max_invalid_attempts: proposals to try per suggestion before giving up on the
             space's constraints.
     """
@@ -74,6 +78,7 @@ class StrategySearcher(Searcher):
         objectives: Sequence[Objective],
         *,
         seed: int,
+        constraints: Sequence[Constraint] = (),
         max_invalid_attempts: int = 200,
     ) -> None:
         if not isinstance(strategy, Strategy):
@@ -87,14 +92,23 @@ class StrategySearcher(Searcher):
                 f"max_invalid_attempts must be an integer >= 1, but got {max_invalid_attempts!r}"
             )
         objectives = tuple(objectives)
-        # setup validates space, objectives and seed, so it runs before the Searcher
-        # base class (which uses assert on metric/mode) sees them.
-        strategy.setup(space, objectives, seed=seed)
+        if isinstance(constraints, str | Constraint) or not isinstance(constraints, Sequence):
+            raise TypeError(
+                f"constraints must be a sequence of Constraint, but got {constraints!r}"
+            )
+        constraints = tuple(constraints)
+        # setup validates space, objectives, seed and constraints, so it runs before the
+        # Searcher base class (which uses assert on metric/mode) sees them.
+        if constraints:
+            strategy.setup(space, objectives, seed=seed, constraints=constraints)
+        else:
+            strategy.setup(space, objectives, seed=seed)
         super().__init__(metric=[o.name for o in objectives], mode=[o.mode for o in objectives])
         self.strategy = strategy
         self.space = space
         self.objectives = objectives
         self.seed = seed
+        self.constraints = constraints
         self.max_invalid_attempts = max_invalid_attempts
         self._live: dict[str, None] = {}  # suggested, not completed (ordered for saving)
         self._completed: set[str] = set()
@@ -176,6 +190,7 @@ class StrategySearcher(Searcher):
             "version": _FORMAT_VERSION,
             "strategy": self.strategy.name or type(self.strategy).__name__,
             "objectives": [o.to_dict() for o in self.objectives],
+            "constraints": [c.to_dict() for c in self.constraints],
             "strategy_state": self.strategy.state_dict(),
             "live": list(self._live),
             "completed": sorted(self._completed),
@@ -204,6 +219,13 @@ class StrategySearcher(Searcher):
             raise ValueError(
                 f"the checkpoint was saved for objectives {[(o.name, o.mode) for o in saved]}, "
                 f"but this searcher has {[(o.name, o.mode) for o in self.objectives]}"
+            )
+        # Checkpoints written before constraints were recorded have none.
+        saved_constraints = [Constraint.from_dict(c) for c in state.get("constraints", [])]
+        if saved_constraints != list(self.constraints):
+            raise ValueError(
+                f"the checkpoint was saved with constraints {[str(c) for c in saved_constraints]}"
+                f", but this searcher has {[str(c) for c in self.constraints]}"
             )
         self.strategy.load_state_dict(state["strategy_state"])
         self._live = dict.fromkeys(state["live"])

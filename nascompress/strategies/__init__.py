@@ -1,7 +1,9 @@
 """Search strategies: the ask/tell :class:`Strategy` contract and built-in strategies.
 
-Importing this package imports neither ray nor torch nor optuna; the Bayesian strategy
-imports optuna when it is set up.
+Built-ins: ``random``, ``grid``, ``evolution`` (regularized evolution), ``bayesian``
+(optuna TPE, or a Gaussian process with ``sampler="gp"``; ``bayesian-gp`` for short) and
+``nsga2`` (optuna NSGA-II). Importing this package imports neither ray nor torch nor
+optuna; the optuna-backed strategies import optuna when they are set up.
 """
 
 from nascompress.strategies._base import (
@@ -10,19 +12,30 @@ from nascompress.strategies._base import (
     Outcome,
     Strategy,
     ask_valid,
+    check_constraints,
+    constraint_violations,
 )
 from nascompress.strategies._registry import STRATEGIES, register_strategy
-from nascompress.strategies.bayesian import BayesianStrategy
+from nascompress.strategies.bayesian import BayesianGPStrategy, BayesianStrategy
+from nascompress.strategies.evolution import EvolutionStrategy
+from nascompress.strategies.grid import GridStrategy
+from nascompress.strategies.nsga2 import NSGA2Strategy
 from nascompress.strategies.random import RandomStrategy
 
 __all__ = [
     "FINISHED",
     "STRATEGIES",
     "TRIAL_STATES",
+    "BayesianGPStrategy",
     "BayesianStrategy",
+    "EvolutionStrategy",
+    "GridStrategy",
+    "NSGA2Strategy",
     "Outcome",
     "RandomStrategy",
     "Strategy",
     "ask_valid",
+    "check_constraints",
+    "constraint_violations",
     "register_strategy",
 ]

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 from nascompress.objectives import Objective
 
 if TYPE_CHECKING:
+    from nascompress.search.pareto import Constraint
     from nascompress.spaces import SearchSpace
 
 #: Returned by :meth:`Strategy.ask` when the strategy will propose nothing more. The same
@@ -77,9 +78,17 @@ class Strategy(ABC):
 
     Contract:
 
-    * The constructor only stores keyword options. :meth:`setup` is called once, before
-      anything else, with the search space, the objectives and a seed; it validates the
-      options (``ValueError`` / ``TypeError`` naming the option and the value).
+    * The constructor only stores keyword options. :meth:`setup` is called before
+      anything else, with the search space, the objectives, a seed and the constraints;
+      it validates the options (``ValueError`` / ``TypeError`` naming the option and the
+      value). Calling :meth:`setup` again starts the strategy afresh.
+    * Constraints (:class:`~nascompress.search.pareto.Constraint`, each on one objective)
+      say which results are acceptable. A ``COMPLETE`` outcome that violates one counts as
+      worse than every feasible result, whatever its objective values; among infeasible
+      results, a smaller violation (see :func:`constraint_violations`) is better.
+      Strategies that ignore results (random, grid) accept constraints and ignore them.
+      Callers with no constraints leave the keyword out, so strategies written before it
+      existed keep working unconstrained.
     * Then :meth:`ask` and :meth:`tell` are called in any interleaving. Several asks may
       be outstanding before any tell (parallel trials).
     * ``ask(trial_id)`` returns a flat params dict (keys of ``space.dimensions()``),
@@ -94,9 +103,13 @@ class Strategy(ABC):
     * ``FAILED``, ``INVALID`` and ``PRUNED`` outcomes, and ``COMPLETE`` ones with a
       missing or non-finite objective, never count as good results.
     * :meth:`state_dict` returns a JSON-serialisable dict (``json.dumps`` works).
-      :meth:`load_state_dict` on a freshly set-up strategy (same space, objectives and
-      seed) restores it, so that the following asks are identical to those the original
-      would have produced; outstanding asks stay outstanding and can be told.
+      :meth:`load_state_dict` on a freshly set-up strategy (same space, objectives,
+      seed and constraints) restores it, so that the following asks are identical to
+      those the original would have produced; outstanding asks stay outstanding and can
+      be told.
+
+    :mod:`nascompress.testing.strategy_conformance` checks an implementation against
+    this contract.
 
     Attributes:
         name: the name the strategy is registered under.
@@ -105,13 +118,22 @@ class Strategy(ABC):
     name: ClassVar[str] = ""
 
     @abstractmethod
-    def setup(self, space: SearchSpace, objectives: Sequence[Objective], *, seed: int) -> None:
+    def setup(
+        self,
+        space: SearchSpace,
+        objectives: Sequence[Objective],
+        *,
+        seed: int,
+        constraints: Sequence[Constraint] = (),
+    ) -> None:
         """Prepare to search ``space`` for ``objectives``; validates the options.
 
         Args:
             space: the search space.
             objectives: what the trials report, with directions.
             seed: seeds every random choice the strategy makes.
+            constraints: bounds on objectives that acceptable results meet (see
+                :func:`check_constraints`).
         """
 
     @abstractmethod
@@ -153,6 +175,79 @@ def check_setup_args(space: Any, objectives: Any, seed: Any) -> tuple[Objective,
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise TypeError(f"seed must be an integer, but got {seed!r}")
     return objectives
+
+
+def check_constraints(
+    constraints: Any, objectives: Sequence[Objective]
+) -> tuple[Constraint, ...]:
+    """Shared validation of the ``constraints`` argument of :meth:`Strategy.setup`.
+
+    Strategies only see the objectives of an outcome, so every constraint must bound one
+    of them.
+
+    Args:
+        constraints: a sequence of :class:`~nascompress.search.pareto.Constraint`.
+        objectives: the validated objectives.
+
+    Returns:
+        The constraints as a tuple.
+
+    Raises:
+        TypeError: ``constraints`` is not a sequence of ``Constraint``.
+        ValueError: a constraint names a metric that is not an objective.
+    """
+    from nascompress.search.pareto import Constraint
+
+    if isinstance(constraints, str | Constraint) or not isinstance(constraints, Sequence):
+        raise TypeError(
+            f"constraints must be a sequence of Constraint, but got {constraints!r}"
+        )
+    names = [o.name for o in objectives]
+    for constraint in constraints:
+        if not isinstance(constraint, Constraint):
+            raise TypeError(
+                f"constraints must hold Constraint instances, but got {constraint!r}"
+            )
+        if constraint.metric not in names:
+            raise ValueError(
+                f"constraint {str(constraint)!r} names {constraint.metric!r}, which is not an "
+                f"objective; strategies only see objectives {names!r}"
+            )
+    return tuple(constraints)
+
+
+def constraint_violations(
+    values: Mapping[str, Any], constraints: Sequence[Constraint]
+) -> tuple[float, ...]:
+    """How far ``values`` (objective name -> value) are from meeting each constraint.
+
+    Each entry is ``0.0`` when the constraint holds and the relative violation
+    ``|value - bound| / |bound|`` (``|value - bound|`` for a zero bound) otherwise; a
+    missing or non-finite value counts as ``inf``. Relative, so that violations of
+    constraints in different units (bytes and milliseconds) can be summed.
+
+    Args:
+        values: objective name -> value, usually ``outcome.objectives``.
+        constraints: the constraints.
+
+    Returns:
+        One non-negative number per constraint; all zero means feasible.
+    """
+    return tuple(max(0.0, relative_excess(values, c)) for c in constraints)
+
+
+def relative_excess(values: Mapping[str, Any], constraint: Constraint) -> float:
+    """Signed relative distance past ``constraint``'s bound: ``<= 0`` means it holds.
+
+    The sign convention of optuna's constraint values; see :func:`constraint_violations`.
+    """
+    value = values.get(constraint.metric)
+    if not _is_finite_number(value):
+        return math.inf
+    excess = float(value) - constraint.bound
+    if constraint.op == ">=":
+        excess = -excess
+    return excess / (abs(constraint.bound) or 1.0)
 
 
 def ask_valid(

@@ -7,10 +7,17 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from nascompress.objectives import Objective
-from nascompress.strategies._base import FINISHED, Outcome, Strategy, check_setup_args
+from nascompress.strategies._base import (
+    FINISHED,
+    Outcome,
+    Strategy,
+    check_constraints,
+    check_setup_args,
+)
 from nascompress.strategies._registry import register_strategy
 
 if TYPE_CHECKING:
+    from nascompress.search.pareto import Constraint
     from nascompress.spaces import SearchSpace
 
 _STATE_VERSION = 1
@@ -21,7 +28,8 @@ class RandomStrategy(Strategy):
     """Samples each dimension independently (log-uniformly where ``log=True``).
 
     A strong baseline and the reference for what other strategies must beat. Results
-    are ignored, so proposals never depend on the order in which trials finish.
+    (and so constraints) are ignored, so proposals never depend on the order in which
+    trials finish.
 
     Args:
         max_trials: return :data:`~nascompress.strategies.FINISHED` after this many
@@ -37,8 +45,15 @@ class RandomStrategy(Strategy):
         self._n_counted = 0
         self._outstanding: dict[str, None] = {}  # ordered, so state_dict is stable
 
-    def setup(self, space: SearchSpace, objectives: Sequence[Objective], *, seed: int) -> None:
-        check_setup_args(space, objectives, seed)
+    def setup(
+        self,
+        space: SearchSpace,
+        objectives: Sequence[Objective],
+        *,
+        seed: int,
+        constraints: Sequence[Constraint] = (),
+    ) -> None:
+        check_constraints(constraints, check_setup_args(space, objectives, seed))
         if self.max_trials is not None and (
             not isinstance(self.max_trials, int)
             or isinstance(self.max_trials, bool)

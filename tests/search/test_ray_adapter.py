@@ -12,6 +12,7 @@ pytest.importorskip("ray")
 pytest.importorskip("optuna")
 
 from nascompress.objectives import Objective  # noqa: E402
+from nascompress.search.pareto import Constraint  # noqa: E402
 from nascompress.search.ray_adapter import StrategySearcher  # noqa: E402
 from nascompress.spaces import Categorical, Float, Int, SearchSpace  # noqa: E402
 from nascompress.strategies import (  # noqa: E402
@@ -57,9 +58,11 @@ class Spy(Strategy):
     def __init__(self, inner: Strategy) -> None:
         self.inner = inner
         self.tells: list[tuple[str, Outcome]] = []
+        self.constraints = None
 
-    def setup(self, space, objectives, *, seed):
-        self.inner.setup(space, objectives, seed=seed)
+    def setup(self, space, objectives, *, seed, constraints=()):
+        self.constraints = tuple(constraints)
+        self.inner.setup(space, objectives, seed=seed, constraints=constraints)
 
     def ask(self, trial_id):
         return self.inner.ask(trial_id)
@@ -201,6 +204,55 @@ def test_save_restore_continues_identically(tmp_path):
         restored.restore(str(path))
     with pytest.raises(ValueError, match="saved by strategy 'spy'"):
         _searcher(RandomStrategy()).restore(str(path))
+
+
+LIMIT = Constraint("f", "<=", 4.0)
+
+
+def test_constraints_reach_the_strategy_and_the_checkpoint(tmp_path):
+    strategy = Spy(BayesianStrategy(n_startup_trials=2))
+    searcher = StrategySearcher(strategy, ToySpace(), OBJECTIVES, seed=0, constraints=[LIMIT])
+    assert strategy.constraints == (LIMIT,)
+    for i in range(3):
+        config = searcher.suggest(f"t{i}")
+        searcher.on_trial_complete(f"t{i}", result=toy_result(config))
+    trials = strategy.inner._study.trials
+    assert all("c0" in t.constraints for t in trials if t.state.name == "COMPLETE")
+    path = tmp_path / "searcher.json"
+    searcher.save(str(path))
+    assert json.loads(path.read_text())["constraints"] == [LIMIT.to_dict()]
+
+    restored = StrategySearcher(Spy(BayesianStrategy(n_startup_trials=2)), ToySpace(),
+                                OBJECTIVES, seed=0, constraints=[LIMIT])
+    restored.restore(str(path))
+    assert restored.suggest("n0") == searcher.suggest("n0")
+    unconstrained = StrategySearcher(Spy(BayesianStrategy(n_startup_trials=2)), ToySpace(),
+                                     OBJECTIVES, seed=0)
+    with pytest.raises(ValueError, match=r"saved with constraints \['f <= 4'\]"):
+        unconstrained.restore(str(path))
+
+
+class BeforeConstraints(RandomStrategy):
+    """A plug-in written before setup took constraints."""
+
+    def setup(self, space, objectives, *, seed):
+        super().setup(space, objectives, seed=seed)
+
+
+def test_strategies_without_the_constraints_keyword_still_work_unconstrained():
+    searcher = StrategySearcher(BeforeConstraints(), ToySpace(), OBJECTIVES, seed=0)
+    assert ToySpace().check(searcher.suggest("t0")) is None
+    with pytest.raises(TypeError, match="constraints"):
+        StrategySearcher(BeforeConstraints(), ToySpace(), OBJECTIVES, seed=0,
+                         constraints=[LIMIT])
+
+
+def test_constraints_are_validated():
+    with pytest.raises(TypeError, match="constraints must be a sequence of Constraint"):
+        StrategySearcher(RandomStrategy(), ToySpace(), OBJECTIVES, seed=0, constraints=LIMIT)
+    with pytest.raises(ValueError, match="names 'latency_ms', which is not an objective"):
+        StrategySearcher(RandomStrategy(), ToySpace(), OBJECTIVES, seed=0,
+                         constraints=[Constraint("latency_ms", "<=", 1.0)])
 
 
 @pytest.mark.ray

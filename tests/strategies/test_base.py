@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -13,17 +14,28 @@ import pytest
 
 import nascompress
 from nascompress.objectives import Objective
+from nascompress.search.pareto import Constraint
 from nascompress.spaces import Categorical, Int, SearchSpace
 from nascompress.strategies import (
     FINISHED,
     STRATEGIES,
     TRIAL_STATES,
+    BayesianGPStrategy,
     BayesianStrategy,
+    EvolutionStrategy,
+    GridStrategy,
+    NSGA2Strategy,
     Outcome,
     RandomStrategy,
     Strategy,
     ask_valid,
+    check_constraints,
+    constraint_violations,
 )
+
+ALL_STRATEGIES = [RandomStrategy, GridStrategy, EvolutionStrategy, BayesianStrategy,
+                  BayesianGPStrategy, NSGA2Strategy]
+OPTUNA_BASED = (BayesianStrategy, NSGA2Strategy)
 
 OBJECTIVES = (Objective("f", "min"), Objective("g", "max"))
 
@@ -161,9 +173,11 @@ def test_ask_valid_with_random_strategy_only_returns_valid_params():
 
 
 def test_registry_resolves_builtins():
-    assert STRATEGIES.resolve("random") is RandomStrategy
-    assert STRATEGIES.resolve("bayesian") is BayesianStrategy
-    assert RandomStrategy.name == "random" and BayesianStrategy.name == "bayesian"
+    for factory in ALL_STRATEGIES:
+        assert STRATEGIES.resolve(factory.name) is factory
+    assert sorted(f.name for f in ALL_STRATEGIES) == [
+        "bayesian", "bayesian-gp", "evolution", "grid", "nsga2", "random"
+    ]
 
 
 def test_importing_strategies_pulls_in_no_heavy_library():
@@ -178,9 +192,9 @@ def test_importing_strategies_pulls_in_no_heavy_library():
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
 
 
-@pytest.mark.parametrize("factory", [RandomStrategy, BayesianStrategy])
+@pytest.mark.parametrize("factory", ALL_STRATEGIES)
 def test_setup_validates_arguments(factory):
-    if factory is BayesianStrategy:
+    if issubclass(factory, OPTUNA_BASED):
         pytest.importorskip("optuna")
     with pytest.raises(TypeError, match="space must be a SearchSpace"):
         factory().setup("image-cnn", OBJECTIVES, seed=0)
@@ -190,3 +204,26 @@ def test_setup_validates_arguments(factory):
         factory().setup(SumSpace(), [Objective("f", "min")] * 2, seed=0)
     with pytest.raises(TypeError, match="seed must be an integer, but got '1'"):
         factory().setup(SumSpace(), OBJECTIVES, seed="1")
+    with pytest.raises(ValueError, match="names 'size_bytes', which is not an objective"):
+        factory().setup(SumSpace(), OBJECTIVES, seed=0,
+                        constraints=[Constraint("size_bytes", "<=", 1e6)])
+    with pytest.raises(TypeError, match="constraints must hold Constraint instances"):
+        factory().setup(SumSpace(), OBJECTIVES, seed=0, constraints=["f <= 1"])
+
+
+def test_check_constraints_returns_a_tuple():
+    constraints = [Constraint("f", "<=", 1.0), Constraint("g", ">=", 0.5)]
+    assert check_constraints(constraints, OBJECTIVES) == tuple(constraints)
+    assert check_constraints((), OBJECTIVES) == ()
+    with pytest.raises(TypeError, match="sequence of Constraint, but got Constraint"):
+        check_constraints(constraints[0], OBJECTIVES)
+
+
+def test_constraint_violations_are_relative_and_zero_when_met():
+    constraints = [Constraint("f", "<=", 2.0), Constraint("g", ">=", 0.5),
+                   Constraint("f", ">=", 0.0)]
+    assert constraint_violations({"f": 1.0, "g": 0.5}, constraints) == (0.0, 0.0, 0.0)
+    assert constraint_violations({"f": 3.0, "g": 0.25}, constraints) == (0.5, 0.5, 0.0)
+    # a zero bound has no scale: the violation is absolute
+    assert constraint_violations({"f": -0.25, "g": 1.0}, constraints) == (0.0, 0.0, 0.25)
+    assert constraint_violations({"g": float("nan")}, constraints[:2]) == (math.inf, math.inf)

@@ -1,4 +1,4 @@
-"""The Bayesian (multi-objective TPE) strategy."""
+"""The Bayesian strategies: multi-objective TPE (the default) and the GP sampler."""
 
 from __future__ import annotations
 
@@ -12,8 +12,15 @@ import pytest
 optuna = pytest.importorskip("optuna")
 
 from nascompress.objectives import Objective  # noqa: E402
+from nascompress.search.pareto import Constraint  # noqa: E402
 from nascompress.spaces import Categorical, Float, Int, SearchSpace  # noqa: E402
-from nascompress.strategies import BayesianStrategy, Outcome, ask_valid  # noqa: E402
+from nascompress.strategies import (  # noqa: E402
+    STRATEGIES,
+    BayesianGPStrategy,
+    BayesianStrategy,
+    Outcome,
+    ask_valid,
+)
 
 OBJECTIVES = (Objective("f", "min"), Objective("g", "max"))
 
@@ -218,3 +225,123 @@ def test_tight_constraint_does_not_trap_independent_tpe():
         params = ask_valid(strategy, Tight(), f"t{i}", max_attempts=50)
         assert params["arch/x"] <= 1
         strategy.tell(f"t{i}", Outcome("COMPLETE", toy_objectives(params)))
+
+
+# ---------------------------------------------------------------------- constraints
+
+
+def test_complete_trials_carry_constraint_values_for_the_sampler():
+    constraint = Constraint("f", "<=", 2.0)
+    strategy = BayesianStrategy(n_startup_trials=4)
+    strategy.setup(ToySpace(), OBJECTIVES, seed=0, constraints=(constraint,))
+    for i, f in enumerate([1.0, 2.0, 3.0]):
+        strategy.ask(f"t{i}")
+        strategy.tell(f"t{i}", Outcome("COMPLETE", {"f": f, "g": 0.0}))
+    strategy.ask("failed")
+    strategy.tell("failed", Outcome("FAILED", error="boom"))
+    constraints = [t.constraints for t in strategy._study.trials]
+    # relative excess over the bound: <= 0 feasible, as optuna reads it
+    assert constraints == [{"c0": -0.5}, {"c0": 0.0}, {"c0": 0.5}, {}]
+
+
+def test_constraints_must_bound_objectives():
+    with pytest.raises(ValueError, match="names 'latency_ms', which is not an objective"):
+        BayesianStrategy().setup(
+            ToySpace(), OBJECTIVES, seed=0, constraints=[Constraint("latency_ms", "<=", 1.0)]
+        )
+    with pytest.raises(TypeError, match="constraints must be a sequence of Constraint"):
+        BayesianStrategy().setup(ToySpace(), OBJECTIVES, seed=0, constraints="f <= 1")
+
+
+def test_constraints_are_part_of_the_state():
+    original = BayesianStrategy(n_startup_trials=2)
+    original.setup(ToySpace(), OBJECTIVES, seed=0, constraints=[Constraint("f", "<=", 2.0)])
+    _run(original, ["a", "b"])
+    state = json.loads(json.dumps(original.state_dict()))
+    with pytest.raises(ValueError, match="saved with constraints"):
+        _make().load_state_dict(state)
+
+
+def test_version_1_states_still_load():
+    original = _make(seed=4)
+    _run(original, [f"t{i}" for i in range(10)])
+    original.ask("live")
+    state = json.loads(json.dumps(original.state_dict()))
+    old = {key: state[key] for key in ("strategy", "trials", "trial_numbers", "pending",
+                                       "invalid_streaks", "fallback_rng")}
+    old["version"] = 1
+    old["rng"] = {"tpe": state["rng"]["sampler"], "random": state["rng"]["random"]}
+    old["trials"] = [{k: v for k, v in t.items() if k != "system_attrs"} for t in state["trials"]]
+    restored = _make(seed=4)
+    restored.load_state_dict(old)
+    for strategy in (original, restored):
+        strategy.tell("live", Outcome("COMPLETE", {"f": 1.0, "g": 1.0}))
+    assert _run(restored, ["n0", "n1", "n2"]) == _run(original, ["n0", "n1", "n2"])
+
+
+# ---------------------------------------------------------------------- samplers
+
+
+def test_sampler_option_is_validated():
+    with pytest.raises(ValueError, match=r"strategy.sampler must be one of \['tpe', 'gp'\], "
+                                         "but got 'cmaes'"):
+        BayesianStrategy(sampler="cmaes").setup(ToySpace(), OBJECTIVES, seed=0)
+    assert STRATEGIES.resolve("bayesian-gp") is BayesianGPStrategy
+    assert BayesianGPStrategy().sampler == "gp" and BayesianGPStrategy.name == "bayesian-gp"
+
+
+def test_state_of_one_sampler_does_not_load_into_the_other():
+    pytest.importorskip("torch")
+    original = _make()
+    _run(original, ["a"])
+    state = json.loads(json.dumps(original.state_dict()))
+    other = BayesianStrategy(sampler="gp", n_startup_trials=4)
+    other.setup(ToySpace(), OBJECTIVES, seed=0)
+    with pytest.raises(ValueError, match="saved with options {'sampler': 'tpe'}"):
+        other.load_state_dict(state)
+
+
+def _make_gp(seed: int = 0, **options) -> BayesianStrategy:
+    pytest.importorskip("torch")
+    pytest.importorskip("scipy")
+    strategy = BayesianStrategy(sampler="gp", **{"n_startup_trials": 3, **options})
+    strategy.setup(ToySpace(), OBJECTIVES, seed=seed)
+    return strategy
+
+
+def test_gp_proposes_typed_values_and_keeps_its_cache_in_the_state():
+    strategy = _make_gp()
+    asked = _run(strategy, [f"t{i}" for i in range(6)])
+    assert all(ToySpace().check(p) is None for p in asked)
+    assert all(p["prune/y"] in ToySpace().dimensions()["prune/y"].grid() for p in asked)
+    assert isinstance(strategy._study.sampler, optuna.samplers.GPSampler)
+    state = json.loads(json.dumps(strategy.state_dict(), allow_nan=False))
+    cache = state["sampler"]["gp_cache"]["_gprs_cache_list"]
+    assert len(cache) == 2 and len(cache[0]["inverse_squared_lengthscales"]) == 4
+    restored = _make_gp()
+    restored.load_state_dict(state)
+    kernel = restored._study.sampler._gprs_cache_list[0]
+    assert float(kernel.kernel_scale) == cache[0]["kernel_scale"]
+
+
+def test_gp_learns_from_failures_as_worst_results():
+    strategy = _make_gp()
+    strategy.ask("early")
+    strategy.tell("early", Outcome("FAILED", error="boom"))  # nothing to compare with yet
+    for i, values in enumerate([{"f": 1.0, "g": 5.0}, {"f": 4.0, "g": 2.0}]):
+        strategy.ask(f"t{i}")
+        strategy.tell(f"t{i}", Outcome("COMPLETE", values))
+    for trial_id, outcome in [
+        ("failed", Outcome("FAILED", error="boom")),
+        ("pruned", Outcome("PRUNED")),
+        ("nan", Outcome("COMPLETE", {"f": float("nan"), "g": 1.0})),
+    ]:
+        strategy.ask(trial_id)
+        strategy.tell(trial_id, outcome)
+    trials = strategy._study.trials
+    assert trials[0].state.name == "FAIL"
+    assert [t.constraints for t in trials[1:3]] == [{"ran": -1.0}, {"ran": -1.0}]
+    for trial in trials[3:]:
+        # as bad as the worst real result (largest f, smallest g), and marked as not run
+        assert trial.state.name == "COMPLETE" and trial.values == [4.0, 2.0]
+        assert trial.constraints == {"ran": 1.0}

@@ -1,0 +1,383 @@
+"""The ``evolution`` strategy: regularized (aging) evolution for several objectives."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from nascompress.objectives import Objective
+from nascompress.spaces import Categorical, Dimension, Float, Int
+from nascompress.strategies._base import (
+    Outcome,
+    Strategy,
+    check_constraints,
+    check_setup_args,
+    constraint_violations,
+)
+from nascompress.strategies._registry import register_strategy
+
+if TYPE_CHECKING:
+    from nascompress.search.pareto import Constraint
+    from nascompress.spaces import SearchSpace
+
+_STATE_VERSION = 1
+
+#: Proposals rejected INVALID in a row, for one trial id, before its retries are drawn at
+#: random: mutations of a parent next to a constraint's edge can keep crossing it.
+_RANDOM_AFTER_INVALID = 3
+
+#: Standard deviation of a numeric mutation, as a fraction of the dimension's range (of
+#: its log-range for log dimensions): mostly local moves, with the odd long jump.
+_SIGMA = 0.15
+
+#: Chance that an Int mutation draws any other value instead of stepping: lets a child
+#: leave a basin that steps of a few grid points cannot.
+_INT_RESAMPLE_PROB = 0.1
+
+
+@register_strategy("evolution")
+class EvolutionStrategy(Strategy):
+    """Regularized (aging) evolution, after Real et al. (2019), for several objectives.
+
+    The population is the ``population_size`` most recent trials with a usable result
+    (``COMPLETE`` with finite objectives), oldest first. While it has fewer members, asks
+    are drawn at random. Afterwards each ask runs a tournament: ``tournament_size``
+    distinct members are drawn at random and the best of them is the parent, ranked by
+
+    1. feasibility: members that meet every constraint first; infeasible ones by their
+       total relative violation (see
+       :func:`~nascompress.strategies.constraint_violations`);
+    2. Pareto non-domination rank among the feasible members of the population;
+    3. crowding distance within that rank (larger first), to keep the front spread.
+
+    The child is the parent with one or more dimensions mutated, each with probability
+    ``mutation_prob`` (at least one always changes): a Categorical takes another choice;
+    an Int steps by a few grid points (now and then it jumps to any other value); a Float
+    moves by a Gaussian step of 0.15 of its range, clipped to the range and snapped to
+    its step. Log dimensions move in log space.
+
+    When a usable result joins a full population, the oldest member dies, however good:
+    aging keeps the search moving and stops one lucky evaluation from ruling for ever.
+    ``FAILED``, ``PRUNED`` and ``INVALID`` outcomes never join. Several asks may be in
+    flight: each is a child of the population as it is when asked. A trial id rejected
+    ``INVALID`` three times in a row gets its further proposals drawn at random.
+
+    Args:
+        population_size: members kept; also the number of random proposals that start
+            the search.
+        tournament_size: members drawn per tournament; between 1 and
+            ``population_size``. Larger means greedier.
+        mutation_prob: chance that each dimension mutates; ``None`` means 1 / (number
+            of dimensions with more than one value).
+    """
+
+    name = "evolution"
+
+    def __init__(
+        self,
+        *,
+        population_size: int = 16,
+        tournament_size: int = 4,
+        mutation_prob: float | None = None,
+    ) -> None:
+        self.population_size = population_size
+        self.tournament_size = tournament_size
+        self.mutation_prob = mutation_prob
+        self._ready = False
+        self._objectives: tuple[Objective, ...] = ()
+        self._constraints: tuple[Constraint, ...] = ()
+        self._dimensions: dict[str, Dimension] = {}
+        self._rng = random.Random(0)  # replaced by setup's seed
+        self._population: list[dict[str, Any]] = []  # oldest first
+        self._pending: dict[str, dict[str, Any]] = {}  # id -> params, ordered
+        self._invalid_streaks: dict[str, int] = {}
+        self._n_joined = 0
+
+    def setup(
+        self,
+        space: SearchSpace,
+        objectives: Sequence[Objective],
+        *,
+        seed: int,
+        constraints: Sequence[Constraint] = (),
+    ) -> None:
+        self._objectives = check_setup_args(space, objectives, seed)
+        self._constraints = check_constraints(constraints, self._objectives)
+        size = self.population_size
+        if not isinstance(size, int) or isinstance(size, bool) or size < 2:
+            raise ValueError(
+                f"strategy.population_size must be an integer >= 2, but got {size!r}"
+            )
+        tournament = self.tournament_size
+        if (not isinstance(tournament, int) or isinstance(tournament, bool)
+                or not 1 <= tournament <= size):
+            raise ValueError(
+                f"strategy.tournament_size must be an integer between 1 and "
+                f"population_size={size}, but got {tournament!r}"
+            )
+        prob = self.mutation_prob
+        if prob is not None and (
+            isinstance(prob, bool) or not isinstance(prob, int | float) or not 0 < prob <= 1
+        ):
+            raise ValueError(
+                f"strategy.mutation_prob must be a number in (0, 1] or None, but got {prob!r}"
+            )
+        self._dimensions = dict(space.dimensions())
+        self._rng = random.Random(seed)
+        self._population = []
+        self._pending = {}
+        self._invalid_streaks = {}
+        self._n_joined = 0
+        self._ready = True
+
+    def _check_ready(self) -> None:
+        if not self._ready:
+            raise RuntimeError("EvolutionStrategy.setup(...) must be called before use")
+
+    # ------------------------------------------------------------------ ask
+
+    def ask(self, trial_id: str) -> dict[str, Any]:
+        self._check_ready()
+        if trial_id in self._pending:
+            raise ValueError(f"trial_id {trial_id!r} was asked and not told yet")
+        if (len(self._population) < self.population_size
+                or self._invalid_streaks.get(trial_id, 0) >= _RANDOM_AFTER_INVALID):
+            params = {key: dim.sample(self._rng) for key, dim in self._dimensions.items()}
+        else:
+            params = self._mutate(self._tournament()["params"])
+        self._pending[trial_id] = params
+        return dict(params)
+
+    def _tournament(self) -> dict[str, Any]:
+        keys = _ranking_keys(self._population, self._objectives)
+        drawn = self._rng.sample(range(len(self._population)), self.tournament_size)
+        # min() keeps the first of equal keys: ties go to the earlier draw.
+        return self._population[min(drawn, key=lambda i: keys[i])]
+
+    def _mutate(self, parent: Mapping[str, Any]) -> dict[str, Any]:
+        child = dict(parent)
+        mutable = [key for key, dim in self._dimensions.items() if _has_choice(dim)]
+        if not mutable:
+            return child
+        prob = self.mutation_prob if self.mutation_prob is not None else 1 / len(mutable)
+        chosen = [key for key in mutable if self._rng.random() < prob]
+        if not chosen:
+            chosen = [self._rng.choice(mutable)]
+        for key in chosen:
+            child[key] = _mutate_value(self._dimensions[key], child[key], self._rng)
+        return child
+
+    # ------------------------------------------------------------------ tell
+
+    def tell(self, trial_id: str, outcome: Outcome) -> None:
+        self._check_ready()
+        if not isinstance(outcome, Outcome):
+            raise TypeError(f"outcome must be an Outcome, but got {outcome!r}")
+        params = self._pending.pop(trial_id, None)
+        if params is None:
+            return
+        if outcome.state == "INVALID":
+            self._invalid_streaks[trial_id] = self._invalid_streaks.get(trial_id, 0) + 1
+            return
+        self._invalid_streaks.pop(trial_id, None)
+        if not outcome.is_good(self._objectives):
+            return
+        values = {o.name: float(outcome.objectives[o.name]) for o in self._objectives}
+        self._population.append(
+            {
+                "member": self._n_joined,
+                "params": params,
+                "objectives": values,
+                "violation": sum(constraint_violations(values, self._constraints)),
+            }
+        )
+        self._n_joined += 1
+        if len(self._population) > self.population_size:
+            self._population.pop(0)  # aging: the oldest dies, whatever its rank
+
+    # ------------------------------------------------------------------ state
+
+    def state_dict(self) -> dict[str, Any]:
+        self._check_ready()
+        version, internal, gauss_next = self._rng.getstate()
+        return {
+            "strategy": self.name,
+            "version": _STATE_VERSION,
+            "population_size": self.population_size,
+            "constraints": [c.to_dict() for c in self._constraints],
+            "rng": [version, list(internal), gauss_next],
+            "population": [dict(m) for m in self._population],
+            "pending": {tid: dict(p) for tid, p in self._pending.items()},
+            "invalid_streaks": dict(self._invalid_streaks),
+            "n_joined": self._n_joined,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self._check_ready()
+        if state.get("strategy") != self.name or state.get("version") != _STATE_VERSION:
+            raise ValueError(
+                f"state must come from EvolutionStrategy.state_dict (strategy={self.name!r}, "
+                f"version={_STATE_VERSION}), but got strategy={state.get('strategy')!r}, "
+                f"version={state.get('version')!r}"
+            )
+        if state["population_size"] != self.population_size:
+            raise ValueError(
+                f"state was saved with population_size={state['population_size']!r}, but this "
+                f"strategy has population_size={self.population_size!r}"
+            )
+        constraints = [c.to_dict() for c in self._constraints]
+        if state["constraints"] != constraints:
+            raise ValueError(
+                f"state was saved with constraints {state['constraints']}, but this strategy "
+                f"has {constraints}"
+            )
+        keys = set(self._dimensions)
+        names = {o.name for o in self._objectives}
+        for member in state["population"]:
+            if set(member["params"]) != keys or set(member["objectives"]) != names:
+                raise ValueError(
+                    f"state was saved for a different search space or objectives: a member "
+                    f"has params {sorted(member['params'])} and objectives "
+                    f"{sorted(member['objectives'])}, this strategy has {sorted(keys)} and "
+                    f"{sorted(names)}"
+                )
+        version, internal, gauss_next = state["rng"]
+        self._rng.setstate((version, tuple(internal), gauss_next))
+        self._population = [dict(m) for m in state["population"]]
+        self._pending = {tid: dict(p) for tid, p in state["pending"].items()}
+        self._invalid_streaks = {tid: int(n) for tid, n in state["invalid_streaks"].items()}
+        self._n_joined = int(state["n_joined"])
+
+
+# ---------------------------------------------------------------------- ranking
+
+
+def _ranking_keys(
+    members: Sequence[Mapping[str, Any]], objectives: Sequence[Objective]
+) -> list[tuple[int, float, int, float]]:
+    """A sort key per member: smaller is better (see :class:`EvolutionStrategy`)."""
+    keys: list[tuple[int, float, int, float]] = [(1, m["violation"], 0, 0.0) for m in members]
+    feasible = [i for i, m in enumerate(members) if m["violation"] == 0.0]
+    vectors = {
+        i: [o.as_minimised(members[i]["objectives"][o.name]) for o in objectives]
+        for i in feasible
+    }
+    for rank, front in enumerate(_fronts(feasible, vectors)):
+        crowding = _crowding_distances(front, vectors)
+        for i in front:
+            keys[i] = (0, 0.0, rank, -crowding[i])
+    return keys
+
+
+def _dominates(a: Sequence[float], b: Sequence[float]) -> bool:
+    return all(x <= y for x, y in zip(a, b, strict=True)) and any(
+        x < y for x, y in zip(a, b, strict=True)
+    )
+
+
+def _fronts(indices: list[int], vectors: Mapping[int, Sequence[float]]) -> list[list[int]]:
+    """Non-dominated sorting: the Pareto front, then the front of the rest, and so on."""
+    fronts, remaining = [], list(indices)
+    while remaining:
+        front = [
+            i for i in remaining
+            if not any(_dominates(vectors[j], vectors[i]) for j in remaining if j != i)
+        ]
+        fronts.append(front)
+        remaining = [i for i in remaining if i not in front]
+    return fronts
+
+
+def _crowding_distances(
+    front: list[int], vectors: Mapping[int, Sequence[float]]
+) -> dict[int, float]:
+    """NSGA-II's crowding distance: how far each member is from its neighbours."""
+    distances = dict.fromkeys(front, 0.0)
+    if len(front) <= 2:
+        return dict.fromkeys(front, math.inf)
+    for k in range(len(vectors[front[0]])):
+        ordered = sorted(front, key=lambda i: (vectors[i][k], i))
+        low, high = vectors[ordered[0]][k], vectors[ordered[-1]][k]
+        if high == low:
+            continue  # no spread in this objective, nothing to reward
+        distances[ordered[0]] = distances[ordered[-1]] = math.inf
+        for before, member, after in zip(ordered, ordered[1:], ordered[2:], strict=False):
+            distances[member] += (vectors[after][k] - vectors[before][k]) / (high - low)
+    return distances
+
+
+# ---------------------------------------------------------------------- mutation
+
+
+def _has_choice(dimension: Dimension) -> bool:
+    if isinstance(dimension, Categorical):
+        return len(dimension.choices) > 1
+    if isinstance(dimension, Int | Float):
+        return dimension.high > dimension.low
+    return True  # a plug-in dimension type: assume it varies
+
+
+def _mutate_value(dimension: Dimension, value: Any, rng: random.Random) -> Any:
+    """A value of ``dimension`` near ``value`` and different from it."""
+    if isinstance(dimension, Categorical):
+        others = [c for c in dimension.choices if not (type(c) is type(value) and c == value)]
+        return rng.choice(others)
+    if isinstance(dimension, Int):
+        return _mutate_int(dimension, value, rng)
+    if isinstance(dimension, Float):
+        return _mutate_float(dimension, value, rng)
+    return dimension.sample(rng)  # a plug-in dimension type: no notion of "near"
+
+
+def _mutate_int(dimension: Int, value: int, rng: random.Random) -> int:
+    low, step = dimension.low, dimension.step
+    count = (dimension.high - low) // step + 1
+    index = (value - low) // step
+    if rng.random() < _INT_RESAMPLE_PROB:
+        other = rng.randrange(count - 1)
+        return low + (other if other < index else other + 1) * step
+    if dimension.log:
+        # step is 1 here (Int allows log only with step 1)
+        spread = _SIGMA * (math.log(dimension.high) - math.log(low))
+        move = rng.gauss(0.0, spread)
+        target = round(math.exp(math.log(value) + move)) - low
+        direction = 1 if move >= 0 else -1
+    else:
+        direction = rng.choice((-1, 1))
+        target = index + direction * rng.randint(1, max(1, round(_SIGMA * (count - 1))))
+        if not 0 <= target < count:
+            target = 2 * index - target  # bounce off the end of the range
+    target = min(max(target, 0), count - 1)
+    if target == index:
+        target = index + direction if 0 <= index + direction < count else index - direction
+    return low + target * step
+
+
+def _mutate_float(dimension: Float, value: float, rng: random.Random) -> float:
+    low, high = dimension.low, dimension.high
+    if dimension.log:
+        move = rng.gauss(0.0, _SIGMA * (math.log(high) - math.log(low)))
+    else:
+        move = rng.gauss(0.0, _SIGMA * (high - low))
+    new = _moved(dimension, value, move)
+    if new == value:
+        # Clipped back onto the end it started from: move the other way instead.
+        move = -move
+        new = _moved(dimension, value, move)
+    if dimension.step is None:
+        return new
+    count = round((high - low) / dimension.step) + 1
+    index = round((value - low) / dimension.step)
+    target = round((new - low) / dimension.step)
+    if target == index:
+        # The move was smaller than a step: take one step its way, or back off an end.
+        direction = 1 if move >= 0 else -1
+        target = index + direction if 0 <= index + direction < count else index - direction
+    return round(low + target * dimension.step, 12)
+
+
+def _moved(dimension: Float, value: float, move: float) -> float:
+    new = math.exp(math.log(value) + move) if dimension.log else value + move
+    return min(max(new, dimension.low), dimension.high)

@@ -1,0 +1,8 @@
+"""Test helpers shipped for plug-in authors; pure Python, importable without torch or ray.
+
+* :mod:`nascompress.testing.toy`: a small search space and a two-objective problem with a
+  known optimum;
+* :mod:`nascompress.testing.strategy_conformance`: checks that a
+  :class:`~nascompress.strategies.Strategy` honours its contract (``check_strategy`` or
+  the ``StrategyConformance`` pytest base class).
+"""

@@ -1,0 +1,238 @@
+"""The evolution strategy: aging population, feasibility-first tournaments, typed mutation."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import pytest
+
+from nascompress.objectives import Objective
+from nascompress.search.pareto import Constraint
+from nascompress.spaces import Categorical, Float, Int, SearchSpace
+from nascompress.strategies import STRATEGIES, EvolutionStrategy, Outcome, ask_valid
+from nascompress.strategies.evolution import _mutate_value, _ranking_keys
+from nascompress.testing.toy import TOY_OBJECTIVES, ToySpace, toy_objectives
+
+
+def _make(seed: int = 0, constraints=(), space=None, **options) -> EvolutionStrategy:
+    strategy = EvolutionStrategy(**options)
+    strategy.setup(space or ToySpace(), TOY_OBJECTIVES, seed=seed, constraints=constraints)
+    return strategy
+
+
+def _run(strategy: EvolutionStrategy, n: int, start: int = 0, space=None) -> list[dict]:
+    space = space or ToySpace()
+    asked = []
+    for i in range(start, start + n):
+        params = ask_valid(strategy, space, f"t{i}")
+        asked.append(params)
+        strategy.tell(f"t{i}", Outcome("COMPLETE", toy_objectives(params)))
+    return asked
+
+
+def test_population_fills_at_random_then_ages():
+    strategy = _make(population_size=4, tournament_size=2)
+    asked = _run(strategy, 4)
+    members = strategy.state_dict()["population"]
+    assert [m["params"] for m in members] == asked
+    _run(strategy, 3, start=4)
+    members = strategy.state_dict()["population"]
+    assert len(members) == 4
+    assert [m["member"] for m in members] == [3, 4, 5, 6]  # the three oldest died
+
+
+def test_children_differ_from_a_member_in_few_dimensions():
+    strategy = _make(population_size=6, tournament_size=3, mutation_prob=0.01)
+    _run(strategy, 6)
+    parents = [m["params"] for m in strategy.state_dict()["population"]]
+    for i in range(20):
+        child = strategy.ask(f"c{i}")
+        # mutation_prob=0.01: almost always exactly the one forced dimension
+        assert min(sum(child[k] != p[k] for k in child) for p in parents) == 1
+        strategy.tell(f"c{i}", Outcome("FAILED", error="boom"))  # population stays put
+
+
+def test_bad_outcomes_never_join_the_population():
+    strategy = _make(population_size=4)
+    for i, outcome in enumerate([
+        Outcome("FAILED", {"error": -1.0, "size": -1.0}),
+        Outcome("PRUNED", {"error": -1.0, "size": -1.0}),
+        Outcome("INVALID", error="no"),
+        Outcome("COMPLETE", {"error": math.nan, "size": 1.0}),
+        Outcome("COMPLETE", {"error": 1.0}),
+    ]):
+        strategy.ask(f"t{i}")
+        strategy.tell(f"t{i}", outcome)
+        strategy.tell(f"t{i}", Outcome("COMPLETE", {"error": 0.0, "size": 0.0}))  # ignored
+    strategy.tell("never-asked", Outcome("COMPLETE", {"error": 0.0, "size": 0.0}))
+    assert strategy.state_dict()["population"] == []
+    json.dumps(strategy.state_dict(), allow_nan=False)
+
+
+def _member(error, size, violation=0.0):
+    return {"params": {}, "objectives": {"error": error, "size": size}, "violation": violation}
+
+
+def test_ranking_is_feasibility_then_pareto_rank_then_crowding():
+    members = [
+        _member(0.0, 0.0, violation=0.5),  # dominates everything, but infeasible
+        _member(1.0, 1.0),  # rank 1 (dominated by the next three)
+        _member(0.1, 0.9),  # front, end
+        _member(0.5, 0.5),  # front, middle
+        _member(0.9, 0.1),  # front, end
+        _member(0.0, 0.0, violation=0.1),  # infeasible, but less so than member 0
+        _member(0.55, 0.45),  # front, next to member 3: crowded
+    ]
+    keys = _ranking_keys(members, TOY_OBJECTIVES)
+    order = sorted(range(len(members)), key=lambda i: keys[i])
+    assert order[:2] == [2, 4]  # the ends of the front: infinite crowding distance
+    assert set(order[2:4]) == {3, 6}
+    assert order[4:] == [1, 5, 0]
+
+
+def test_tournament_prefers_feasible_members():
+    # Two members dominate the feasible one on both objectives but break the constraint.
+    space = ToySpace()
+    constraint = Constraint("size", "<=", 3.0)
+    strategy = _make(population_size=3, tournament_size=3, constraints=(constraint,),
+                     mutation_prob=0.01)
+    feasible = {"arch/kind": "a", "arch/depth": 1, "prune/ratio": 0.5}
+    infeasible = [{"arch/kind": "b", "arch/depth": 6, "prune/ratio": 0.1},
+                  {"arch/kind": "b", "arch/depth": 7, "prune/ratio": 0.1}]
+    for i, params in enumerate([infeasible[0], feasible, infeasible[1]]):
+        strategy.ask(f"t{i}")
+        strategy._pending[f"t{i}"] = params  # the proposals under test
+        values = toy_objectives(params)
+        if params is not feasible:
+            values = {"error": 0.0, "size": values["size"]}
+        strategy.tell(f"t{i}", Outcome("COMPLETE", values))
+    for i in range(10):
+        child = ask_valid(strategy, space, f"c{i}")
+        assert sum(child[k] != feasible[k] for k in child) == 1  # always the feasible parent
+        strategy.tell(f"c{i}", Outcome("FAILED", error="boom"))
+
+
+def test_several_asks_in_flight_are_children_of_the_population():
+    space = ToySpace()
+    strategy = _make(population_size=5, tournament_size=2)
+    _run(strategy, 5)
+    in_flight = [ask_valid(strategy, space, f"p{i}") for i in range(10)]
+    assert all(space.check(p) is None for p in in_flight)
+    with pytest.raises(ValueError, match="trial_id 'p0' was asked and not told yet"):
+        strategy.ask("p0")
+    for i, params in enumerate(reversed(in_flight)):  # results arrive in any order
+        strategy.tell(f"p{9 - i}", Outcome("COMPLETE", toy_objectives(params)))
+    assert len(strategy.state_dict()["population"]) == 5
+
+
+class AllTypes(SearchSpace):
+    name = "all-types"
+
+    def default_dimensions(self):
+        return {
+            "arch/c": Categorical([1, True, "x"]),
+            "arch/one": Categorical(["only"]),
+            "arch/i": Int(0, 30, step=3),
+            "arch/ilog": Int(1, 1000, log=True),
+            "prune/f": Float(0.0, 0.7, step=0.05),
+            "distill/lr": Float(1e-4, 1.0, log=True),
+            "distill/x": Float(-1.0, 1.0),
+            "quant/fixed": Float(2.0, 2.0),
+        }
+
+    def build_model(self, params, *, input_shape, num_classes):
+        raise NotImplementedError
+
+
+def test_mutation_stays_in_the_space_and_changes_the_value():
+    rng = random.Random(0)
+    for key, dimension in AllTypes().dimensions().items():
+        if key in ("arch/one", "quant/fixed"):
+            continue
+        value = dimension.sample(rng)
+        for _ in range(300):
+            new = _mutate_value(dimension, value, rng)
+            assert dimension.contains(new), (key, new)
+            assert type(new) is int or not isinstance(dimension, Int)
+            assert not (type(new) is type(value) and new == value), (key, value)
+            value = new
+
+
+def test_numeric_mutation_is_mostly_local():
+    rng = random.Random(1)
+    dimension = Int(0, 100)
+    steps = [abs(_mutate_value(dimension, 50, rng) - 50) for _ in range(1000)]
+    assert sum(s <= 15 for s in steps) > 800  # steps of a few grid points...
+    assert max(steps) > 30  # ...and the odd jump anywhere
+    log_dim = Float(1e-4, 1.0, log=True)
+    ratios = [_mutate_value(log_dim, 1e-2, rng) / 1e-2 for _ in range(1000)]
+    # log space: moving up by a factor is as likely as moving down by it
+    assert 400 < sum(r > 1 for r in ratios) < 600
+
+
+def test_single_value_dimensions_are_never_mutated():
+    space = AllTypes()
+    strategy = EvolutionStrategy(population_size=3, tournament_size=2)
+    strategy.setup(space, (Objective("f", "min"),), seed=0)
+    for i in range(30):
+        params = strategy.ask(f"t{i}")
+        assert params["arch/one"] == "only" and params["quant/fixed"] == 2.0
+        assert space.check(params) is None
+        strategy.tell(f"t{i}", Outcome("COMPLETE", {"f": float(i % 7)}))
+
+
+def test_repeatedly_invalid_ids_fall_back_to_random_draws():
+    strategy = _make(population_size=2, tournament_size=2, seed=3)
+    _run(strategy, 2)
+    parents = [m["params"] for m in strategy.state_dict()["population"]]
+    for _ in range(3):
+        strategy.ask("t")
+        strategy.tell("t", Outcome("INVALID", error="constraint"))
+    drawn = [strategy.ask("t")]
+    strategy.tell("t", Outcome("INVALID", error="constraint"))
+    drawn += [strategy.ask("t")]
+    # random draws: not one-dimension mutations of a parent, in general
+    assert any(min(sum(d[k] != p[k] for k in d) for p in parents) > 1 for d in drawn)
+
+
+def test_options_are_validated_in_setup():
+    cases = [
+        ({"population_size": 1}, "population_size must be an integer >= 2, but got 1"),
+        ({"tournament_size": 17}, r"tournament_size must be an integer between 1 and "
+                                  r"population_size=16, but got 17"),
+        ({"tournament_size": 0}, "tournament_size .* but got 0"),
+        ({"mutation_prob": 0}, r"mutation_prob must be a number in \(0, 1\] or None, but got 0"),
+        ({"mutation_prob": 1.5}, "but got 1.5"),
+    ]
+    for options, message in cases:
+        strategy = EvolutionStrategy(**options)  # stored, not checked yet
+        with pytest.raises(ValueError, match=message):
+            strategy.setup(ToySpace(), TOY_OBJECTIVES, seed=0)
+    with pytest.raises(ValueError, match="constraint 'accuracy >= 0.9' names 'accuracy'"):
+        _make(constraints=(Constraint("accuracy", ">=", 0.9),))
+    with pytest.raises(RuntimeError, match="setup"):
+        EvolutionStrategy().ask("t")
+    assert STRATEGIES.resolve("evolution") is EvolutionStrategy
+
+
+def test_load_state_dict_checks_what_it_restores():
+    original = _make(population_size=4, constraints=(Constraint("size", "<=", 3.0),))
+    _run(original, 6)
+    state = json.loads(json.dumps(original.state_dict()))
+    with pytest.raises(ValueError, match="population_size=4"):
+        _make(population_size=5, constraints=(Constraint("size", "<=", 3.0),)) \
+            .load_state_dict(state)
+    with pytest.raises(ValueError, match="saved with constraints"):
+        _make(population_size=4).load_state_dict(state)
+
+    class Other(ToySpace):
+        def default_dimensions(self):
+            return {**super().default_dimensions(), "quant/bits": Categorical([4, 8])}
+
+    with pytest.raises(ValueError, match="different search space"):
+        _make(population_size=4, space=Other(),
+              constraints=(Constraint("size", "<=", 3.0),)).load_state_dict(state)
+    with pytest.raises(ValueError, match="EvolutionStrategy.state_dict"):
+        _make().load_state_dict({"strategy": "random", "version": 1})
