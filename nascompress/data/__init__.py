@@ -2,7 +2,8 @@
 
 from nascompress.data._base import DatasetSplits, stratified_split
 from nascompress.data._registry import DATASETS, register_dataset
+from nascompress.data.custom import load_from_loaders, load_npz, splits_from_arrays
 from nascompress.data.digits import load_digits_splits
 
-__all__ = ["DATASETS", "DatasetSplits", "load_digits_splits", "register_dataset",
-           "stratified_split"]
+__all__ = ["DATASETS", "DatasetSplits", "load_digits_splits", "load_from_loaders", "load_npz",
+           "register_dataset", "splits_from_arrays", "stratified_split"]

@@ -10,6 +10,7 @@ from nascompress.spaces._dimensions import (
 )
 from nascompress.spaces._registry import SPACES, register_space
 from nascompress.spaces.image_cnn import ImageCNNSpace
+from nascompress.spaces.user_model import UserModelSpace
 
 __all__ = [
     "SPACES",
@@ -20,6 +21,7 @@ __all__ = [
     "Int",
     "Params",
     "SearchSpace",
+    "UserModelSpace",
     "dimension_from_dict",
     "register_space",
 ]
