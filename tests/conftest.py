@@ -1,8 +1,11 @@
-"""Shared fixtures. Ray starts once per test session (about 10 s), only when asked for."""
+"""Shared fixtures. Ray starts once per test session (about 10 s), only when asked for;
+so does the small real run of ``tiny_run_dir``."""
 
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -20,3 +23,39 @@ def ray_session():
     yield ray
     if started:
         ray.shutdown()
+
+
+#: The run of ``tiny_run_dir``: 6 random trials, each trained for one epoch.
+TINY_RUN = {
+    "name": "tiny",
+    "trials": 6,
+    "runner": "local",
+    "strategy": {"name": "random"},
+    "seed": 3,
+    "evaluator": {"options": {"epochs": 1, "finetune_epochs": 1, "teacher_epochs": 1,
+                              "latency": {"min_repeats": 3, "max_repeats": 10, "warmup": 1,
+                                          "time_cap_s": 0.2}}},
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_run_dir(tmp_path_factory) -> Path:
+    """The folder of a small real run (:data:`TINY_RUN`), run once per test session.
+
+    Shared by every test that asks for it, so it must stay as it is: a test that writes
+    into a run folder takes ``tiny_run_copy`` instead.
+    """
+    pytest.importorskip("torch")
+    from nascompress.config import parse_config
+    from nascompress.search.experiment import build_experiment
+    from nascompress.search.local import run_local
+
+    out = tmp_path_factory.mktemp("results")
+    run_local(build_experiment(parse_config({**TINY_RUN, "output_dir": str(out)})), stream=None)
+    return out / TINY_RUN["name"]
+
+
+@pytest.fixture
+def tiny_run_copy(tiny_run_dir, tmp_path) -> Path:
+    """A private copy of ``tiny_run_dir``, for a test that writes into the run folder."""
+    return Path(shutil.copytree(tiny_run_dir, tmp_path / tiny_run_dir.name))

@@ -10,25 +10,10 @@ from nascompress.picking import NoQualifyingPointError
 from nascompress.search.pareto import Constraint, pareto_front
 from nascompress.search.records import RunDirectory
 
-TINY = {
-    "evaluator": {"options": {"epochs": 1, "finetune_epochs": 1, "teacher_epochs": 1,
-                              "latency": {"min_repeats": 3, "max_repeats": 10, "warmup": 1,
-                                          "time_cap_s": 0.2}}},
-}
 
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    pytest.importorskip("torch")
-    from nascompress.config import parse_config
-    from nascompress.search.experiment import build_experiment
-    from nascompress.search.local import run_local
-
-    out = tmp_path_factory.mktemp("results")
-    config = parse_config({**TINY, "name": "api", "output_dir": str(out), "trials": 6,
-                           "runner": "local", "strategy": {"name": "random"}, "seed": 3})
-    run_local(build_experiment(config), stream=None)
-    return out / "api"
+@pytest.fixture
+def run_dir(tiny_run_dir):
+    return tiny_run_dir
 
 
 def test_constraints_from_kwargs():
@@ -48,7 +33,7 @@ def test_load_run_frames(run_dir):
 
     assert [o.name for o in run.objectives] == ["accuracy", "size_bytes", "latency_ms"]
     assert run.config == disk.read_run()["config"]
-    assert run.name == "api"
+    assert run.name == "tiny"
 
     frame = run.front
     assert list(frame.columns[:5]) == ["number", "trial_id", "accuracy", "size_bytes",

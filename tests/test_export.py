@@ -12,7 +12,6 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from nascompress.config import parse_config  # noqa: E402
 from nascompress.export import (  # noqa: E402
     ExportError,
     Manifest,
@@ -21,24 +20,12 @@ from nascompress.export import (  # noqa: E402
     manifest_path_for,
 )
 from nascompress.picking import pick  # noqa: E402
-from nascompress.search.experiment import build_experiment  # noqa: E402
-from nascompress.search.local import run_local  # noqa: E402
 from nascompress.search.records import RunDirectory  # noqa: E402
-
-TINY = {
-    "evaluator": {"options": {"epochs": 1, "finetune_epochs": 1, "teacher_epochs": 1,
-                              "latency": {"min_repeats": 3, "max_repeats": 10, "warmup": 1,
-                                          "time_cap_s": 0.2}}},
-}
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("results")
-    config = parse_config({**TINY, "name": "export", "output_dir": str(out), "trials": 6,
-                           "runner": "local", "strategy": {"name": "random"}, "seed": 3})
-    run_local(build_experiment(config), stream=None)
-    return out / "export"
+def run_dir(tiny_run_dir):
+    return tiny_run_dir
 
 
 @pytest.fixture(scope="module")

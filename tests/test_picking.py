@@ -130,25 +130,9 @@ def test_empty_run_raises_no_qualifying_point():
 
 # --------------------------------------------------------------------------- real run + CLI
 
-TINY = {
-    "evaluator": {"options": {"epochs": 1, "finetune_epochs": 1, "teacher_epochs": 1,
-                              "latency": {"min_repeats": 3, "max_repeats": 10, "warmup": 1,
-                                          "time_cap_s": 0.2}}},
-}
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    pytest.importorskip("torch")
-    from nascompress.config import parse_config
-    from nascompress.search.experiment import build_experiment
-    from nascompress.search.local import run_local
-
-    out = tmp_path_factory.mktemp("results")
-    config = parse_config({**TINY, "name": "pick", "output_dir": str(out), "trials": 6,
-                           "runner": "local", "strategy": {"name": "random"}, "seed": 3})
-    run_local(build_experiment(config), stream=None)
-    return out / "pick"
+@pytest.fixture
+def run_dir(tiny_run_dir):
+    return tiny_run_dir
 
 
 def _front(run_dir):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -153,6 +154,32 @@ class Strategy(ABC):
         """Restore :meth:`state_dict` output onto a freshly set-up strategy."""
 
 
+class ValidatingStrategy(Strategy):
+    """A :class:`Strategy` whose :meth:`setup` first checks the arguments all strategies share.
+
+    Subclasses implement :meth:`_setup` instead of :meth:`setup`. It runs once
+    :func:`check_setup_args` and :func:`check_constraints` have passed, with the validated
+    objectives and constraints stored as ``self._objectives`` and ``self._constraints``;
+    it validates the strategy's own options and prepares a fresh search.
+    """
+
+    def setup(
+        self,
+        space: SearchSpace,
+        objectives: Sequence[Objective],
+        *,
+        seed: int,
+        constraints: Sequence[Constraint] = (),
+    ) -> None:
+        self._objectives = check_setup_args(space, objectives, seed)
+        self._constraints = check_constraints(constraints, self._objectives)
+        self._setup(space, seed=seed)
+
+    @abstractmethod
+    def _setup(self, space: SearchSpace, *, seed: int) -> None:
+        """Validate the options and start afresh on ``space`` (see :meth:`setup`)."""
+
+
 def check_setup_args(space: Any, objectives: Any, seed: Any) -> tuple[Objective, ...]:
     """Shared validation of :meth:`Strategy.setup` arguments; returns the objectives."""
     from nascompress.spaces import SearchSpace
@@ -175,6 +202,62 @@ def check_setup_args(space: Any, objectives: Any, seed: Any) -> tuple[Objective,
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise TypeError(f"seed must be an integer, but got {seed!r}")
     return objectives
+
+
+def check_int_option(name: str, value: Any, low: int, *, or_none: bool = False) -> None:
+    """Raise ``ValueError`` unless the option ``strategy.<name>`` is an integer >= ``low``.
+
+    Args:
+        name: the option's name, for the message.
+        value: its value; ``bool`` does not count as an integer.
+        low: the smallest value allowed.
+        or_none: ``None`` is allowed too (and the message says so).
+    """
+    if or_none and value is None:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        suffix = " or None" if or_none else ""
+        raise ValueError(
+            f"strategy.{name} must be an integer >= {low}{suffix}, but got {value!r}"
+        )
+
+
+def check_state_header(
+    state: Mapping[str, Any],
+    *,
+    owner: str,
+    name: str,
+    version: int,
+    accepted: Sequence[int] | None = None,
+) -> None:
+    """Raise ``ValueError`` unless ``state`` was saved by ``owner.state_dict``.
+
+    Args:
+        state: what :meth:`Strategy.load_state_dict` was given.
+        owner: the class name that the message names.
+        name: the strategy's registered name, stored as ``state["strategy"]``.
+        version: the current state version, stored as ``state["version"]``.
+        accepted: every version that can be loaded; default only ``version``.
+    """
+    accepted = (version,) if accepted is None else accepted
+    if state.get("strategy") != name or state.get("version") not in accepted:
+        raise ValueError(
+            f"state must come from {owner}.state_dict (strategy={name!r}, "
+            f"version={version}), but got strategy={state.get('strategy')!r}, "
+            f"version={state.get('version')!r}"
+        )
+
+
+def random_state_to_json(rng: random.Random) -> list[Any]:
+    """The state of ``rng`` as JSON-able data (see :func:`random_state_from_json`)."""
+    version, internal, gauss_next = rng.getstate()
+    return [version, list(internal), gauss_next]
+
+
+def random_state_from_json(rng: random.Random, data: Sequence[Any]) -> None:
+    """Restore :func:`random_state_to_json` output onto ``rng``."""
+    version, internal, gauss_next = data
+    rng.setstate((version, tuple(internal), gauss_next))
 
 
 def check_constraints(

@@ -34,9 +34,10 @@ from nascompress.objectives import Objective
 from nascompress.spaces import Categorical, Dimension, Float, Int
 from nascompress.strategies._base import (
     Outcome,
-    Strategy,
-    check_constraints,
-    check_setup_args,
+    ValidatingStrategy,
+    check_state_header,
+    random_state_from_json,
+    random_state_to_json,
     relative_excess,
 )
 
@@ -55,7 +56,7 @@ _STATE_VERSION = 2
 _SAMPLER_RETRIES = 3
 
 
-class OptunaStrategy(Strategy):
+class OptunaStrategy(ValidatingStrategy):
     """Base class of strategies whose proposals come from an optuna sampler.
 
     Subclasses store their options in ``__init__`` (then call ``super().__init__()``),
@@ -108,16 +109,7 @@ class OptunaStrategy(Strategy):
 
     # ------------------------------------------------------------------ Strategy
 
-    def setup(
-        self,
-        space: SearchSpace,
-        objectives: Sequence[Objective],
-        *,
-        seed: int,
-        constraints: Sequence[Constraint] = (),
-    ) -> None:
-        self._objectives = check_setup_args(space, objectives, seed)
-        self._constraints = check_constraints(constraints, self._objectives)
+    def _setup(self, space: SearchSpace, *, seed: int) -> None:
         self._validate_options()
 
         import optuna
@@ -291,7 +283,7 @@ class OptunaStrategy(Strategy):
             "trial_numbers": dict(self._trial_numbers),
             "pending": list(self._pending),
             "invalid_streaks": dict(self._invalid_streaks),
-            "fallback_rng": _py_rng_to_json(self._fallback_rng),
+            "fallback_rng": random_state_to_json(self._fallback_rng),
             "rng": {key: _rng_to_json(rng) for key, rng in _sampler_rngs(study.sampler).items()},
             "sampler": self._extra_sampler_state(study.sampler),
         }
@@ -300,12 +292,9 @@ class OptunaStrategy(Strategy):
         study = self._require_study()
         cls = type(self).__name__
         version = state.get("version")
-        if state.get("strategy") != self.name or version not in (1, _STATE_VERSION):
-            raise ValueError(
-                f"state must come from {cls}.state_dict (strategy={self.name!r}, "
-                f"version={_STATE_VERSION}), but got strategy={state.get('strategy')!r}, "
-                f"version={version!r}"
-            )
+        check_state_header(
+            state, owner=cls, name=self.name, version=_STATE_VERSION, accepted=(1, _STATE_VERSION)
+        )
         if study.trials or self._trial_numbers:
             raise RuntimeError(
                 f"load_state_dict needs a freshly set-up {cls}, but this one has already "
@@ -370,8 +359,7 @@ class OptunaStrategy(Strategy):
         self._pending = pending
         self._handles = {}
         self._invalid_streaks = {tid: int(n) for tid, n in state["invalid_streaks"].items()}
-        py_version, internal, gauss_next = state["fallback_rng"]
-        self._fallback_rng.setstate((py_version, tuple(internal), gauss_next))
+        random_state_from_json(self._fallback_rng, state["fallback_rng"])
         saved_rngs = dict(state.get("rng") or {})
         if version == 1 and "tpe" in saved_rngs:  # version 1 named the TPE role "tpe"
             saved_rngs["sampler"] = saved_rngs.pop("tpe")
@@ -558,11 +546,6 @@ def single_torch_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
-
-
-def _py_rng_to_json(rng: random.Random) -> list[Any]:
-    version, internal, gauss_next = rng.getstate()
-    return [version, list(internal), gauss_next]
 
 
 def _rng_to_json(rng: Any) -> list[Any]:

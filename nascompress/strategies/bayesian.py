@@ -11,6 +11,7 @@ import importlib.util
 from collections.abc import Mapping
 from typing import Any
 
+from nascompress.strategies._base import check_int_option
 from nascompress.strategies._optuna import (
     OptunaStrategy,
     gp_cache_from_json,
@@ -76,9 +77,7 @@ class BayesianStrategy(OptunaStrategy):
         super().__init__()
 
     def _validate_options(self) -> None:
-        n = self.n_startup_trials
-        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
-            raise ValueError(f"strategy.n_startup_trials must be an integer >= 0, but got {n!r}")
+        check_int_option("n_startup_trials", self.n_startup_trials, 0)
         for option in ("constant_liar", "multivariate"):
             if not isinstance(getattr(self, option), bool):
                 raise TypeError(

@@ -11,10 +11,12 @@ from nascompress.objectives import Objective
 from nascompress.spaces import Categorical, Dimension, Float, Int
 from nascompress.strategies._base import (
     Outcome,
-    Strategy,
-    check_constraints,
-    check_setup_args,
+    ValidatingStrategy,
+    check_int_option,
+    check_state_header,
     constraint_violations,
+    random_state_from_json,
+    random_state_to_json,
 )
 from nascompress.strategies._registry import register_strategy
 
@@ -38,7 +40,7 @@ _INT_RESAMPLE_PROB = 0.1
 
 
 @register_strategy("evolution")
-class EvolutionStrategy(Strategy):
+class EvolutionStrategy(ValidatingStrategy):
     """Regularized (aging) evolution, after Real et al. (2019), for several objectives.
 
     The population is the ``population_size`` most recent trials with a usable result
@@ -95,21 +97,9 @@ class EvolutionStrategy(Strategy):
         self._invalid_streaks: dict[str, int] = {}
         self._n_joined = 0
 
-    def setup(
-        self,
-        space: SearchSpace,
-        objectives: Sequence[Objective],
-        *,
-        seed: int,
-        constraints: Sequence[Constraint] = (),
-    ) -> None:
-        self._objectives = check_setup_args(space, objectives, seed)
-        self._constraints = check_constraints(constraints, self._objectives)
+    def _setup(self, space: SearchSpace, *, seed: int) -> None:
         size = self.population_size
-        if not isinstance(size, int) or isinstance(size, bool) or size < 2:
-            raise ValueError(
-                f"strategy.population_size must be an integer >= 2, but got {size!r}"
-            )
+        check_int_option("population_size", size, 2)
         tournament = self.tournament_size
         if (not isinstance(tournament, int) or isinstance(tournament, bool)
                 or not 1 <= tournament <= size):
@@ -201,13 +191,12 @@ class EvolutionStrategy(Strategy):
 
     def state_dict(self) -> dict[str, Any]:
         self._check_ready()
-        version, internal, gauss_next = self._rng.getstate()
         return {
             "strategy": self.name,
             "version": _STATE_VERSION,
             "population_size": self.population_size,
             "constraints": [c.to_dict() for c in self._constraints],
-            "rng": [version, list(internal), gauss_next],
+            "rng": random_state_to_json(self._rng),
             "population": [dict(m) for m in self._population],
             "pending": {tid: dict(p) for tid, p in self._pending.items()},
             "invalid_streaks": dict(self._invalid_streaks),
@@ -216,12 +205,9 @@ class EvolutionStrategy(Strategy):
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self._check_ready()
-        if state.get("strategy") != self.name or state.get("version") != _STATE_VERSION:
-            raise ValueError(
-                f"state must come from EvolutionStrategy.state_dict (strategy={self.name!r}, "
-                f"version={_STATE_VERSION}), but got strategy={state.get('strategy')!r}, "
-                f"version={state.get('version')!r}"
-            )
+        check_state_header(
+            state, owner="EvolutionStrategy", name=self.name, version=_STATE_VERSION
+        )
         if state["population_size"] != self.population_size:
             raise ValueError(
                 f"state was saved with population_size={state['population_size']!r}, but this "
@@ -243,8 +229,7 @@ class EvolutionStrategy(Strategy):
                     f"{sorted(member['objectives'])}, this strategy has {sorted(keys)} and "
                     f"{sorted(names)}"
                 )
-        version, internal, gauss_next = state["rng"]
-        self._rng.setstate((version, tuple(internal), gauss_next))
+        random_state_from_json(self._rng, state["rng"])
         self._population = [dict(m) for m in state["population"]]
         self._pending = {tid: dict(p) for tid, p in state["pending"].items()}
         self._invalid_streaks = {tid: int(n) for tid, n in state["invalid_streaks"].items()}

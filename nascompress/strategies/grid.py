@@ -5,22 +5,20 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from nascompress.objectives import Objective
 from nascompress.spaces import Float
 from nascompress.strategies._base import (
     FINISHED,
     Outcome,
-    Strategy,
-    check_constraints,
-    check_setup_args,
+    ValidatingStrategy,
+    check_int_option,
+    check_state_header,
 )
 from nascompress.strategies._registry import register_strategy
 
 if TYPE_CHECKING:
-    from nascompress.search.pareto import Constraint
     from nascompress.spaces import SearchSpace
 
 _STATE_VERSION = 1
@@ -28,7 +26,7 @@ _FEISTEL_ROUNDS = 4
 
 
 @register_strategy("grid")
-class GridStrategy(Strategy):
+class GridStrategy(ValidatingStrategy):
     """Enumerates the product of every dimension's grid, then returns ``FINISHED``.
 
     The values of a dimension are those of ``dimension.grid()``: every choice of a
@@ -64,24 +62,11 @@ class GridStrategy(Strategy):
         self._outstanding: dict[str, int] = {}  # id -> index of its point (ordered)
         self._ready = False
 
-    def setup(
-        self,
-        space: SearchSpace,
-        objectives: Sequence[Objective],
-        *,
-        seed: int,
-        constraints: Sequence[Constraint] = (),
-    ) -> None:
-        check_constraints(constraints, check_setup_args(space, objectives, seed))
+    def _setup(self, space: SearchSpace, *, seed: int) -> None:
         if not isinstance(self.shuffle, bool):
             raise TypeError(f"strategy.shuffle must be true or false, but got {self.shuffle!r}")
         points = self.points_per_dimension
-        if points is not None and (not isinstance(points, int) or isinstance(points, bool)
-                                   or points < 2):
-            raise ValueError(
-                f"strategy.points_per_dimension must be an integer >= 2 or None, but got "
-                f"{points!r}"
-            )
+        check_int_option("points_per_dimension", points, 2, or_none=True)
         self._axes = []
         for key, dimension in space.dimensions().items():
             values = dimension.grid()
@@ -169,12 +154,7 @@ class GridStrategy(Strategy):
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self._check_ready()
-        if state.get("strategy") != self.name or state.get("version") != _STATE_VERSION:
-            raise ValueError(
-                f"state must come from GridStrategy.state_dict (strategy={self.name!r}, "
-                f"version={_STATE_VERSION}), but got strategy={state.get('strategy')!r}, "
-                f"version={state.get('version')!r}"
-            )
+        check_state_header(state, owner="GridStrategy", name=self.name, version=_STATE_VERSION)
         if state["size"] != self._size:
             raise ValueError(
                 f"state was saved for a grid of {state['size']} points, but this strategy's "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from nascompress.strategies._base import check_int_option
 from nascompress.strategies._optuna import OptunaStrategy
 from nascompress.strategies._registry import register_strategy
 
@@ -37,11 +38,7 @@ class NSGA2Strategy(OptunaStrategy):
         super().__init__()
 
     def _validate_options(self) -> None:
-        size = self.population_size
-        if not isinstance(size, int) or isinstance(size, bool) or size < 2:
-            raise ValueError(
-                f"strategy.population_size must be an integer >= 2, but got {size!r}"
-            )
+        check_int_option("population_size", self.population_size, 2)
 
     def _create_sampler(self, seed: int) -> Any:
         import optuna

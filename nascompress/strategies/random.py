@@ -3,28 +3,28 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from nascompress.objectives import Objective
 from nascompress.strategies._base import (
     FINISHED,
     Outcome,
-    Strategy,
-    check_constraints,
-    check_setup_args,
+    ValidatingStrategy,
+    check_int_option,
+    check_state_header,
+    random_state_from_json,
+    random_state_to_json,
 )
 from nascompress.strategies._registry import register_strategy
 
 if TYPE_CHECKING:
-    from nascompress.search.pareto import Constraint
     from nascompress.spaces import SearchSpace
 
 _STATE_VERSION = 1
 
 
 @register_strategy("random")
-class RandomStrategy(Strategy):
+class RandomStrategy(ValidatingStrategy):
     """Samples each dimension independently (log-uniformly where ``log=True``).
 
     A strong baseline and the reference for what other strategies must beat. Results
@@ -45,24 +45,8 @@ class RandomStrategy(Strategy):
         self._n_counted = 0
         self._outstanding: dict[str, None] = {}  # ordered, so state_dict is stable
 
-    def setup(
-        self,
-        space: SearchSpace,
-        objectives: Sequence[Objective],
-        *,
-        seed: int,
-        constraints: Sequence[Constraint] = (),
-    ) -> None:
-        check_constraints(constraints, check_setup_args(space, objectives, seed))
-        if self.max_trials is not None and (
-            not isinstance(self.max_trials, int)
-            or isinstance(self.max_trials, bool)
-            or self.max_trials < 1
-        ):
-            raise ValueError(
-                f"strategy.max_trials must be an integer >= 1 or None, but got "
-                f"{self.max_trials!r}"
-            )
+    def _setup(self, space: SearchSpace, *, seed: int) -> None:
+        check_int_option("max_trials", self.max_trials, 1, or_none=True)
         self._space = space
         self._dimensions = dict(space.dimensions())
         self._rng = random.Random(seed)
@@ -97,24 +81,17 @@ class RandomStrategy(Strategy):
 
     def state_dict(self) -> dict[str, Any]:
         self._check_ready()
-        version, internal, gauss_next = self._rng.getstate()
         return {
             "strategy": self.name,
             "version": _STATE_VERSION,
-            "rng": [version, list(internal), gauss_next],
+            "rng": random_state_to_json(self._rng),
             "n_counted": self._n_counted,
             "outstanding": list(self._outstanding),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self._check_ready()
-        if state.get("strategy") != self.name or state.get("version") != _STATE_VERSION:
-            raise ValueError(
-                f"state must come from RandomStrategy.state_dict (strategy={self.name!r}, "
-                f"version={_STATE_VERSION}), but got strategy={state.get('strategy')!r}, "
-                f"version={state.get('version')!r}"
-            )
-        version, internal, gauss_next = state["rng"]
-        self._rng.setstate((version, tuple(internal), gauss_next))
+        check_state_header(state, owner="RandomStrategy", name=self.name, version=_STATE_VERSION)
+        random_state_from_json(self._rng, state["rng"])
         self._n_counted = int(state["n_counted"])
         self._outstanding = dict.fromkeys(state["outstanding"])

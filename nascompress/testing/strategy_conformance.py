@@ -167,6 +167,22 @@ def _scripted_outcome(i: int, params: dict[str, Any]) -> Outcome:
     return _good(params)
 
 
+def _search(strategy: Strategy, space: ToySpace, budget: int) -> list[dict[str, float]]:
+    """Ask and tell ``budget`` trials their real results; the objectives, in order."""
+    results = []
+    for i in range(budget):
+        outcome = _good(_ask(strategy, space, f"t{i}"))
+        results.append(dict(outcome.objectives))
+        strategy.tell(f"t{i}", outcome)
+    return results
+
+
+def _first_and_last_third(values: Sequence[float]) -> tuple[int, float, float]:
+    """A third of the run (at least one trial) and the means of its first and last third."""
+    third = max(1, len(values) // 3)
+    return third, statistics.fmean(values[:third]), statistics.fmean(values[-third:])
+
+
 def _json_state(strategy: Strategy) -> dict[str, Any]:
     state = strategy.state_dict()
     try:
@@ -352,21 +368,16 @@ def check_finds_good_region(
     """
     space = space or ToySpace()
     strategy = _make(factory, space, seed)
-    errors, gaps = [], []
-    for i in range(budget):
-        params = _ask(strategy, space, f"t{i}")
-        outcome = _good(params)
-        errors.append(outcome.objectives["error"])
-        gaps.append(toy_front_gap(outcome.objectives))
-        strategy.tell(f"t{i}", outcome)
+    results = _search(strategy, space, budget)
+    errors = [values["error"] for values in results]
+    gaps = [toy_front_gap(values) for values in results]
     if min(errors) > GOOD_ERROR:
         raise AssertionError(
             f"{_name(strategy)} found a best error of {min(errors):.3f} in {budget} trials; "
             f"random search finds <= {GOOD_ERROR} (is a direction inverted?)"
         )
     if adaptive:
-        third = max(1, budget // 3)
-        early, late = statistics.fmean(gaps[:third]), statistics.fmean(gaps[-third:])
+        third, early, late = _first_and_last_third(gaps)
         if not late < early:
             raise AssertionError(
                 f"{_name(strategy)} did not approach the Pareto front: the mean distance "
@@ -421,19 +432,14 @@ def check_constraint_handling(
     """
     space = space or ToySpace()
     strategy = _make(factory, space, seed, (TOY_CONSTRAINT,))
-    feasible = []
-    for i in range(budget):
-        params = _ask(strategy, space, f"t{i}")
-        outcome = _good(params)
-        feasible.append(TOY_CONSTRAINT.satisfied(outcome.objectives["size"]))
-        strategy.tell(f"t{i}", outcome)
+    feasible = [TOY_CONSTRAINT.satisfied(values["size"])
+                for values in _search(strategy, space, budget)]
     if not any(feasible):
         raise AssertionError(
             f"{_name(strategy)} proposed no point meeting {TOY_CONSTRAINT} in {budget} trials"
         )
     if adaptive:
-        third = max(1, budget // 3)
-        early, late = sum(feasible[:third]) / third, sum(feasible[-third:]) / third
+        third, early, late = _first_and_last_third(feasible)
         if late < early:
             raise AssertionError(
                 f"{_name(strategy)} proposed fewer feasible points late than early under "

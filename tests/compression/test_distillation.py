@@ -11,6 +11,7 @@ from nascompress.compression.distillation import (  # noqa: E402
     FeatureDistiller,
     default_feature_pairs,
 )
+from tests.compression._models import image_batch, image_cnn  # noqa: E402
 
 
 @pytest.fixture
@@ -102,23 +103,6 @@ def test_missing_targets_or_shape_mismatch_raise(logits):
 # --- intermediate-feature distillation -------------------------------------------------
 
 
-def image_cnn(seed: int = 0, *, depth: int = 2, width: int = 8) -> nn.Sequential:
-    """The image-cnn family: conv -> BN -> ReLU -> pool blocks and a linear head."""
-    torch.manual_seed(seed)
-    layers: list[nn.Module] = []
-    c_in, size = 1, 8
-    for _ in range(depth):
-        layers += [
-            nn.Conv2d(c_in, width, 3, padding=1, bias=False),
-            nn.BatchNorm2d(width),
-            nn.ReLU(inplace=True),
-            nn.MaxPool2d(2),
-        ]
-        c_in, size = width, size // 2
-    layers += [nn.Flatten(), nn.Linear(width * size * size, 10)]
-    return nn.Sequential(*layers)
-
-
 def frozen(model: nn.Module) -> nn.Module:
     model.eval()
     for param in model.parameters():
@@ -128,7 +112,7 @@ def frozen(model: nn.Module) -> nn.Module:
 
 @pytest.fixture
 def images():
-    return torch.randn(6, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+    return image_batch(6, seed=3)
 
 
 def run_both(student, teacher, inputs):

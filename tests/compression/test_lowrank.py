@@ -20,32 +20,12 @@ from nascompress.compression.lowrank import (  # noqa: E402
     factorize_conv_tucker2,
     factorize_linear,
 )
-
-
-def tiny_cnn(seed: int = 0, *, depth: int = 2, width: int = 16) -> nn.Sequential:
-    """The image-cnn family: conv -> BN -> ReLU -> pool blocks and a linear head."""
-    torch.manual_seed(seed)
-    layers: list[nn.Module] = []
-    c_in, size = 1, 8
-    for _ in range(depth):
-        layers += [
-            nn.Conv2d(c_in, width, 3, padding=1, bias=False),
-            nn.BatchNorm2d(width),
-            nn.ReLU(inplace=True),
-            nn.MaxPool2d(2),
-        ]
-        c_in, size = width, size // 2
-    layers += [nn.Flatten(), nn.Linear(width * size * size, 10)]
-    return nn.Sequential(*layers)
-
-
-def n_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+from tests.compression._models import image_cnn, n_params  # noqa: E402
 
 
 @pytest.fixture
-def x():
-    return torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+def batch_size():
+    return 4  # images in the x fixture of conftest.py
 
 
 def test_full_rank_linear_reproduces_output():
@@ -118,7 +98,7 @@ def test_factorization_keeps_device_dtype_mode_and_frozen_flags():
 
 
 def test_apply_lowrank_shrinks_tiny_cnn_by_predicted_count(x):
-    model = tiny_cnn(depth=2, width=16)
+    model = image_cnn(depth=2, width=16)
     before = n_params(model)
     report = apply_lowrank_(model, rank_ratio=0.5, skip_classifier=False)
 
@@ -146,7 +126,7 @@ def test_apply_lowrank_shrinks_tiny_cnn_by_predicted_count(x):
 
 
 def test_apply_lowrank_skips_classifier_by_default(x):
-    model = tiny_cnn(depth=2, width=16)
+    model = image_cnn(depth=2, width=16)
     report = apply_lowrank_(model, rank_ratio=0.5)
     assert set(report.layers) == {"4"}
     assert isinstance(model[9], nn.Linear)
@@ -155,7 +135,7 @@ def test_apply_lowrank_skips_classifier_by_default(x):
 
 
 def test_layer_that_would_not_shrink_is_left_alone():
-    model = tiny_cnn(depth=2, width=16)
+    model = image_cnn(depth=2, width=16)
     state = {k: v.clone() for k, v in model.state_dict().items()}
     # Full rank never saves parameters: r * (in + out) >= in * out at r = min(in, out).
     report = apply_lowrank_(model, rank_ratio=1.0, skip_classifier=False)
@@ -191,16 +171,16 @@ def test_min_rank_floors_tiny_ranks():
 @pytest.mark.parametrize("ratio", [0.0, -0.5, 1.5, math.nan])
 def test_bad_rank_ratio_raises_naming_it(ratio):
     with pytest.raises(ValueError, match="rank_ratio"):
-        apply_lowrank_(tiny_cnn(), rank_ratio=ratio)
+        apply_lowrank_(image_cnn(width=16), rank_ratio=ratio)
 
 
 def test_bad_arguments_raise():
     with pytest.raises(TypeError, match="rank_ratio"):
-        apply_lowrank_(tiny_cnn(), rank_ratio=True)
+        apply_lowrank_(image_cnn(width=16), rank_ratio=True)
     with pytest.raises(ValueError, match="min_rank"):
-        apply_lowrank_(tiny_cnn(), rank_ratio=0.5, min_rank=0)
+        apply_lowrank_(image_cnn(width=16), rank_ratio=0.5, min_rank=0)
     with pytest.raises(ValueError, match="nope"):
-        apply_lowrank_(tiny_cnn(), rank_ratio=0.5, skip=["nope"])
+        apply_lowrank_(image_cnn(width=16), rank_ratio=0.5, skip=["nope"])
     with pytest.raises(ValueError, match="rank"):
         factorize_linear(nn.Linear(4, 3), rank=4)
     with pytest.raises(ValueError, match="out_rank"):
@@ -210,14 +190,14 @@ def test_bad_arguments_raise():
 
 
 def test_parametrized_model_is_refused():
-    model = tiny_cnn()
+    model = image_cnn(width=16)
     enable_qat(model, bits=4)
     with pytest.raises(ValueError, match="parametrizations"):
         apply_lowrank_(model, rank_ratio=0.5)
 
 
 def test_factorized_model_can_be_channel_pruned(x):
-    model = tiny_cnn(depth=3, width=16)
+    model = image_cnn(depth=3, width=16)
     apply_lowrank_(model, rank_ratio=0.5, skip_classifier=False)
     report = prune_channels(model, x, ratio=0.5)
     assert report.params_after < report.params_before
@@ -228,7 +208,7 @@ def test_factorized_model_can_be_channel_pruned(x):
 
 
 def pruned_factorized_cnn(x: torch.Tensor) -> nn.Sequential:
-    model = tiny_cnn(depth=2, width=16)
+    model = image_cnn(depth=2, width=16)
     apply_lowrank_(model, rank_ratio=0.5, skip_classifier=False)
     prune_channels(model, x, ratio=0.25)
     return model.eval()
@@ -246,7 +226,7 @@ def test_factorized_model_round_trips_through_artifact(x, tmp_path):
     size = save_artifact(model, path, quantized=None)
     assert size == len(artifact_bytes(model))
     # The layers chosen depend on shapes only, so the same call rebuilds the template.
-    template = tiny_cnn(seed=1, depth=2, width=16)
+    template = image_cnn(seed=1, depth=2, width=16)
     apply_lowrank_(template, rank_ratio=0.5, skip_classifier=False)
     loaded, _ = load_artifact(path, template)
     torch.testing.assert_close(loaded(x), model(x))

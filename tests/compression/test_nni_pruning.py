@@ -13,47 +13,22 @@ from nascompress.compression.nni_pruning import (  # noqa: E402
     nni_available,
     nni_channel_importance,
 )
+from tests.compression._models import wide_cnn  # noqa: E402
 
 HAS_NNI = importlib.util.find_spec("nni") is not None
-
-
-def tiny_cnn(seed: int = 0) -> nn.Sequential:
-    torch.manual_seed(seed)
-    return nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1, bias=False),
-        nn.BatchNorm2d(8),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(8, 16, 3, padding=1, bias=False),
-        nn.BatchNorm2d(16),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(16 * 2 * 2, 10),
-    )
-
-
-@pytest.fixture
-def x():
-    return torch.randn(8, 1, 8, 8, generator=torch.Generator().manual_seed(1))
-
-
-@pytest.fixture
-def calibration(x):
-    return x, torch.arange(len(x)) % 10
 
 
 @pytest.mark.skipif(HAS_NNI, reason="checks the message shown when nni is missing")
 def test_missing_nni_raises_import_error_with_install_hint(x):
     assert not nni_available()
     with pytest.raises(ImportError, match=r"pip install 'nascompress\[nni\]'.*archived"):
-        nni_channel_importance(tiny_cnn(), x, pruner="l1", ratio=0.5)
+        nni_channel_importance(wide_cnn(), x, pruner="l1", ratio=0.5)
 
 
 @pytest.mark.parametrize("pruner", NNI_PRUNERS)
 def test_removed_channels_are_exactly_nni_masked_ones(x, calibration, pruner):
     pytest.importorskip("nni")
-    model = tiny_cnn()
+    model = wide_cnn()
     # 0.3 of 8 channels: NNI masks floor(2.4) = 2, fewer than the built-in rule's 3.
     kwargs = dict(ratio=0.3, layer_ratios={"4": 0.5}, calibration=calibration)
     masks = nni_channel_importance(model, x, pruner=pruner, **kwargs)
@@ -75,7 +50,7 @@ def test_removed_channels_are_exactly_nni_masked_ones(x, calibration, pruner):
 
 def test_nni_l1_masks_the_filters_with_the_smallest_l1_norm(x):
     pytest.importorskip("nni")
-    model = tiny_cnn()
+    model = wide_cnn()
     masks = nni_channel_importance(model, x, pruner="l1", ratio=0.5)
     norms = model[0].weight.detach().abs().flatten(1).sum(1)
     assert set(torch.nonzero(masks["0"] == 0).flatten().tolist()) == set(
@@ -85,7 +60,7 @@ def test_nni_l1_masks_the_filters_with_the_smallest_l1_norm(x):
 
 def test_nni_leaves_the_model_untouched(x):
     pytest.importorskip("nni")
-    model = tiny_cnn()
+    model = wide_cnn()
     state = {k: v.clone() for k, v in model.state_dict().items()}
     nni_channel_importance(model, x, pruner="fpgm", ratio=0.5)
     assert type(model[0]) is nn.Conv2d  # no NNI wrapper left behind
@@ -95,14 +70,14 @@ def test_nni_leaves_the_model_untouched(x):
 
 def test_nni_criteria_refuse_global_and_iterative_pruning(x):
     with pytest.raises(ValueError, match="global_pruning"):
-        prune_channels(tiny_cnn(), x, ratio=0.5, importance="nni-l1", global_pruning=True)
+        prune_channels(wide_cnn(), x, ratio=0.5, importance="nni-l1", global_pruning=True)
     with pytest.raises(ValueError, match="iterative_steps"):
-        prune_channels(tiny_cnn(), x, ratio=0.5, importance="nni-l1", iterative_steps=2)
+        prune_channels(wide_cnn(), x, ratio=0.5, importance="nni-l1", iterative_steps=2)
 
 
 def test_unknown_pruner_and_missing_calibration_raise(x):
     pytest.importorskip("nni")
     with pytest.raises(ValueError, match="pruner.*'slim'"):
-        nni_channel_importance(tiny_cnn(), x, pruner="slim", ratio=0.5)
+        nni_channel_importance(wide_cnn(), x, pruner="slim", ratio=0.5)
     with pytest.raises(ValueError, match="calibration"):
-        nni_channel_importance(tiny_cnn(), x, pruner="taylor", ratio=0.5)
+        nni_channel_importance(wide_cnn(), x, pruner="taylor", ratio=0.5)

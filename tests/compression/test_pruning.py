@@ -11,31 +11,12 @@ from torch import nn  # noqa: E402
 from nascompress.compression import PruningReport, enable_qat, prune_channels  # noqa: E402
 from nascompress.compression.pruning import IMPORTANCES  # noqa: E402
 from nascompress.compression.sparsity import magnitude_prune_  # noqa: E402
-
-
-def tiny_cnn(seed: int = 0) -> nn.Sequential:
-    torch.manual_seed(seed)
-    return nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1, bias=False),
-        nn.BatchNorm2d(8),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(8, 8, 3, padding=1, bias=False),
-        nn.BatchNorm2d(8),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(8 * 2 * 2, 10),
-    )
+from tests.compression._models import n_params, tiny_cnn, wide_cnn  # noqa: E402
 
 
 @pytest.fixture
-def x():
-    return torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(1))
-
-
-def n_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+def batch_size():
+    return 4  # images in the x fixture of conftest.py
 
 
 def test_half_ratio_removes_channels_and_flatten_linear_follows(x):
@@ -151,29 +132,6 @@ def test_parametrized_model_is_refused(x):
 
 
 # --- criteria, iterative schedule, per-layer ratios -------------------------------------
-
-
-def wide_cnn(seed: int = 0) -> nn.Sequential:
-    """8 then 16 channels, so the two blocks prune to different widths."""
-    torch.manual_seed(seed)
-    return nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1, bias=False),
-        nn.BatchNorm2d(8),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(8, 16, 3, padding=1, bias=False),
-        nn.BatchNorm2d(16),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(16 * 2 * 2, 10),
-    )
-
-
-@pytest.fixture
-def calibration(x):
-    labels = torch.arange(len(x)) % 10
-    return x, labels
 
 
 @pytest.mark.parametrize("importance", IMPORTANCES)

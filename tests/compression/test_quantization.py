@@ -27,27 +27,12 @@ from nascompress.compression.quantization import (  # noqa: E402
     quantize_affine,
     quantize_kmeans,
 )
-
-
-def tiny_cnn(seed: int = 0) -> nn.Sequential:
-    torch.manual_seed(seed)
-    return nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1, bias=False),
-        nn.BatchNorm2d(8),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(8, 8, 3, padding=1, bias=False),
-        nn.BatchNorm2d(8),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(8 * 2 * 2, 10),
-    )
+from tests.compression._models import tiny_cnn  # noqa: E402
 
 
 @pytest.fixture
-def x():
-    return torch.randn(16, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+def batch_size():
+    return 16  # images in the x fixture of conftest.py
 
 
 @pytest.fixture

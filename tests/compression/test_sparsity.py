@@ -18,18 +18,7 @@ from nascompress.compression.sparsity import (  # noqa: E402
     magnitude_prune_,
     sparse_encoding_size,
 )
-
-
-def tiny_cnn(seed: int = 0) -> nn.Sequential:
-    torch.manual_seed(seed)
-    return nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1, bias=False),
-        nn.BatchNorm2d(8),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(8 * 4 * 4, 10),
-    )
+from tests.compression._models import tiny_cnn  # noqa: E402
 
 
 def linear_with(weight: list[list[float]]) -> nn.Sequential:
@@ -71,7 +60,7 @@ def test_global_scope_ranks_across_layers():
 
 
 def test_report_is_json_able_and_biases_stay_dense():
-    model = tiny_cnn()
+    model = tiny_cnn(widths=(8,))
     report = magnitude_prune_(model, sparsity=0.5)
     assert isinstance(report, SparsityReport)
     assert report.layers == {"0": 0.5, "5": 0.5}
@@ -82,7 +71,7 @@ def test_report_is_json_able_and_biases_stay_dense():
 
 
 def test_mask_holds_through_an_optimizer_step():
-    model = tiny_cnn()
+    model = tiny_cnn(widths=(8,))
     magnitude_prune_(model, sparsity=0.6)
     enable_sparse_training(model)
     masks = {i: model[i].parametrizations.weight[0].mask.clone() for i in (0, 5)}
@@ -101,7 +90,7 @@ def test_mask_holds_through_an_optimizer_step():
 
 
 def test_finalize_removes_parametrizations_and_keeps_zeros():
-    model = tiny_cnn()
+    model = tiny_cnn(widths=(8,))
     magnitude_prune_(model, sparsity=0.6)
     enable_sparse_training(model)
     latent = model[0].parametrizations.weight.original
@@ -110,13 +99,13 @@ def test_finalize_removes_parametrizations_and_keeps_zeros():
     result = finalize_sparsity(model)
     assert not any(parametrize.is_parametrized(m) for m in model.modules())
     assert not any(hasattr(m, SPARSITY_MASK) for m in model.modules())
-    assert set(model.state_dict()) == set(tiny_cnn().state_dict())
+    assert set(model.state_dict()) == set(tiny_cnn(widths=(8,)).state_dict())
     assert result == {"0": 43 / 72, "5": 768 / 1280}  # floor(n * 0.6) zeros per layer
     assert int((model[0].weight == 0).sum()) == 43
 
 
 def test_finalize_without_sparse_training_reapplies_the_mask():
-    model = tiny_cnn()
+    model = tiny_cnn(widths=(8,))
     magnitude_prune_(model, sparsity=0.5)
     with torch.no_grad():
         model[0].weight.add_(1.0)  # plain training moved the zeros
@@ -125,7 +114,7 @@ def test_finalize_without_sparse_training_reapplies_the_mask():
 
 
 def test_sparse_training_does_not_stack_with_qat():
-    model = tiny_cnn()
+    model = tiny_cnn(widths=(8,))
     magnitude_prune_(model, sparsity=0.5)
     enable_sparse_training(model)
     with pytest.raises(ValueError, match="FakeQuantize"):
@@ -139,7 +128,7 @@ def test_sparse_training_does_not_stack_with_qat():
 
 
 def test_qat_model_is_refused_by_magnitude_pruning():
-    model = tiny_cnn()
+    model = tiny_cnn(widths=(8,))
     enable_qat(model, bits=8)
     with pytest.raises(ValueError, match="parametrization"):
         magnitude_prune_(model, sparsity=0.5)
@@ -147,18 +136,18 @@ def test_qat_model_is_refused_by_magnitude_pruning():
 
 def test_enable_without_masks_raises():
     with pytest.raises(ValueError, match="magnitude_prune_"):
-        enable_sparse_training(tiny_cnn())
+        enable_sparse_training(tiny_cnn(widths=(8,)))
 
 
 @pytest.mark.parametrize("sparsity", [-0.1, 1.0, math.nan])
 def test_bad_sparsity_raises(sparsity):
     with pytest.raises(ValueError, match="sparsity"):
-        magnitude_prune_(tiny_cnn(), sparsity=sparsity)
+        magnitude_prune_(tiny_cnn(widths=(8,)), sparsity=sparsity)
 
 
 def test_bad_scope_raises():
     with pytest.raises(ValueError, match="scope.*'network'"):
-        magnitude_prune_(tiny_cnn(), sparsity=0.5, scope="network")
+        magnitude_prune_(tiny_cnn(widths=(8,)), sparsity=0.5, scope="network")
 
 
 def test_sparse_encoding_sizes_by_hand():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -11,10 +10,8 @@ import pytest
 pytest.importorskip("ray")
 pytest.importorskip("optuna")
 
-from nascompress.objectives import Objective  # noqa: E402
 from nascompress.search.pareto import Constraint  # noqa: E402
 from nascompress.search.ray_adapter import StrategySearcher  # noqa: E402
-from nascompress.spaces import Categorical, Float, Int, SearchSpace  # noqa: E402
 from nascompress.strategies import (  # noqa: E402
     FINISHED,
     BayesianStrategy,
@@ -22,32 +19,7 @@ from nascompress.strategies import (  # noqa: E402
     RandomStrategy,
     Strategy,
 )
-
-OBJECTIVES = (Objective("f", "min"), Objective("g", "max"))
-
-
-class ToySpace(SearchSpace):
-    """Three namespaced dims and a joint constraint, like the real spaces."""
-
-    name = "toy"
-
-    def default_dimensions(self):
-        return {
-            "arch/x": Int(0, 10),
-            "prune/y": Float(0.0, 1.0, step=0.1),
-            "quant/c": Categorical(["a", "b"]),
-        }
-
-    def check(self, params: Mapping[str, Any]) -> str | None:
-        reason = super().check(params)
-        if reason:
-            return reason
-        if params["arch/x"] > 8:
-            return "arch/x must be <= 8"
-        return None
-
-    def build_model(self, params, *, input_shape, num_classes):
-        raise NotImplementedError
+from tests._helpers import FG_OBJECTIVES, FGSpace, fg_objectives  # noqa: E402
 
 
 class Spy(Strategy):
@@ -82,14 +54,9 @@ class Spy(Strategy):
         return [(tid, o) for tid, o in self.tells if o.state != "INVALID"]
 
 
-def toy_result(config: Mapping[str, Any]) -> dict[str, float]:
-    bonus = 2.0 if config["quant/c"] == "a" else 1.0
-    return {"f": (config["arch/x"] - 3) ** 2 + config["prune/y"], "g": config["prune/y"] * bonus}
-
-
 def _searcher(strategy: Strategy | None = None, seed: int = 0) -> StrategySearcher:
     return StrategySearcher(
-        strategy or Spy(BayesianStrategy(n_startup_trials=3)), ToySpace(), OBJECTIVES, seed=seed
+        strategy or Spy(BayesianStrategy(n_startup_trials=3)), FGSpace(), FG_OBJECTIVES, seed=seed
     )
 
 
@@ -103,12 +70,12 @@ def test_metric_and_mode_lists_come_from_objectives():
 def test_suggests_several_valid_configs_before_any_completion():
     searcher = _searcher()
     configs = [searcher.suggest(f"t{i}") for i in range(5)]
-    assert all(ToySpace().check(c) is None for c in configs)
+    assert all(FGSpace().check(c) is None for c in configs)
     assert searcher.strategy.real_tells() == []
     with pytest.raises(ValueError, match="trial_id 't0' was already suggested"):
         searcher.suggest("t0")
     for i, config in enumerate(configs):
-        searcher.on_trial_complete(f"t{i}", result=toy_result(config))
+        searcher.on_trial_complete(f"t{i}", result=fg_objectives(config))
     assert [tid for tid, _ in searcher.strategy.real_tells()] == [f"t{i}" for i in range(5)]
     assert all(o.state == "COMPLETE" for _, o in searcher.strategy.real_tells())
 
@@ -116,9 +83,9 @@ def test_suggests_several_valid_configs_before_any_completion():
 def test_double_and_unknown_completions_are_ignored():
     searcher = _searcher()
     config = searcher.suggest("t0")
-    searcher.on_trial_complete("t0", result=toy_result(config))
+    searcher.on_trial_complete("t0", result=fg_objectives(config))
     searcher.on_trial_complete("t0", result=None, error=True)
-    searcher.on_trial_complete("never-suggested", result=toy_result(config))
+    searcher.on_trial_complete("never-suggested", result=fg_objectives(config))
     assert [(tid, o.state) for tid, o in searcher.strategy.real_tells()] == [("t0", "COMPLETE")]
 
 
@@ -168,18 +135,18 @@ def test_finished_passes_through():
 
 def test_constructor_validates():
     with pytest.raises(TypeError, match="strategy must be a Strategy"):
-        StrategySearcher("bayesian", ToySpace(), OBJECTIVES, seed=0)
+        StrategySearcher("bayesian", FGSpace(), FG_OBJECTIVES, seed=0)
     with pytest.raises(ValueError, match="max_invalid_attempts must be an integer >= 1"):
-        StrategySearcher(RandomStrategy(), ToySpace(), OBJECTIVES, seed=0, max_invalid_attempts=0)
+        StrategySearcher(RandomStrategy(), FGSpace(), FG_OBJECTIVES, seed=0, max_invalid_attempts=0)
     with pytest.raises(ValueError, match="objectives must not be empty"):
-        StrategySearcher(RandomStrategy(), ToySpace(), [], seed=0)
+        StrategySearcher(RandomStrategy(), FGSpace(), [], seed=0)
 
 
 def test_save_restore_continues_identically(tmp_path):
     original = _searcher(seed=5)
     for i in range(8):
         config = original.suggest(f"t{i}")
-        original.on_trial_complete(f"t{i}", result=toy_result(config))
+        original.on_trial_complete(f"t{i}", result=fg_objectives(config))
     live = original.suggest("live")  # still running at checkpoint time
     path = tmp_path / "searcher-state-x.pkl"
     original.save(str(path))
@@ -189,14 +156,14 @@ def test_save_restore_continues_identically(tmp_path):
     restored = _searcher(seed=5)
     restored.restore(str(path))
     for searcher in (original, restored):
-        searcher.on_trial_complete("live", result=toy_result(live))
-        searcher.on_trial_complete("t0", result=toy_result(live))  # completed before: ignored
+        searcher.on_trial_complete("live", result=fg_objectives(live))
+        searcher.on_trial_complete("t0", result=fg_objectives(live))  # completed before: ignored
 
     def continue_(searcher: StrategySearcher) -> list[dict[str, Any]]:
         configs = []
         for i in range(6):
             configs.append(searcher.suggest(f"n{i}"))
-            searcher.on_trial_complete(f"n{i}", result=toy_result(configs[-1]))
+            searcher.on_trial_complete(f"n{i}", result=fg_objectives(configs[-1]))
         return configs
 
     assert continue_(restored) == continue_(original)
@@ -211,23 +178,23 @@ LIMIT = Constraint("f", "<=", 4.0)
 
 def test_constraints_reach_the_strategy_and_the_checkpoint(tmp_path):
     strategy = Spy(BayesianStrategy(n_startup_trials=2))
-    searcher = StrategySearcher(strategy, ToySpace(), OBJECTIVES, seed=0, constraints=[LIMIT])
+    searcher = StrategySearcher(strategy, FGSpace(), FG_OBJECTIVES, seed=0, constraints=[LIMIT])
     assert strategy.constraints == (LIMIT,)
     for i in range(3):
         config = searcher.suggest(f"t{i}")
-        searcher.on_trial_complete(f"t{i}", result=toy_result(config))
+        searcher.on_trial_complete(f"t{i}", result=fg_objectives(config))
     trials = strategy.inner._study.trials
     assert all("c0" in t.constraints for t in trials if t.state.name == "COMPLETE")
     path = tmp_path / "searcher.json"
     searcher.save(str(path))
     assert json.loads(path.read_text())["constraints"] == [LIMIT.to_dict()]
 
-    restored = StrategySearcher(Spy(BayesianStrategy(n_startup_trials=2)), ToySpace(),
-                                OBJECTIVES, seed=0, constraints=[LIMIT])
+    restored = StrategySearcher(Spy(BayesianStrategy(n_startup_trials=2)), FGSpace(),
+                                FG_OBJECTIVES, seed=0, constraints=[LIMIT])
     restored.restore(str(path))
     assert restored.suggest("n0") == searcher.suggest("n0")
-    unconstrained = StrategySearcher(Spy(BayesianStrategy(n_startup_trials=2)), ToySpace(),
-                                     OBJECTIVES, seed=0)
+    unconstrained = StrategySearcher(Spy(BayesianStrategy(n_startup_trials=2)), FGSpace(),
+                                     FG_OBJECTIVES, seed=0)
     with pytest.raises(ValueError, match=r"saved with constraints \['f <= 4'\]"):
         unconstrained.restore(str(path))
 
@@ -240,18 +207,18 @@ class BeforeConstraints(RandomStrategy):
 
 
 def test_strategies_without_the_constraints_keyword_still_work_unconstrained():
-    searcher = StrategySearcher(BeforeConstraints(), ToySpace(), OBJECTIVES, seed=0)
-    assert ToySpace().check(searcher.suggest("t0")) is None
+    searcher = StrategySearcher(BeforeConstraints(), FGSpace(), FG_OBJECTIVES, seed=0)
+    assert FGSpace().check(searcher.suggest("t0")) is None
     with pytest.raises(TypeError, match="constraints"):
-        StrategySearcher(BeforeConstraints(), ToySpace(), OBJECTIVES, seed=0,
+        StrategySearcher(BeforeConstraints(), FGSpace(), FG_OBJECTIVES, seed=0,
                          constraints=[LIMIT])
 
 
 def test_constraints_are_validated():
     with pytest.raises(TypeError, match="constraints must be a sequence of Constraint"):
-        StrategySearcher(RandomStrategy(), ToySpace(), OBJECTIVES, seed=0, constraints=LIMIT)
+        StrategySearcher(RandomStrategy(), FGSpace(), FG_OBJECTIVES, seed=0, constraints=LIMIT)
     with pytest.raises(ValueError, match="names 'latency_ms', which is not an objective"):
-        StrategySearcher(RandomStrategy(), ToySpace(), OBJECTIVES, seed=0,
+        StrategySearcher(RandomStrategy(), FGSpace(), FG_OBJECTIVES, seed=0,
                          constraints=[Constraint("latency_ms", "<=", 1.0)])
 
 
@@ -261,10 +228,10 @@ def test_real_tune_run(ray_session, tmp_path):
     from ray.tune.search import ConcurrencyLimiter
 
     def trainable(config):
-        tune.report(toy_result(config))
+        tune.report(fg_objectives(config))
 
     strategy = Spy(BayesianStrategy(n_startup_trials=3))
-    searcher = StrategySearcher(strategy, ToySpace(), OBJECTIVES, seed=0)
+    searcher = StrategySearcher(strategy, FGSpace(), FG_OBJECTIVES, seed=0)
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -279,9 +246,9 @@ def test_real_tune_run(ray_session, tmp_path):
     told = strategy.real_tells()
     assert len(told) == 6 and all(o.state == "COMPLETE" for _, o in told)
     for result in results:
-        config = {k: result.config[k] for k in ToySpace().dimensions()}
-        assert ToySpace().check(config) is None
-        assert result.metrics["f"] == pytest.approx(toy_result(config)["f"])
+        config = {k: result.config[k] for k in FGSpace().dimensions()}
+        assert FGSpace().check(config) is None
+        assert result.metrics["f"] == pytest.approx(fg_objectives(config)["f"])
     # Tune checkpointed the searcher with our save(): a JSON file in the experiment dir
     saved = list((tmp_path / "toy").glob("searcher-state-*.pkl"))
     assert saved and json.loads(saved[0].read_text())["strategy"] == "spy"

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
 optuna = pytest.importorskip("optuna")
 
-from nascompress.objectives import Objective  # noqa: E402
 from nascompress.search.pareto import Constraint  # noqa: E402
 from nascompress.spaces import Categorical, Float, Int, SearchSpace  # noqa: E402
 from nascompress.strategies import (  # noqa: E402
@@ -21,14 +19,11 @@ from nascompress.strategies import (  # noqa: E402
     Outcome,
     ask_valid,
 )
+from tests._helpers import FG_OBJECTIVES, FGSpace, fg_objectives  # noqa: E402
 
-OBJECTIVES = (Objective("f", "min"), Objective("g", "max"))
 
-
-class ToySpace(SearchSpace):
+class ToySpace(FGSpace):
     """Int, stepped Float, log Float and an ambiguous Categorical (1 == True)."""
-
-    name = "toy"
 
     def default_dimensions(self):
         return {
@@ -38,26 +33,10 @@ class ToySpace(SearchSpace):
             "quant/c": Categorical([1, True, "a"]),
         }
 
-    def check(self, params: Mapping[str, Any]) -> str | None:
-        reason = super().check(params)
-        if reason:
-            return reason
-        if params["arch/x"] > 8:
-            return "arch/x must be <= 8"
-        return None
-
-    def build_model(self, params, *, input_shape, num_classes):
-        raise NotImplementedError
-
-
-def toy_objectives(params: Mapping[str, Any]) -> dict[str, float]:
-    bonus = 2.0 if params["quant/c"] == "a" else 1.0
-    return {"f": (params["arch/x"] - 3) ** 2 + params["prune/y"], "g": params["prune/y"] * bonus}
-
 
 def _make(seed: int = 0, **options) -> BayesianStrategy:
     strategy = BayesianStrategy(**{"n_startup_trials": 4, **options})
-    strategy.setup(ToySpace(), OBJECTIVES, seed=seed)
+    strategy.setup(ToySpace(), FG_OBJECTIVES, seed=seed)
     return strategy
 
 
@@ -66,7 +45,7 @@ def _run(strategy: BayesianStrategy, ids: list[str]) -> list[dict[str, Any]]:
     for trial_id in ids:
         params = ask_valid(strategy, space, trial_id)
         asked.append(params)
-        strategy.tell(trial_id, Outcome("COMPLETE", toy_objectives(params)))
+        strategy.tell(trial_id, Outcome("COMPLETE", fg_objectives(params)))
     return asked
 
 
@@ -92,8 +71,8 @@ def test_directions_follow_objectives_and_tpe_improves_on_random():
     asked = _run(strategy, [f"t{i}" for i in range(40)])
     study = strategy._study
     assert [d.name for d in study.directions] == ["MINIMIZE", "MAXIMIZE"]
-    early = sum(toy_objectives(p)["f"] for p in asked[:4]) / 4
-    late = sum(toy_objectives(p)["f"] for p in asked[-10:]) / 10
+    early = sum(fg_objectives(p)["f"] for p in asked[:4]) / 4
+    late = sum(fg_objectives(p)["f"] for p in asked[-10:]) / 10
     assert late < early
 
 
@@ -124,16 +103,16 @@ def test_parallel_asks_before_any_tell_and_pending_id_rejected():
     with pytest.raises(ValueError, match="trial_id 'p0' was asked and not told yet"):
         strategy.ask("p0")
     for i in range(4):
-        strategy.tell(f"p{i}", Outcome("COMPLETE", toy_objectives(proposals[i])))
+        strategy.tell(f"p{i}", Outcome("COMPLETE", fg_objectives(proposals[i])))
     assert all(t.state.name == "COMPLETE" for t in strategy._study.trials)
 
 
 def test_options_are_validated_in_setup():
     strategy = BayesianStrategy(n_startup_trials=-1)
     with pytest.raises(ValueError, match="n_startup_trials must be an integer >= 0, but got -1"):
-        strategy.setup(ToySpace(), OBJECTIVES, seed=0)
+        strategy.setup(ToySpace(), FG_OBJECTIVES, seed=0)
     with pytest.raises(TypeError, match="constant_liar must be true or false, but got 'yes'"):
-        BayesianStrategy(constant_liar="yes").setup(ToySpace(), OBJECTIVES, seed=0)
+        BayesianStrategy(constant_liar="yes").setup(ToySpace(), FG_OBJECTIVES, seed=0)
     with pytest.raises(RuntimeError, match="setup"):
         BayesianStrategy().ask("t")
 
@@ -156,7 +135,7 @@ def test_state_dict_round_trip_continues_identically(constant_liar, multivariate
         outcome = (
             Outcome("FAILED", error="boom") if i == 5
             else Outcome("PRUNED") if i == 7
-            else Outcome("COMPLETE", toy_objectives(params))
+            else Outcome("COMPLETE", fg_objectives(params))
         )
         original.tell(f"t{i}", outcome)
     # two asks still outstanding when the state is saved (a parallel search)
@@ -169,12 +148,12 @@ def test_state_dict_round_trip_continues_identically(constant_liar, multivariate
         t.state.name for t in original._study.trials
     ]
     for strategy in (original, restored):
-        strategy.tell("p0", Outcome("COMPLETE", toy_objectives(pending["p0"])))
+        strategy.tell("p0", Outcome("COMPLETE", fg_objectives(pending["p0"])))
     ids = [f"n{i}" for i in range(10)]
     assert _run(restored, ids) == _run(original, ids)
     # p1 was outstanding in both and can still be told
     for strategy in (original, restored):
-        strategy.tell("p1", Outcome("COMPLETE", toy_objectives(pending["p1"])))
+        strategy.tell("p1", Outcome("COMPLETE", fg_objectives(pending["p1"])))
     assert restored._study.trials[-1].state.name == "COMPLETE"
     assert restored.state_dict()["trials"] == original.state_dict()["trials"]
 
@@ -191,7 +170,7 @@ def test_load_state_dict_rejects_used_strategy_and_other_space():
             return {**super().default_dimensions(), "arch/x": Int(0, 5)}
 
     other = BayesianStrategy(n_startup_trials=4)
-    other.setup(Narrower(), OBJECTIVES, seed=0)
+    other.setup(Narrower(), FG_OBJECTIVES, seed=0)
     with pytest.raises(ValueError, match="different search space"):
         other.load_state_dict(state)
     with pytest.raises(ValueError, match="BayesianStrategy.state_dict"):
@@ -207,7 +186,7 @@ def test_repeatedly_invalid_ids_fall_back_to_random_draws(recwarn):
     trial = strategy._study.trials[-1]
     assert "fixed_params" in trial.system_attrs  # drawn by the fallback, not by TPE
     assert ToySpace().check(params) in (None, "arch/x must be <= 8")
-    strategy.tell("t", Outcome("COMPLETE", toy_objectives(params)))
+    strategy.tell("t", Outcome("COMPLETE", fg_objectives(params)))
     strategy.ask("t")  # a valid tell ends the streak: TPE proposes again
     assert "fixed_params" not in strategy._study.trials[-1].system_attrs
     assert not [w for w in recwarn if "optuna" in str(w.filename)]
@@ -220,11 +199,11 @@ def test_tight_constraint_does_not_trap_independent_tpe():
             return reason or (None if params["arch/x"] <= 1 else "arch/x must be <= 1")
 
     strategy = BayesianStrategy(n_startup_trials=2, multivariate=False)
-    strategy.setup(Tight(), OBJECTIVES, seed=0)
+    strategy.setup(Tight(), FG_OBJECTIVES, seed=0)
     for i in range(10):
         params = ask_valid(strategy, Tight(), f"t{i}", max_attempts=50)
         assert params["arch/x"] <= 1
-        strategy.tell(f"t{i}", Outcome("COMPLETE", toy_objectives(params)))
+        strategy.tell(f"t{i}", Outcome("COMPLETE", fg_objectives(params)))
 
 
 # ---------------------------------------------------------------------- constraints
@@ -233,7 +212,7 @@ def test_tight_constraint_does_not_trap_independent_tpe():
 def test_complete_trials_carry_constraint_values_for_the_sampler():
     constraint = Constraint("f", "<=", 2.0)
     strategy = BayesianStrategy(n_startup_trials=4)
-    strategy.setup(ToySpace(), OBJECTIVES, seed=0, constraints=(constraint,))
+    strategy.setup(ToySpace(), FG_OBJECTIVES, seed=0, constraints=(constraint,))
     for i, f in enumerate([1.0, 2.0, 3.0]):
         strategy.ask(f"t{i}")
         strategy.tell(f"t{i}", Outcome("COMPLETE", {"f": f, "g": 0.0}))
@@ -247,15 +226,15 @@ def test_complete_trials_carry_constraint_values_for_the_sampler():
 def test_constraints_must_bound_objectives():
     with pytest.raises(ValueError, match="names 'latency_ms', which is not an objective"):
         BayesianStrategy().setup(
-            ToySpace(), OBJECTIVES, seed=0, constraints=[Constraint("latency_ms", "<=", 1.0)]
+            ToySpace(), FG_OBJECTIVES, seed=0, constraints=[Constraint("latency_ms", "<=", 1.0)]
         )
     with pytest.raises(TypeError, match="constraints must be a sequence of Constraint"):
-        BayesianStrategy().setup(ToySpace(), OBJECTIVES, seed=0, constraints="f <= 1")
+        BayesianStrategy().setup(ToySpace(), FG_OBJECTIVES, seed=0, constraints="f <= 1")
 
 
 def test_constraints_are_part_of_the_state():
     original = BayesianStrategy(n_startup_trials=2)
-    original.setup(ToySpace(), OBJECTIVES, seed=0, constraints=[Constraint("f", "<=", 2.0)])
+    original.setup(ToySpace(), FG_OBJECTIVES, seed=0, constraints=[Constraint("f", "<=", 2.0)])
     _run(original, ["a", "b"])
     state = json.loads(json.dumps(original.state_dict()))
     with pytest.raises(ValueError, match="saved with constraints"):
@@ -285,7 +264,7 @@ def test_version_1_states_still_load():
 def test_sampler_option_is_validated():
     with pytest.raises(ValueError, match=r"strategy.sampler must be one of \['tpe', 'gp'\], "
                                          "but got 'cmaes'"):
-        BayesianStrategy(sampler="cmaes").setup(ToySpace(), OBJECTIVES, seed=0)
+        BayesianStrategy(sampler="cmaes").setup(ToySpace(), FG_OBJECTIVES, seed=0)
     assert STRATEGIES.resolve("bayesian-gp") is BayesianGPStrategy
     assert BayesianGPStrategy().sampler == "gp" and BayesianGPStrategy.name == "bayesian-gp"
 
@@ -296,7 +275,7 @@ def test_state_of_one_sampler_does_not_load_into_the_other():
     _run(original, ["a"])
     state = json.loads(json.dumps(original.state_dict()))
     other = BayesianStrategy(sampler="gp", n_startup_trials=4)
-    other.setup(ToySpace(), OBJECTIVES, seed=0)
+    other.setup(ToySpace(), FG_OBJECTIVES, seed=0)
     with pytest.raises(ValueError, match="saved with options {'sampler': 'tpe'}"):
         other.load_state_dict(state)
 
@@ -305,7 +284,7 @@ def _make_gp(seed: int = 0, **options) -> BayesianStrategy:
     pytest.importorskip("torch")
     pytest.importorskip("scipy")
     strategy = BayesianStrategy(sampler="gp", **{"n_startup_trials": 3, **options})
-    strategy.setup(ToySpace(), OBJECTIVES, seed=seed)
+    strategy.setup(ToySpace(), FG_OBJECTIVES, seed=seed)
     return strategy
 
 
