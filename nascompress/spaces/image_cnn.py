@@ -116,6 +116,12 @@ class ImageCNNSpace(SearchSpace):
 
     def validate_dimension(self, key: str, dimension: Dimension) -> str | None:
         values = _all_values(dimension)
+        if any(isinstance(v, bool) for v in values):
+            return "values must be numbers or names, not true/false"
+        discrete = key.startswith("arch/") or key.startswith("quant/") or key == "prune/importance"
+        if discrete and dimension.grid() is None:
+            # A continuous range is checked by its ends only, and would propose 4.37 bits.
+            return "must be a categorical or integer dimension (a finite set of values)"
         if key == "prune/ratio":
             if any(not 0.0 <= v < 1.0 for v in values):
                 return "every pruning ratio must lie in [0, 1) (1.0 would remove every channel)"

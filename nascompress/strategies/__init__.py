@@ -1,9 +1,10 @@
 """Search strategies: the ask/tell :class:`Strategy` contract and built-in strategies.
 
 Built-ins: ``random``, ``grid``, ``evolution`` (regularized evolution), ``bayesian``
-(optuna TPE, or a Gaussian process with ``sampler="gp"``; ``bayesian-gp`` for short) and
-``nsga2`` (optuna NSGA-II). Importing this package imports neither ray nor torch nor
-optuna; the optuna-backed strategies import optuna when they are set up.
+(optuna TPE, or a Gaussian process with ``sampler="gp"``; ``bayesian-gp`` for short),
+``nsga2`` (optuna NSGA-II) and ``rl`` (REINFORCE policy gradient in torch). Importing
+this package imports neither ray nor torch nor optuna; the optuna-backed strategies
+import optuna, and ``rl`` torch, when they are set up.
 """
 
 from nascompress.strategies._base import (
@@ -21,6 +22,7 @@ from nascompress.strategies.evolution import EvolutionStrategy
 from nascompress.strategies.grid import GridStrategy
 from nascompress.strategies.nsga2 import NSGA2Strategy
 from nascompress.strategies.random import RandomStrategy
+from nascompress.strategies.rl import RLStrategy
 
 __all__ = [
     "FINISHED",
@@ -32,6 +34,7 @@ __all__ = [
     "GridStrategy",
     "NSGA2Strategy",
     "Outcome",
+    "RLStrategy",
     "RandomStrategy",
     "Strategy",
     "ask_valid",
