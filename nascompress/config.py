@@ -11,7 +11,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from nascompress.evaluators.latency import LatencySetup
 
@@ -19,11 +26,20 @@ RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 class ConfigError(ValueError):
-    """Invalid experiment configuration; the message is meant for the user as is."""
+    """Invalid experiment configuration; the message is meant for the user as is.
+
+    The message is kept to one line (the CLI prints it as one ``error:`` line), even
+    when it quotes a multi-line parser or plug-in message.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(re.sub(r"\s*\n\s*", " ", str(message)).strip())
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: no silent coercion of user input ("4" or true for a count, "1" for a
+    # number of CPUs); YAML already gives numbers and booleans their own types.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class NamedSection(_Section):
@@ -59,8 +75,45 @@ class LatencyConfig(_Section):
     target_rel_iqr: float = Field(0.1, gt=0)
     time_cap_s: float = Field(2.0, gt=0)
 
+    @field_validator("max_repeats")
+    @classmethod
+    def _enough_repeats(cls, value: int, info: ValidationInfo) -> int:
+        low = info.data.get("min_repeats")
+        if low is not None and value < low:
+            raise ValueError(f"must be >= latency.min_repeats ({low})")
+        return value
+
+    # Where and when measurements run (nascompress.evaluators.latency_service).
+    exclusive: bool = True
+    device_resource: str | None = None
+    cache: bool = True
+    lease_ttl_s: float = Field(10.0, gt=0)
+    max_wait_s: float = Field(120.0, gt=0)
+    # Skip candidates whose predicted latency is far above a latency_ms constraint.
+    predictor_filter: bool = False
+
     def setup(self) -> LatencySetup:
-        return LatencySetup(**self.model_dump(exclude={"runtime"}))
+        return LatencySetup(**self.model_dump(include=set(LatencySetup.__dataclass_fields__)))
+
+
+class EarlyStoppingConfig(_Section):
+    """Multi-objective successive halving (nascompress.search.early_stopping)."""
+
+    enabled: bool = False
+    rungs: list[int] = Field(default_factory=lambda: [3, 6, 12])
+    eta: int = Field(3, ge=2)
+    metrics: dict[str, Literal["max", "min"]] = Field(
+        default_factory=lambda: {"val_accuracy": "max", "est_size_bytes": "min",
+                                 "est_latency_ms": "min"})
+    margins: dict[str, float] = Field(default_factory=lambda: {"val_accuracy": 0.01})
+    relative_margin: float = Field(0.05, ge=0)
+
+    @field_validator("rungs")
+    @classmethod
+    def _increasing(cls, value: list[int]) -> list[int]:
+        if not value or any(r < 1 for r in value) or sorted(set(value)) != value:
+            raise ValueError("must be a non-empty, strictly increasing list of steps >= 1")
+        return value
 
 
 class ResourcesConfig(_Section):
@@ -87,6 +140,7 @@ class ExperimentConfig(_Section):
     evaluator: EvaluatorConfig = Field(default_factory=EvaluatorConfig)
     latency: LatencyConfig = Field(default_factory=LatencyConfig)
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
 
     @field_validator("name")
     @classmethod
@@ -99,6 +153,15 @@ class ExperimentConfig(_Section):
             )
         return value
 
+    @field_validator("address")
+    @classmethod
+    def _non_empty_address(cls, value: str | None) -> str | None:
+        # An empty address would silently start a local Ray instead of joining a cluster.
+        if value is not None and not value.strip():
+            raise ValueError("expected HOST:PORT (e.g. 127.0.0.1:6379) or ray://HOST:PORT, "
+                             "but got an empty string; leave it out to start a local Ray")
+        return value
+
 
 def _describe(error: Mapping[str, Any]) -> str:
     loc = ".".join(str(part) for part in error["loc"]) or "(top level)"
@@ -106,7 +169,8 @@ def _describe(error: Mapping[str, Any]) -> str:
         return f"{loc}: unknown field; check the spelling (value: {error['input']!r})"
     if error["type"] == "missing":
         return f"{loc}: required field is missing"
-    return f"{loc}: {error['msg']} (got {error['input']!r})"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{loc}: {message} (got {error['input']!r})"
 
 
 def parse_config(data: Mapping[str, Any] | None) -> ExperimentConfig:
@@ -136,11 +200,13 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     import yaml
 
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"--config: {str(path)!r} is a folder, not a YAML file")
     if not path.is_file():
         raise ConfigError(f"--config: file {str(path)!r} does not exist")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(f"--config: cannot read {str(path)!r}: {exc}") from None
     if data is None:
         return {}

@@ -89,6 +89,17 @@ class CompressTrainEvaluator(Evaluator):
     float kernels (``fp32`` for float models, ``simulated`` otherwise). Unstructured
     sparsity never changes latency: dense kernels do the same work.
 
+    Measurements go through the trial's latency client
+    (:mod:`~nascompress.evaluators.latency_service`): the trial holds a shared lease on
+    its node's gate while it trains (checkpoints after every batch and between phases)
+    and measures under the exclusive lease, on the pinned target when the search names
+    one; results are cached by model structure. When a ``report`` listens (Ray Tune,
+    early stopping), each epoch's report carries the compressed model's exact
+    ``est_params_count``, ``est_macs``, ``est_size_bytes`` (the artifact of the
+    untrained compressed model: the same length as the final one for dense models) and
+    ``est_latency_ms`` (that structure, measured; the final measurement then comes
+    from the cache).
+
     Args:
         epochs: training epochs before compression.
         finetune_epochs: fine-tuning epochs after pruning (with QAT when quantizing).
@@ -281,6 +292,21 @@ class CompressTrainEvaluator(Evaluator):
         context: TrialContext,
         report: ReportFn = no_report,
     ) -> dict[str, Any]:
+        """Run the pipeline as one participant of the node's latency gate.
+
+        The whole trial holds a shared lease (see
+        :mod:`~nascompress.evaluators.latency_service`): every training batch and every
+        pipeline phase ends at a checkpoint where it pauses while another trial's
+        measurement owns the node; its own measurement takes the exclusive lease.
+        """
+        from nascompress.evaluators.latency_service import current
+
+        gate = current()
+        with gate.training():
+            return self._evaluate(params, space=space, dataset=dataset, context=context,
+                                  report=report, gate=gate)
+
+    def _evaluate(self, params, *, space, dataset, context, report, gate) -> dict[str, Any]:
         import torch
 
         from nascompress.compression import (
@@ -338,15 +364,23 @@ class CompressTrainEvaluator(Evaluator):
             distill.update(teacher_model=teacher, feature_distiller=distiller,
                            feature_weight=feature_weight)
         step = 0
+        # Size, cost and latency of the compressed model are known before training
+        # (pruning keeps a fixed channel count whatever the weights): reported with every
+        # epoch, so a multi-objective early-stopping rule can compare trials on more than
+        # accuracy.
+        estimates = ({} if report is no_report else self._early_estimates(
+            space, params, dataset, x_train[:2], sparsity, x_val=x_val, y_val=y_val,
+            calibration=calibration, gate=gate))
+        gate.checkpoint()
 
         def report_epoch(_epoch: int) -> None:
             nonlocal step
             step += 1
-            report(step, {"val_accuracy": accuracy(model, x_val, y_val)})
+            report(step, {"val_accuracy": accuracy(model, x_val, y_val), **estimates})
 
         train_epochs(model, x_train, y_train, epochs=self.epochs, lr=self.lr,
                      batch_size=self.batch_size, generator=generator, on_epoch_end=report_epoch,
-                     **distill)
+                     on_batch_end=gate.checkpoint, **distill)
         if distiller is not None:
             # Projections are training aids: they leave with the hooks, before compression.
             distiller.remove()
@@ -354,6 +388,7 @@ class CompressTrainEvaluator(Evaluator):
                        if k not in ("teacher_model", "feature_distiller", "feature_weight")}
         metrics["accuracy_before_compression"] = accuracy(model, x_val, y_val)
         timings["train_s"] = time.perf_counter() - clock
+        gate.checkpoint()
 
         clock = time.perf_counter()
         if rank_ratio < 1.0:
@@ -374,9 +409,10 @@ class CompressTrainEvaluator(Evaluator):
             enable_qat(model, bits=quantized_layers, scheme=scheme)
         if activation_bits < 32:
             enable_activation_quant(model, bits=activation_bits, calibration=calibration)
+        gate.checkpoint()
         train_epochs(model, x_train, y_train, epochs=self.finetune_epochs, lr=self.finetune_lr,
                      batch_size=self.batch_size, generator=generator, on_epoch_end=report_epoch,
-                     **distill)
+                     on_batch_end=gate.checkpoint, **distill)
         if sparsity > 0:
             achieved = finalize_sparsity(model)
             metrics["sparsity"] = sum(achieved.values()) / max(1, len(achieved))
@@ -398,13 +434,14 @@ class CompressTrainEvaluator(Evaluator):
         if size != artifact.stat().st_size:  # the reported size must be the file's size
             raise RuntimeError(f"artifact size {size} != file size {artifact.stat().st_size}")
         timings["artifact_s"] = time.perf_counter() - clock
+        gate.checkpoint()
 
         clock = time.perf_counter()
         all_int8 = bool(layer_bits) and all(b == 8 for b in layer_bits.values()) and \
             scheme in ("symmetric", "affine")
         latency, kind, extra = self._measure_latency(
             model, x_val, y_val, calibration, quantized=bool(quantized_layers),
-            all_int8=all_int8,
+            all_int8=all_int8, gate=gate,
         )
         metrics.update(extra)
         timings["measure_s"] = time.perf_counter() - clock
@@ -435,19 +472,90 @@ class CompressTrainEvaluator(Evaluator):
             by_top = dict.fromkeys(tops, int(params.get("quant/bits", 32)))
         return {name: by_top[name.split(".")[0]] for name, _ in layers}
 
-    def _measure_latency(self, model, x_val, y_val, calibration, *, quantized, all_int8):
-        """Time the compressed model on the configured runtime; returns (result, kind, metrics)."""
+    def _early_estimates(self, space, params, dataset, example, sparsity, *, x_val, y_val,
+                         calibration, gate) -> dict[str, float]:
+        """Parameters, MACs, bytes and latency the compressed model will have, pre-training.
+
+        A copy of the untrained model is factorized, pruned, sparsified and quantized as
+        the params say (channel counts, bit-widths and code sizes do not depend on the
+        weights) and written as an artifact: ``est_size_bytes`` is that file's length, so
+        it includes the header and scales a bit-count estimate would miss. Its latency is
+        *measured* (``est_latency_ms``): dense kernels take as long whatever the weights,
+        and the latency cache keys on structure, so the final measurement of the trained
+        model is then a cache hit rather than a second timing. Only computed when a
+        ``report`` listens.
+        """
+        import copy
+
+        import torch
+
+        from nascompress.compression import (
+            finalize_quantization,
+            finalize_sparsity,
+            magnitude_prune_,
+            prune_channels,
+            quantizable_modules,
+            save_artifact,
+        )
+
+        model = artifact_template(space, params, input_shape=dataset.input_shape,
+                                  num_classes=dataset.num_classes)
+        pruning = prune_channels(model, example, ratio=float(params.get("prune/ratio", 0.0)),
+                                 importance="l1")
+        # Fresh BatchNorm layers are all identical, so their folded biases are equal and
+        # the ONNX exporter would share one tensor between layers: a graph a trained
+        # model never has, and a different cache key. Random values avoid that.
+        with torch.no_grad():
+            for module in model.modules():
+                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                    module.running_mean.normal_()
+                    module.running_var.uniform_(0.5, 1.5)
+                    if module.affine:
+                        module.weight.uniform_(0.5, 1.5)
+                        module.bias.normal_()
+        layer_bits = self._layer_bits(space, params, quantizable_modules(model))
+        quantized_layers = {name: b for name, b in layer_bits.items() if b < 32}
+        scheme = str(params.get("quant/scheme", "symmetric"))
+        shipped = copy.deepcopy(model)
+        if sparsity > 0:
+            magnitude_prune_(shipped, sparsity=sparsity)
+            finalize_sparsity(shipped)
+        quantized = (finalize_quantization(shipped, bits=quantized_layers, scheme=scheme)
+                     if quantized_layers else None)
+        with tempfile.TemporaryDirectory(prefix="nascompress-estimate-") as tmp:
+            size = save_artifact(
+                shipped, Path(tmp) / "estimate.nasc", quantized=quantized,
+                metadata={"space": space.name, "params": dict(params),
+                          "layer_bits": layer_bits, "scheme": scheme,
+                          "input_shape": list(dataset.input_shape),
+                          "num_classes": dataset.num_classes})
+        latency, _, _ = self._measure_latency(
+            model, x_val, y_val, calibration, quantized=bool(quantized_layers),
+            all_int8=False, gate=gate, with_accuracy=False)
+        return {"est_params_count": float(pruning.params_after),
+                "est_macs": float(pruning.macs_after),
+                "est_size_bytes": float(size),
+                "est_latency_ms": latency.median_ms}
+
+    def _measure_latency(self, model, x_val, y_val, calibration, *, quantized, all_int8,
+                         gate=None, with_accuracy=True):
+        """Time the compressed model on the configured runtime; returns (result, kind, metrics).
+
+        The measurement goes through the trial's latency client (``gate``): cached result,
+        or a fresh one under the node's exclusive lease, here or on the pinned target.
+        """
         import copy
 
         from nascompress.compression import disable_activation_quant
-        from nascompress.evaluators.latency import measure_latency
+        from nascompress.evaluators.latency_service import current
 
+        gate = gate if gate is not None else current()
         timed = copy.deepcopy(model).eval()
         # Activation fake-quant ops would be timed as extra float work: the int8 runtime
         # quantizes activations itself, and a float deployment has none.
         disable_activation_quant(timed)
         if self.latency_runtime == "torch":
-            result = measure_latency(timed, x_val[:1], self.latency)
+            result = gate.measure_torch(timed, x_val[:1], self.latency)
             return result, ("simulated" if quantized else "fp32"), {}
 
         from nascompress.compression.onnx_export import (
@@ -458,7 +566,6 @@ class CompressTrainEvaluator(Evaluator):
             ort_session,
             quantize_onnx_int8,
         )
-        from nascompress.evaluators.ort_latency import measure_ort_latency
 
         extra: dict[str, Any] = {}
         with tempfile.TemporaryDirectory(prefix="nascompress-onnx-") as tmp:
@@ -470,12 +577,15 @@ class CompressTrainEvaluator(Evaluator):
                 extra["onnx_int8_bytes"] = quantize_onnx_int8(path, int8_path,
                                                               calibration=calibration)
                 path = int8_path
-                integer_kernels = bool(set(optimized_op_types(path, threads=self.latency.threads))
-                                       & INTEGER_OP_TYPES)
-                kind = "int8" if all_int8 and integer_kernels else "simulated"
-            session = ort_session(path, threads=self.latency.threads)
-            if quantized:
+                kind = "simulated"
+                if all_int8:
+                    integer_kernels = bool(set(optimized_op_types(
+                        path, threads=self.latency.threads)) & INTEGER_OP_TYPES)
+                    kind = "int8" if integer_kernels else "simulated"
+            if quantized and with_accuracy:
+                session = ort_session(path, threads=self.latency.threads)
                 extra["onnx_int8_accuracy"] = onnx_accuracy(session, x_val.numpy(),
                                                             y_val.numpy())
-            result = measure_ort_latency(session, x_val[:1].numpy(), self.latency)
+            model_bytes = path.read_bytes()
+        result = gate.measure_onnx(model_bytes, x_val[:1].numpy(), self.latency)
         return result, kind, extra

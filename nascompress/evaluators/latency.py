@@ -73,14 +73,33 @@ class LatencyResult:
     device: str
     threads: int
     batch_size: int
+    #: How the measurement was taken (see :mod:`nascompress.evaluators.latency_service`):
+    #: ``gate`` is ``"off"``, ``"local"`` (in-process lock) or ``"ray"`` (per-node actor);
+    #: ``exclusive`` whether no training of this search ran on the node meanwhile;
+    #: ``wait_s`` how long the exclusive lease took to get; ``cached`` whether this is
+    #: the stored result of an identical model measured earlier in the search, and
+    #: ``measured_by`` the trial that took the measurement.
+    gate: str = "off"
+    exclusive: bool = False
+    wait_s: float = 0.0
+    cached: bool = False
+    measured_by: str = ""
 
     @property
     def iqr_ms(self) -> float:
         return self.q3_ms - self.q1_ms
 
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LatencyResult:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
     def as_metrics(self) -> dict[str, Any]:
         """Flat keys recorded in a trial's ``metrics``."""
         return {
+            "latency_median_ms": self.median_ms,
             "latency_iqr_ms": self.iqr_ms,
             "latency_q1_ms": self.q1_ms,
             "latency_q3_ms": self.q3_ms,
@@ -89,6 +108,11 @@ class LatencyResult:
             "latency_device": self.device,
             "latency_threads": self.threads,
             "latency_batch_size": self.batch_size,
+            "latency_gate": self.gate,
+            "latency_exclusive": self.exclusive,
+            "latency_wait_s": self.wait_s,
+            "latency_cached": self.cached,
+            "latency_measured_by": self.measured_by,
         }
 
 

@@ -37,6 +37,7 @@ def train_epochs(
     feature_distiller: nn.Module | None = None,
     feature_weight: float = 0.0,
     on_epoch_end: Callable[[int], None] | None = None,
+    on_batch_end: Callable[[], None] | None = None,
 ) -> None:
     """Train ``model`` in place with Adam and a cosine-decayed learning rate.
 
@@ -49,6 +50,10 @@ def train_epochs(
     hooked on ``model`` and ``teacher_model``) and ``feature_weight > 0``, the teacher
     runs on every batch (no gradients) and ``feature_weight * distiller.loss()`` is
     added; the distiller's projections train with the student.
+
+    ``on_batch_end()`` runs after every optimizer step: a cheap hook where training may
+    pause (the latency gate's checkpoint, see
+    :meth:`nascompress.evaluators.latency_service.TrialLatency.checkpoint`).
     """
     if epochs <= 0:
         return
@@ -82,6 +87,8 @@ def train_epochs(
             loss.backward()
             optimizer.step()
             scheduler.step()
+            if on_batch_end is not None:
+                on_batch_end()
         if on_epoch_end is not None:
             on_epoch_end(epoch)
 

@@ -4,6 +4,19 @@ Trials run as Tune function trainables (``reuse_actors=True``) under a concurren
 limit. Each trial sends its whole outcome in its final ``tune.report``; a driver-side
 Tune callback appends it to ``trials.jsonl`` and rewrites the Pareto files, so records
 live in the driver's output folder whichever node ran the trial.
+
+Latency: before Tune starts, the driver creates one latency gate actor per node and,
+with ``latency.device_resource``, the measurement service on the target node
+(:mod:`nascompress.evaluators.latency_service`); they are removed when the search ends.
+
+PRUNED trials come two ways, both decided on the driver and both recorded as PRUNED
+with their reason (never FAILED, never on the front; the strategy is told PRUNED):
+
+* early stopping: :class:`MultiObjectiveHalvingScheduler` (a Tune ``TrialScheduler``)
+  stops a trial at a rung and notes the reason in the session; the callback turns the
+  trial's end, which carries no final result, into a PRUNED record;
+* the latency predictor's pre-filter: the searcher marks a hopeless suggestion in its
+  config (:data:`PREFILTER_KEY`); the trainable returns PRUNED at once, untrained.
 """
 
 from __future__ import annotations
@@ -11,12 +24,16 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any, TextIO
 
 import ray
 from ray import tune
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
+from nascompress.evaluators import latency_service
+from nascompress.search.early_stopping import MultiObjectiveHalving
 from nascompress.search.experiment import Experiment
 from nascompress.search.ray_adapter import StrategySearcher
 from nascompress.search.session import SearchSession
@@ -24,6 +41,12 @@ from nascompress.search.trial import TrialOutcome, TrialRunner
 
 FINAL_KEY = "nascompress_final"
 OUTCOME_KEY = "nascompress_outcome"
+#: Config key of a suggestion the latency pre-filter rejected: {"reason", "metrics"}.
+PREFILTER_KEY = "nascompress_prefilter"
+
+
+def _params(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k != PREFILTER_KEY}
 
 
 def _trainable(config: dict[str, Any], runner: TrialRunner) -> None:
@@ -35,7 +58,13 @@ def _trainable(config: dict[str, Any], runner: TrialRunner) -> None:
     def report(step: int, metrics) -> None:
         tune.report({**placeholders, **dict(metrics), "step": step, FINAL_KEY: False})
 
-    outcome = runner(config, trial_id, report)
+    rejected = config.get(PREFILTER_KEY)
+    if rejected:
+        now = time.time()
+        outcome = TrialOutcome("PRUNED", metrics=dict(rejected["metrics"]),
+                               error=rejected["reason"], started_at=now, finished_at=now)
+    else:
+        outcome = runner(_params(config), trial_id, report)
     # Where it ran, so users (and tests) can see trials spread over a cluster.
     context = ray.get_runtime_context()
     outcome.metrics.update(node_id=context.get_node_id(), node_ip=ray.util.get_node_ip_address())
@@ -66,15 +95,68 @@ _SESSIONS: dict[int, SearchSession] = {}
 
 
 class SessionSearcher(StrategySearcher):
-    """Tells the session which trials were asked, for the strategy checkpoint."""
+    """Tells the session which trials were asked; applies the latency pre-filter.
+
+    A trial the early-stopping scheduler stopped ends without a final result; the
+    strategy is told PRUNED with the scheduler's reason (not FAILED).
+    """
 
     session_key: int | None = None
 
     def suggest(self, trial_id: str):
         params = super().suggest(trial_id)
-        if isinstance(params, dict) and self.session_key in _SESSIONS:
-            _SESSIONS[self.session_key].note_asked(trial_id)
+        session = _SESSIONS.get(self.session_key)
+        if isinstance(params, dict) and session is not None:
+            session.note_asked(trial_id)
+            prefilter = session.prefilter()
+            verdict = prefilter(params) if prefilter is not None else None
+            if verdict is not None:
+                reason, metrics = verdict
+                params = {**params, PREFILTER_KEY: {"reason": reason, "metrics": metrics}}
         return params
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None,
+                          error: bool = False) -> None:
+        session = _SESSIONS.get(self.session_key)
+        stopped = session.pruned(trial_id) if session is not None else None
+        if stopped is not None and not error and not (result or {}).get(FINAL_KEY):
+            result = {**(result or {}), "trial_state": "PRUNED", "error": stopped[0]}
+        super().on_trial_complete(trial_id, result=result, error=error)
+
+
+class MultiObjectiveHalvingScheduler(FIFOScheduler):
+    """Tune scheduler running :class:`~nascompress.search.early_stopping.MultiObjectiveHalving`.
+
+    Tune's own schedulers take one metric; this one ranks trials at each rung on several
+    (see the rule). On a stop it notes the reason in the session, so the trial is
+    recorded and told PRUNED. Final results (which carry the objectives) are never
+    judged; trials run in submission order as with the FIFO scheduler.
+
+    Args:
+        rule: the successive-halving rule.
+        session_key: the session's key in this module's table.
+    """
+
+    def __init__(self, rule: MultiObjectiveHalving, *, session_key: int) -> None:
+        super().__init__()
+        self.rule = rule
+        self.session_key = session_key
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        if result.get(FINAL_KEY) or result.get("trial_state"):
+            return TrialScheduler.CONTINUE
+        decision = self.rule.on_result(trial.trial_id, result.get("step"), result)
+        if not decision.stop:
+            return TrialScheduler.CONTINUE
+        session = _SESSIONS.get(self.session_key)
+        if session is not None:
+            session.note_pruned(trial.trial_id, decision.reason or "stopped early",
+                                decision.metrics)
+        return TrialScheduler.STOP
+
+    def debug_string(self) -> str:
+        return (f"Multi-objective successive halving: rungs {self.rule.rungs}, "
+                f"eta {self.rule.eta}, metrics {self.rule.metrics}")
 
 
 class RecordingCallback(tune.Callback):
@@ -84,17 +166,41 @@ class RecordingCallback(tune.Callback):
         self._key = id(session)
         _SESSIONS[self._key] = session
 
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        # Tune lets callbacks amend a result in place before it becomes the trial's
+        # last result: a result the scheduler stopped the trial on says so.
+        stopped = _SESSIONS[self._key].pruned(trial.trial_id)
+        if stopped is not None and not result.get(FINAL_KEY):
+            result.update(trial_state="PRUNED", error=stopped[0])
+
     def on_trial_complete(self, iteration, trials, trial, **info):
+        session = _SESSIONS[self._key]
         result = trial.last_result or {}
+        stopped = session.pruned(trial.trial_id)
         if result.get(FINAL_KEY):
             outcome = TrialOutcome.from_dict(json.loads(result[OUTCOME_KEY]))
+        elif stopped is not None:
+            reason, metrics = stopped
+            outcome = TrialOutcome("PRUNED", metrics={**metrics, **_last_intermediate(result)},
+                                   error=reason, finished_at=time.time())
         else:
             outcome = TrialOutcome("FAILED", error="trial ended without a final result")
-        _SESSIONS[self._key].record(trial.trial_id, trial.config, outcome)
+        session.record(trial.trial_id, _params(trial.config), outcome)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        _SESSIONS[self._key].record(trial.trial_id, trial.config,
+        _SESSIONS[self._key].record(trial.trial_id, _params(trial.config),
                                     TrialOutcome("FAILED", error=_read_error(trial)))
+
+
+def _last_intermediate(result: dict[str, Any]) -> dict[str, Any]:
+    """The numbers of a trial's last intermediate result worth keeping with its record."""
+    keep = {}
+    for key in ("step", "val_accuracy", "est_params_count", "est_macs", "est_size_bytes",
+                "est_latency_ms"):
+        value = result.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            keep[f"last_{key}"] = value
+    return keep
 
 
 def init_ray(address: str | None) -> bool:
@@ -134,6 +240,7 @@ def run_ray(
         session.finish()
         return session
     started_ray = init_ray(config.address)
+    services_started = False
     try:
         searcher = SessionSearcher(
             experiment.strategy, experiment.space, experiment.objectives, seed=config.seed,
@@ -145,14 +252,27 @@ def run_ray(
         _SESSIONS[id(session)] = session
         resources = {"cpu": config.resources.cpu, "gpu": config.resources.gpu}
         device = "cuda" if config.resources.gpu > 0 else "cpu"
+        latency_config = session.latency_service_config(backend="ray")
+        services_started = True
+        try:
+            latency_service.start_ray_services(latency_config)
+        except ValueError as exc:  # no node declares latency.device_resource
+            from nascompress.config import ConfigError
+
+            raise ConfigError(str(exc)) from None
+        runner = session.trial_runner(device=device, backend="ray", in_process_rules=False)
         trainable = tune.with_resources(
-            tune.with_parameters(_trainable, runner=session.trial_runner(device=device)),
+            tune.with_parameters(_trainable, runner=runner),
             resources,
         )
+        rule = session.early_stopping_rule()
+        scheduler = (MultiObjectiveHalvingScheduler(rule, session_key=id(session))
+                     if rule is not None else None)
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(
                 search_alg=ConcurrencyLimiter(searcher, max_concurrent=config.max_concurrent),
+                scheduler=scheduler,
                 num_samples=remaining,
                 reuse_actors=True,
                 trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
@@ -170,6 +290,8 @@ def run_ray(
         tuner.fit()
     finally:
         _SESSIONS.pop(id(session), None)
+        if services_started:
+            latency_service.stop_ray_services(latency_config)
         if started_ray:
             ray.shutdown()
     session.finish()

@@ -62,13 +62,63 @@ class Experiment:
         }
 
 
-def _construct(kind: str, factory, options: dict[str, Any]):
+def _construct(kind: str, name: str, factory, options: dict[str, Any], base: type):
     try:
-        return factory(**options)
+        made = factory(**options)
     except TypeError as exc:
         raise ConfigError(f"{kind}.options: {exc} (options given: {options!r})") from None
     except ValueError as exc:
-        raise ConfigError(f"{kind}: {exc}") from None
+        raise ConfigError(_prefixed(kind, exc)) from None
+    except Exception as exc:  # a plug-in's own failure: one message, not a traceback
+        raise ConfigError(
+            f"{kind}.name: {name!r} failed to construct: {type(exc).__name__}: {exc}"
+        ) from None
+    # An import path can name anything importable: say so now, not with an
+    # AttributeError from deep inside the search.
+    if not isinstance(made, base):
+        raise ConfigError(
+            f"{kind}.name: {name!r} made a {type(made).__name__} object, not a "
+            f"{base.__name__}; name a {base.__name__} subclass"
+        )
+    return made
+
+
+def _prefixed(kind: str, exc: Exception) -> str:
+    """``exc``'s message under ``kind``, unless it already names a field of ``kind``."""
+    message = str(exc)
+    return message if message.startswith(f"{kind}.") else f"{kind}: {message}"
+
+
+#: Bounds a constraint on an objective of this unit can meet (min, max).
+_UNIT_RANGES = {"fraction": (0.0, 1.0), "bytes": (0.0, None), "ms": (0.0, None)}
+
+
+#: What the rest of the search reads from a dataset (see ``nascompress.data.DatasetSplits``).
+_DATASET_ATTRIBUTES = ("x_train", "y_train", "x_val", "y_val", "num_classes", "input_shape",
+                       "describe")
+
+
+def _load_dataset(config: ExperimentConfig):
+    from nascompress.search.trial import load_dataset
+
+    name, options = config.dataset.name, config.dataset.options
+    try:
+        dataset = load_dataset(name, options)
+    except RegistryError as exc:
+        raise ConfigError(str(exc)) from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"dataset.options: {exc} (options given: {options!r})") from None
+    except Exception as exc:  # a plug-in's own failure: one message, not a traceback
+        raise ConfigError(
+            f"dataset.name: {name!r} failed to load: {type(exc).__name__}: {exc}"
+        ) from None
+    missing = [a for a in _DATASET_ATTRIBUTES if not hasattr(dataset, a)]
+    if missing:
+        raise ConfigError(
+            f"dataset.name: {name!r} made a {type(dataset).__name__} object without "
+            f"{missing}; a dataset must return nascompress.data.DatasetSplits"
+        )
+    return dataset
 
 
 def default_run_name(config: ExperimentConfig) -> str:
@@ -86,18 +136,18 @@ def build_experiment(config: ExperimentConfig, *, allow_existing: bool = False) 
         space_cls = SPACES.resolve(config.space.name, field="space.name")
         strategy_cls = STRATEGIES.resolve(config.strategy.name, field="strategy.name")
         evaluator_cls = EVALUATORS.resolve(config.evaluator.name, field="evaluator.name")
-        from nascompress.search.trial import load_dataset
-
-        dataset = load_dataset(config.dataset.name, config.dataset.options)
     except RegistryError as exc:
         raise ConfigError(str(exc)) from None
-    except TypeError as exc:
-        raise ConfigError(f"dataset.options: {exc}") from None
+    dataset = _load_dataset(config)
 
     space_options = dict(config.space.options)
     if config.space.dimensions:
         space_options["dimensions"] = config.space.dimensions
-    space = _construct("space", space_cls, space_options)
+    space = _construct("space", config.space.name, space_cls, space_options, SearchSpace)
+    if not space.dimensions():
+        raise ConfigError(
+            f"space.name: the space {config.space.name!r} has no dimensions to search"
+        )
 
     evaluator_options = dict(config.evaluator.options)
     accepted = getattr(getattr(evaluator_cls.__init__, "__code__", None), "co_varnames", ())
@@ -105,11 +155,14 @@ def build_experiment(config: ExperimentConfig, *, allow_existing: bool = False) 
         evaluator_options.setdefault("latency", config.latency.setup())
     if "latency_runtime" in accepted:
         evaluator_options.setdefault("latency_runtime", config.latency.runtime)
-    evaluator = _construct("evaluator", evaluator_cls, evaluator_options)
+    evaluator = _construct("evaluator", config.evaluator.name, evaluator_cls,
+                           evaluator_options, Evaluator)
     try:
         evaluator.validate()
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    except TypeError as exc:  # e.g. an unknown key in a nested option mapping
+        raise ConfigError(f"evaluator.options: {exc}") from None
     objectives = list(evaluator.objectives())
 
     constraints = []
@@ -124,17 +177,35 @@ def build_experiment(config: ExperimentConfig, *, allow_existing: bool = False) 
                 f"constraints[{index}]: {text!r} names {constraint.metric!r}, which is not an "
                 f"objective; use one of {sorted(known)}"
             )
+        # 'accuracy >= 90' (a percentage) can never be met and would leave an empty front.
+        unit = next(o.unit for o in objectives if o.name == constraint.metric)
+        low, high = _UNIT_RANGES.get(unit, (None, None))
+        if (low is not None and constraint.bound < low) or (
+            high is not None and constraint.bound > high
+        ):
+            span = f"[{low:g}, {high:g}]" if high is not None else f">= {low:g}"
+            raise ConfigError(
+                f"constraints[{index}]: {text!r}: {constraint.metric} is measured in {unit}, "
+                f"so its bound must be {span}, but got {constraint.bound:g}"
+            )
         constraints.append(constraint)
 
-    strategy = _construct("strategy", strategy_cls, dict(config.strategy.options))
+    strategy = _construct("strategy", config.strategy.name, strategy_cls,
+                          dict(config.strategy.options), Strategy)
     try:
         strategy.setup(space, objectives, seed=config.seed, constraints=constraints)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"strategy.options: {exc}") from None
 
-    _smoke_test_space(space, dataset, seed=config.seed)
+    _smoke_test_space(space, dataset, seed=config.seed, name=config.space.name)
     if config.address and config.runner == "ray":
         check_address(config.address)
+    elif config.address:
+        raise ConfigError(
+            f"address: {config.address!r} is only used with runner 'ray', but the runner is "
+            f"{config.runner!r}; remove the address or use --runner ray"
+        )
+    _check_local_gpu(config)
 
     run_name = config.name or default_run_name(config)
     run_dir = RunDirectory(Path(config.output_dir) / run_name)
@@ -172,8 +243,33 @@ def check_address(address: str, *, timeout_s: float = 3.0) -> None:
         ) from None
 
 
-def _smoke_test_space(space: SearchSpace, dataset, *, seed: int) -> None:
-    """Build one valid model and run one example through it, so a broken space fails now."""
+def _check_local_gpu(config: ExperimentConfig) -> None:
+    """On this machine alone, asking for a GPU that is not there would hang or fail."""
+    if config.address:  # a cluster's workers may have GPUs the driver lacks
+        return
+    wants = []
+    if config.resources.gpu > 0 and config.runner == "ray":
+        wants.append(("resources.gpu", f"{config.resources.gpu:g} GPU(s) per trial", "0"))
+    if config.latency.device == "cuda":
+        wants.append(("latency.device", "'cuda'", "'cpu' or 'auto'"))
+    if not wants:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        field, value, instead = wants[0]
+        raise ConfigError(
+            f"{field}: {value} asked for, but torch sees no CUDA device on this machine "
+            f"(trials would wait or fail); use {instead}, or join a cluster with GPUs "
+            "(--address)"
+        )
+
+
+def _smoke_test_space(space: SearchSpace, dataset, *, seed: int, name: str) -> None:
+    """Build one valid model and run one example through it, so a broken space fails now.
+
+    ``name`` is the space as the config names it (a registered name or an import path).
+    """
     rng = random.Random(seed)
     dims = space.dimensions()
     for _ in range(200):
@@ -182,8 +278,9 @@ def _smoke_test_space(space: SearchSpace, dataset, *, seed: int) -> None:
             break
     else:
         raise ConfigError(
-            f"space: 200 random points of {space.name!r} were all rejected by its constraints "
-            f"(last reason: {space.check(params)}); widen the dimension ranges"
+            f"space.dimensions: 200 random points of the space {name!r} were all rejected "
+            f"by its constraints (last reason: {space.check(params)}); widen the dimension "
+            "ranges"
         )
     try:
         import torch
@@ -194,11 +291,11 @@ def _smoke_test_space(space: SearchSpace, dataset, *, seed: int) -> None:
             out = model.eval()(torch.from_numpy(dataset.x_val[:2]))
     except Exception as exc:
         raise ConfigError(
-            f"space: {space.name!r} failed to build or run a model for {params}: "
+            f"space.name: the space {name!r} failed to build or run a model for {params}: "
             f"{type(exc).__name__}: {exc}"
         ) from None
-    if tuple(out.shape) != (2, dataset.num_classes):
+    if tuple(getattr(out, "shape", ())) != (2, dataset.num_classes):
         raise ConfigError(
-            f"space: {space.name!r} models must output (batch, {dataset.num_classes}) logits, "
-            f"but got shape {tuple(out.shape)}"
+            f"space.name: models of the space {name!r} must output (batch, "
+            f"{dataset.num_classes}) logits, but got shape {tuple(getattr(out, 'shape', ()))}"
         )

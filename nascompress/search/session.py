@@ -6,11 +6,14 @@ import json
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from nascompress.evaluators.latency_service import LatencyServiceConfig, drop_local_state
+from nascompress.search.early_stopping import MultiObjectiveHalving
 from nascompress.search.experiment import Experiment
 from nascompress.search.pareto import front_hypervolume, pareto_front, reference_point
 from nascompress.search.records import TrialRecord, write_atomic
@@ -38,6 +41,12 @@ class SearchSession:
     _seen_ids: set[str] = field(default_factory=set)
     _told_ids: set[str] = field(default_factory=set)
     _asked_ids: set[str] = field(default_factory=set)
+    #: names this search's latency gate / service actors and its in-process cache.
+    search_key: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
+    #: trial id -> (reason, metrics) for trials the early-stopping scheduler stopped.
+    _pruned: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
+    _prefilter: Any = None
+    _prefilter_ready: bool = False
 
     @classmethod
     def start(
@@ -49,6 +58,14 @@ class SearchSession:
         continues after the recorded trials; the runner then calls
         :meth:`restore_strategy`.
         """
+        config = experiment.config
+        if config.latency.device_resource and config.runner != "ray":
+            from nascompress.config import ConfigError
+
+            raise ConfigError(
+                f"latency.device_resource={config.latency.device_resource!r} names a Ray "
+                "custom resource and needs runner 'ray'; use --runner ray or leave it unset"
+            )
         run_dir = experiment.run_dir
         run_dir.path.mkdir(parents=True, exist_ok=True)
         previous = run_dir.read_run() if resume else {}
@@ -128,8 +145,70 @@ class SearchSession:
         """Trials still to run to reach the budget."""
         return max(0, self.experiment.config.trials - len(self.records))
 
-    def trial_runner(self, *, device: str = "cpu") -> TrialRunner:
-        """A picklable callable that evaluates one candidate in any process."""
+    @property
+    def latency_search_key(self) -> str:
+        return f"{self.experiment.run_name}-{self.search_key}"
+
+    def latency_service_config(self, *, backend: str = "local") -> LatencyServiceConfig:
+        """How this search's trials share nodes and targets while measuring latency.
+
+        Raises:
+            ValueError: ``latency.device_resource`` is set for the local runner.
+        """
+        latency = self.experiment.config.latency
+        return LatencyServiceConfig(
+            backend=backend, exclusive=latency.exclusive, cache=latency.cache,
+            device_resource=latency.device_resource,
+            search_key=self.latency_search_key,
+            lease_ttl_s=latency.lease_ttl_s, max_wait_s=latency.max_wait_s,
+        )
+
+    def early_stopping_rule(self) -> MultiObjectiveHalving | None:
+        """The configured successive-halving rule, or None when early stopping is off."""
+        cfg = self.experiment.config.early_stopping
+        if not cfg.enabled:
+            return None
+        return MultiObjectiveHalving(rungs=cfg.rungs, eta=cfg.eta, metrics=cfg.metrics,
+                                     margins=cfg.margins, relative_margin=cfg.relative_margin)
+
+    def prefilter(self):
+        """The latency predictor's pre-filter, or None (off, or no latency constraint).
+
+        Calibrated online from this search's measured trials (see
+        :class:`~nascompress.evaluators.latency_predictor.LatencyPrefilter`).
+        """
+        if self._prefilter_ready:
+            return self._prefilter
+        self._prefilter_ready = True
+        cfg = self.experiment.config
+        bounds = [c.bound for c in self.experiment.constraints
+                  if c.metric == "latency_ms" and c.op == "<="]
+        if cfg.latency.predictor_filter and bounds:
+            from nascompress.evaluators.latency_predictor import LatencyPrefilter
+
+            dataset = self.experiment.dataset
+            self._prefilter = LatencyPrefilter(
+                bound=min(bounds), space=self.experiment.space,
+                input_shape=dataset.input_shape, num_classes=dataset.num_classes,
+                runtime=self.experiment.evaluator.settings().get("latency_runtime",
+                                                                 cfg.latency.runtime),
+            )
+            for record in self.records:  # a resumed search starts calibrated
+                self._prefilter.observe(record)
+        return self._prefilter
+
+    def trial_runner(
+        self, *, device: str = "cpu", backend: str = "local", in_process_rules: bool = True
+    ) -> TrialRunner:
+        """A picklable callable that evaluates one candidate in any process.
+
+        Args:
+            device: what each trial is given.
+            backend: ``"local"`` or ``"ray"``: where the latency gate lives.
+            in_process_rules: give the runner the early-stopping rule and the latency
+                pre-filter (the local runner); under Ray Tune the controller applies
+                them on the driver instead.
+        """
         cfg = self.experiment.config
         return TrialRunner(
             space=self.experiment.space, evaluator=self.experiment.evaluator,
@@ -137,7 +216,19 @@ class SearchSession:
             dataset_options=cfg.dataset.options,
             search_seed=cfg.seed, shared=self.shared, device=device,
             timeout_s=cfg.trial_timeout_s,
+            latency_service=self.latency_service_config(backend=backend),
+            early_stopping=self.early_stopping_rule() if in_process_rules else None,
+            prefilter=self.prefilter() if in_process_rules else None,
         )
+
+    def note_pruned(self, trial_id: str, reason: str, metrics: Mapping[str, Any]) -> None:
+        """Remember that the early-stopping scheduler stopped ``trial_id`` (and why)."""
+        with self._lock:
+            self._pruned[trial_id] = (reason, dict(metrics))
+
+    def pruned(self, trial_id: str) -> tuple[str, dict[str, Any]] | None:
+        with self._lock:
+            return self._pruned.get(trial_id)
 
     def record(
         self, trial_id: str, params: Mapping[str, Any], outcome: TrialOutcome
@@ -171,6 +262,8 @@ class SearchSession:
             front = run_dir.write_pareto(self.records, self.experiment.objectives,
                                          self.experiment.constraints)
             self._print_progress(record, front)
+            if self._prefilter is not None:
+                self._prefilter.observe(self.records[-1])
             return record
 
     def hypervolume(self) -> float:
@@ -186,6 +279,7 @@ class SearchSession:
         run.update(status=status, finished_at=time.time(),
                    elapsed_s=time.time() - self.started_at)
         run_dir.write_run(run)
+        drop_local_state(self.latency_search_key)
         return pareto_front(self.records, self.experiment.objectives,
                             self.experiment.constraints)
 
@@ -193,7 +287,8 @@ class SearchSession:
         if not self.stream:
             return
         budget = self.experiment.config.trials
-        failed = sum(1 for r in self.records if r["state"] != "COMPLETE")
+        failed = sum(1 for r in self.records if r["state"] not in ("COMPLETE", "PRUNED"))
+        pruned = sum(1 for r in self.records if r["state"] == "PRUNED")
         if record.state == "COMPLETE":
             o = record.objectives
             what = (f"acc={o.get('accuracy', float('nan')):.4f} "
@@ -202,8 +297,9 @@ class SearchSession:
             what = what if "accuracy" in o else " ".join(f"{k}={v:.4g}" for k, v in o.items())
         else:
             what = f"{record.state}: {record.error}"
+        stopped = f" | pruned {pruned}" if pruned else ""
         print(f"[{len(self.records)}/{budget}] trial {record.number} {what} | front "
-              f"{len(front)} | failed {failed} | {time.time() - self.started_at:.0f}s",
+              f"{len(front)} | failed {failed}{stopped} | {time.time() - self.started_at:.0f}s",
               file=self.stream, flush=True)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import math
 import multiprocessing
@@ -12,11 +13,19 @@ import time
 import traceback
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from nascompress.evaluators import Evaluator, ReportFn, TrialContext, no_report
+from nascompress.evaluators.latency_service import (
+    LatencyServiceConfig,
+    RelayBackend,
+    RelayServer,
+    TrialLatency,
+    activate,
+    open_client,
+)
 from nascompress.objectives import Objective, objective_values_are_finite
 from nascompress.spaces import SearchSpace
 
@@ -45,6 +54,20 @@ def short_error(exc: BaseException) -> str:
     frames = traceback.extract_tb(exc.__traceback__)
     where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
     return f"{type(exc).__name__}: {exc}{where}"
+
+
+class TrialPruned(Exception):  # noqa: N818 - named like optuna.TrialPruned on purpose
+    """Raised from a trial's ``report`` to stop it early; it ends as PRUNED, not FAILED.
+
+    Args:
+        reason: why, recorded as the trial's ``error``.
+        metrics: recorded in the trial's ``metrics`` (the step, the rank, ...).
+    """
+
+    def __init__(self, reason: str, metrics: Mapping[str, Any] | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.metrics = dict(metrics or {})
 
 
 @dataclass
@@ -94,6 +117,15 @@ class TrialRunner:
         device: what the trial was given (``"cpu"`` or ``"cuda"``).
         timeout_s: when set, each evaluation runs in a child process that is killed
             after this many seconds (a hung trial is then recorded as FAILED).
+        latency_service: how measurements share the node (gate, cache, pinned target);
+            ``None`` leaves evaluators with a private in-process client.
+        early_stopping: a :class:`~nascompress.search.early_stopping.MultiObjectiveHalving`
+            consulted on every ``report`` (in the process that calls the runner: the local
+            runner; under Ray Tune the scheduler decides instead). A stopped trial
+            returns PRUNED with the rule's reason.
+        prefilter: ``prefilter(params) -> (reason, metrics) | None``; a candidate with a
+            reason returns PRUNED before anything is built (the latency predictor's
+            filter, see :class:`~nascompress.evaluators.latency_predictor.LatencyPrefilter`).
     """
 
     space: SearchSpace
@@ -105,21 +137,54 @@ class TrialRunner:
     shared: Mapping[str, Any] = field(default_factory=dict)
     device: str = "cpu"
     timeout_s: float | None = None
+    latency_service: LatencyServiceConfig | None = None
+    early_stopping: Any = None
+    prefilter: Any = None
 
     def __call__(
         self, params: Mapping[str, Any], trial_id: str, report: ReportFn = no_report
     ) -> TrialOutcome:
-        """Evaluate ``params``; never raises for a failing candidate (returns FAILED)."""
+        """Evaluate ``params``; never raises for a failing candidate (returns FAILED).
+
+        Returns PRUNED without evaluating when the prefilter rejects ``params``, and
+        PRUNED when early stopping stops the trial at a rung.
+        """
+        if self.prefilter is not None:
+            verdict = self.prefilter(params)
+            if verdict is not None:
+                reason, metrics = verdict
+                now = time.time()
+                return TrialOutcome("PRUNED", metrics=dict(metrics), error=reason,
+                                    started_at=now, finished_at=now)
+        if self.early_stopping is not None:
+            report = _stopping_report(self.early_stopping, trial_id, report)
         if self.timeout_s is None:
             return self.evaluate_here(params, trial_id, report)
         return self._evaluate_in_child(params, trial_id, report)
 
     def evaluate_here(
-        self, params: Mapping[str, Any], trial_id: str, report: ReportFn = no_report
+        self,
+        params: Mapping[str, Any],
+        trial_id: str,
+        report: ReportFn = no_report,
+        *,
+        latency: TrialLatency | None = None,
     ) -> TrialOutcome:
-        """Evaluate in this process (artifacts go to a temporary folder, then the outcome)."""
+        """Evaluate in this process (artifacts go to a temporary folder, then the outcome).
+
+        ``latency`` is the trial's latency client (by default one opened from
+        ``latency_service``); evaluators reach it through
+        :func:`nascompress.evaluators.latency_service.current`.
+        """
         started = time.time()
-        with tempfile.TemporaryDirectory(prefix="nascompress-trial-") as workdir:
+        if latency is None and self.latency_service is not None:
+            try:
+                latency = open_client(self.latency_service, trial_id)
+            except Exception as exc:  # e.g. the search's gate actor is gone
+                return TrialOutcome("FAILED", error=f"latency service: {short_error(exc)}",
+                                    started_at=started, finished_at=time.time())
+        scope = activate(latency) if latency is not None else contextlib.nullcontext()
+        with scope, tempfile.TemporaryDirectory(prefix="nascompress-trial-") as workdir:
             try:
                 reason = self.space.check(params)
                 if reason:
@@ -132,6 +197,9 @@ class TrialRunner:
                 result = self.evaluator.evaluate(
                     params, space=self.space, dataset=dataset, context=context, report=report
                 )
+            except TrialPruned as exc:
+                return TrialOutcome("PRUNED", metrics=exc.metrics, error=exc.reason,
+                                    started_at=started, finished_at=time.time())
             except MemoryError as exc:
                 return TrialOutcome("FAILED", metrics={"failure_kind": "out_of_memory"},
                                     error=f"out of memory: {short_error(exc)}",
@@ -165,7 +233,15 @@ class TrialRunner:
         # deadlock the child. The price is a fresh interpreter per trial.
         ctx = multiprocessing.get_context("spawn")
         messages = ctx.Queue()
-        child = ctx.Process(target=_child_main, args=(self, dict(params), trial_id, messages),
+        replies = ctx.Queue()
+        # The child is not connected to Ray: its gate, cache and service calls come
+        # here as messages and are answered from this process.
+        relay = RelayServer(self.latency_service) if self.latency_service else None
+        # The rules stay here (they hold locks and live state): reports come back to
+        # this process, which decides.
+        shipped = replace(self, early_stopping=None, prefilter=None)
+        child = ctx.Process(target=_child_main,
+                            args=(shipped, dict(params), trial_id, messages, replies),
                             daemon=True)
         started = time.time()
         child.start()
@@ -185,20 +261,49 @@ class TrialRunner:
                         return _dead_child_outcome(child.exitcode, started)
                     continue
                 if kind == "report":
-                    report(*payload)
+                    try:
+                        report(*payload)
+                    except TrialPruned as exc:
+                        return TrialOutcome("PRUNED", metrics=exc.metrics, error=exc.reason,
+                                            started_at=started, finished_at=time.time())
+                elif kind == "latency":
+                    replies.put(relay.handle(*payload) if relay else
+                                (False, "no latency service configured"))
                 else:
                     return TrialOutcome.from_dict(payload[0])
         finally:
             if child.is_alive():
                 child.kill()
             child.join(timeout=10)
+            if relay is not None:
+                relay.close()
 
 
-def _child_main(runner: TrialRunner, params, trial_id, messages) -> None:
+def _stopping_report(rule, trial_id: str, report: ReportFn) -> ReportFn:
+    """``report`` that also asks the early-stopping rule, raising TrialPruned on a stop."""
+
+    def wrapped(step: int, metrics: Mapping[str, Any]) -> None:
+        report(step, metrics)
+        decision = rule.on_result(trial_id, step, metrics)
+        if decision.stop:
+            raise TrialPruned(decision.reason or "stopped early", decision.metrics)
+
+    return wrapped
+
+
+def _child_main(runner: TrialRunner, params, trial_id, messages, replies) -> None:
     def report(step, metrics):
         messages.put(("report", step, dict(metrics)))
 
-    outcome = runner.evaluate_here(params, trial_id, report)
+    latency = None
+    config = runner.latency_service
+    if config is not None:
+        relay = RelayBackend(messages, replies)
+        latency = TrialLatency(config, backend=relay,
+                               service=relay if config.device_resource else None,
+                               holder=f"{trial_id}:child:{multiprocessing.current_process().pid}",
+                               trial_id=trial_id)
+    outcome = runner.evaluate_here(params, trial_id, report, latency=latency)
     messages.put(("done", outcome.to_dict()))
 
 

@@ -52,7 +52,13 @@ class SearchSpace(ABC):
                 parsed = dim if isinstance(dim, Dimension) else dimension_from_dict(dim)
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"space.dimensions.{key}: {exc}") from None
-            problem = self.validate_dimension(key, parsed)
+            try:
+                problem = self.validate_dimension(key, parsed)
+            except (TypeError, ValueError) as exc:  # e.g. a string where numbers belong
+                raise ValueError(
+                    f"space.dimensions.{key}: values of the wrong type ({exc}), but got "
+                    f"{parsed!r}"
+                ) from None
             if problem:
                 raise ValueError(f"space.dimensions.{key}: {problem}, but got {parsed!r}")
             defaults[key] = parsed

@@ -252,6 +252,8 @@ def dimension_from_dict(data: Mapping[str, Any]) -> Dimension:
     if "low" not in args or "high" not in args:
         raise ValueError(f"a {kind} dimension needs 'low' and 'high', but got {dict(data)!r}")
     if kind == "int":
-        return Int(args["low"], args["high"], step=args.get("step") or 1,
+        # Only a missing (or null) step means 1: 'step: 0' is an error, not a default.
+        step = args.get("step")
+        return Int(args["low"], args["high"], step=1 if step is None else step,
                    log=args.get("log", False))
     return Float(args["low"], args["high"], step=args.get("step"), log=args.get("log", False))

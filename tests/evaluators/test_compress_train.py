@@ -109,3 +109,63 @@ def test_float_models_are_timed_on_float_kernels(setting, tmp_path):
     context = TrialContext(trial_id="fp", seed=2, artifact_dir=tmp_path, shared=shared)
     result = evaluator.evaluate(params, space=space, dataset=data, context=context)
     assert result["latency_kind"] == "fp32" and result["latency_runtime"] == "onnxruntime"
+
+
+def test_latency_provenance_and_early_estimates_are_recorded(setting, tmp_path):
+    space, data, evaluator, shared = setting
+    params = {**PARAMS, "quant/bits": 32, "distill/alpha": 0.0}
+    reports = []
+    context = TrialContext(trial_id="prov", seed=3, artifact_dir=tmp_path, shared=shared)
+    result = evaluator.evaluate(params, space=space, dataset=data, context=context,
+                                report=lambda step, m: reports.append(m))
+    assert result["latency_median_ms"] == result["latency_ms"]
+    assert result["latency_gate"] == "local" and result["latency_exclusive"] is True
+    assert result["latency_wait_s"] >= 0 and result["latency_cached"] is False
+    # Known before training: the compressed model's exact size in parameters and MACs.
+    assert all(m["est_params_count"] == result["params_count"] for m in reports)
+    assert all(m["est_macs"] == result["macs"] for m in reports)
+    assert all(m["est_size_bytes"] == result["size_bytes"] for m in reports)  # the same file
+
+
+def test_training_pauses_at_checkpoints_and_the_second_identical_model_is_cached(
+        setting, tmp_path):
+    from nascompress.evaluators.latency_service import (
+        GateState,
+        LatencyServiceConfig,
+        TrialLatency,
+        activate,
+    )
+
+    class CountingGate(GateState):
+        def __init__(self):
+            super().__init__(ttl_s=10)
+            self.calls = []
+
+        def try_shared(self, holder):
+            self.calls.append("shared")
+            return super().try_shared(holder)
+
+        def try_exclusive(self, holder):
+            self.calls.append("exclusive")
+            return super().try_exclusive(holder)
+
+    space, data, evaluator, shared = setting
+    gate = CountingGate()
+    config = LatencyServiceConfig(search_key="ct", checkpoint_interval_s=0.0)
+    params = {**PARAMS, "quant/bits": 32, "distill/alpha": 0.0}
+    results = []
+    for seed in (4, 5):  # different weights, the same structure
+        context = TrialContext(trial_id=f"g{seed}", seed=seed, artifact_dir=tmp_path,
+                               shared=shared)
+        with activate(TrialLatency(config, backend=gate)):
+            results.append(evaluator.evaluate(params, space=space, dataset=data,
+                                              context=context))
+    batches = -(-len(data.y_train) // evaluator.batch_size) * (evaluator.epochs
+                                                               + evaluator.finetune_epochs)
+    assert gate.calls.count("shared") >= batches  # a checkpoint per batch, at least
+    assert gate.calls.count("exclusive") == 1  # the second model came from the cache
+    assert results[1]["latency_cached"] and not results[0]["latency_cached"]
+    assert results[1]["latency_ms"] == results[0]["latency_ms"]
+    state = gate.state()
+    assert (state["shared"], state["waiting"], state["writer"]) == ([], [], None)  # all freed
+    assert (state["cached"], state["cache_hits"], state["exclusive_grants"]) == (1, 1, 1)

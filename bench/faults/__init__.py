@@ -1,0 +1,1 @@
+"""Fault-injection benchmark: driver kills, worker kills, malformed configs, a 2-node cluster."""
