@@ -105,15 +105,21 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _run(experiment, *, quiet: bool, resume: bool) -> int:
+    from nascompress.config import ConfigError
+
     stream = None if quiet else sys.stdout
-    if experiment.config.runner == "local":
-        from nascompress.search.local import run_local
+    try:
+        if experiment.config.runner == "local":
+            from nascompress.search.local import run_local
 
-        session = run_local(experiment, stream=stream, resume=resume)
-    else:
-        from nascompress.search.controller import run_ray
+            session = run_local(experiment, stream=stream, resume=resume)
+        else:
+            from nascompress.search.controller import run_ray
 
-        session = run_ray(experiment, stream=stream, resume=resume)
+            session = run_ray(experiment, stream=stream, resume=resume)
+    except ConfigError as exc:  # settings only checkable once Ray is up (resources)
+        print(f"nascompress: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     run_dir = experiment.run_dir.path
     complete = sum(1 for r in session.records if r["state"] == "COMPLETE")
     print(f"\n{len(session.records)} trials ({complete} complete) in {run_dir}")

@@ -474,9 +474,11 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--budget-s", type=float, default=240.0)
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--render", action="store_true",
+                        help="only rewrite results.md from results.json")
     args = parser.parse_args(argv)
     parts = {"gate": part_gate, "predictor": part_predictor, "es": part_es}
-    chosen = list(parts) if args.part == "all" else [args.part]
+    chosen = [] if args.render else list(parts) if args.part == "all" else [args.part]
     raw_path = HERE / "results.json"
     # results.json keeps the latest run of every part; results.md renders all of them.
     raw = json.loads(raw_path.read_text()) if raw_path.exists() and not args.no_write else {}

@@ -41,6 +41,7 @@ class SearchSession:
     _seen_ids: set[str] = field(default_factory=set)
     _told_ids: set[str] = field(default_factory=set)
     _asked_ids: set[str] = field(default_factory=set)
+    _records_at_start: int = 0
     #: names this search's latency gate / service actors and its in-process cache.
     search_key: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
     #: trial id -> (reason, metrics) for trials the early-stopping scheduler stopped.
@@ -93,6 +94,7 @@ class SearchSession:
         run_dir.write_run({**metadata, "status": "running"})
         session = cls(experiment, shared, records=run_dir.load_trials(), stream=stream)
         session._seen_ids = {r["trial_id"] for r in session.records}
+        session._records_at_start = len(session.records)
         return session
 
     # -- strategy checkpoint -----------------------------------------------------------
@@ -298,8 +300,15 @@ class SearchSession:
         else:
             what = f"{record.state}: {record.error}"
         stopped = f" | pruned {pruned}" if pruned else ""
+        running = len(self._asked_ids - self._told_ids)
+        elapsed = time.time() - self.started_at
+        # Trials finished by this process (a resumed run started with some on disk).
+        done_here = len(self.records) - self._records_at_start
+        remaining = max(0, budget - len(self.records))
+        eta = f" | eta {elapsed / done_here * remaining:.0f}s" if done_here and remaining else ""
         print(f"[{len(self.records)}/{budget}] trial {record.number} {what} | front "
-              f"{len(front)} | failed {failed}{stopped} | {time.time() - self.started_at:.0f}s",
+              f"{len(front)} hv {self.hypervolume():.4g} | running {running} | failed "
+              f"{failed}{stopped} | {elapsed:.0f}s{eta}",
               file=self.stream, flush=True)
 
 
