@@ -32,6 +32,13 @@ def _positive_float(name: str, value: Any) -> None:
         raise ValueError(f"evaluator.{name} must be a number > 0, but got {value!r}")
 
 
+def training_device(given: str) -> str:
+    """``"cuda"`` when the trial was given a GPU and torch sees one, else ``"cpu"``."""
+    import torch
+
+    return "cuda" if given == "cuda" and torch.cuda.is_available() else "cpu"
+
+
 def artifact_template(space, params: Mapping[str, Any], *, input_shape, num_classes):
     """A freshly built model with the layer structure the trial's artifact was saved from.
 
@@ -332,6 +339,11 @@ class CompressTrainEvaluator(Evaluator):
         x_train, y_train = torch.from_numpy(dataset.x_train), torch.from_numpy(dataset.y_train)
         x_val, y_val = torch.from_numpy(dataset.x_val), torch.from_numpy(dataset.y_val)
         calibration = x_train[:CALIBRATION_SAMPLES]
+        # Training and fine-tuning run on the device the trial was given (a GPU when
+        # resources.gpu > 0); compression is finalized, saved and timed on the CPU copy.
+        device = training_device(context.device)
+        xt, yt = x_train.to(device), y_train.to(device)
+        xv, yv = x_val.to(device), y_val.to(device)
         alpha = float(params.get("distill/alpha", 0.0))
         feature_weight = float(params.get("distill/feature_weight", 0.0))
         ratio = float(params.get("prune/ratio", 0.0))
@@ -345,10 +357,12 @@ class CompressTrainEvaluator(Evaluator):
 
         model = space.build_model(
             params, input_shape=dataset.input_shape, num_classes=dataset.num_classes
-        )
+        ).to(device)
+        metrics["train_device"] = device
         distill: dict[str, Any] = {}
         if alpha > 0:
-            distill.update(teacher_logits=torch.from_numpy(context.shared["teacher_logits_train"]),
+            distill.update(teacher_logits=torch.from_numpy(
+                               context.shared["teacher_logits_train"]).to(device),
                            alpha=alpha,
                            temperature=float(params.get("distill/temperature", 1.0)))
         distiller = None
@@ -358,9 +372,9 @@ class CompressTrainEvaluator(Evaluator):
             teacher = self._build_teacher(space, dataset, context.shared["teacher_spec"])
             teacher.load_state_dict({k: torch.from_numpy(v)
                                      for k, v in context.shared["teacher_state"].items()})
-            teacher.eval().requires_grad_(False)
+            teacher.eval().requires_grad_(False).to(device)
             distiller = FeatureDistiller(model, teacher, default_feature_pairs(model, teacher),
-                                         example_input=x_train[:2])
+                                         example_input=xt[:2]).to(device)
             distill.update(teacher_model=teacher, feature_distiller=distiller,
                            feature_weight=feature_weight)
         step = 0
@@ -376,9 +390,9 @@ class CompressTrainEvaluator(Evaluator):
         def report_epoch(_epoch: int) -> None:
             nonlocal step
             step += 1
-            report(step, {"val_accuracy": accuracy(model, x_val, y_val), **estimates})
+            report(step, {"val_accuracy": accuracy(model, xv, yv), **estimates})
 
-        train_epochs(model, x_train, y_train, epochs=self.epochs, lr=self.lr,
+        train_epochs(model, xt, yt, epochs=self.epochs, lr=self.lr,
                      batch_size=self.batch_size, generator=generator, on_epoch_end=report_epoch,
                      on_batch_end=gate.checkpoint, **distill)
         if distiller is not None:
@@ -386,7 +400,7 @@ class CompressTrainEvaluator(Evaluator):
             distiller.remove()
             distill = {k: v for k, v in distill.items()
                        if k not in ("teacher_model", "feature_distiller", "feature_weight")}
-        metrics["accuracy_before_compression"] = accuracy(model, x_val, y_val)
+        metrics["accuracy_before_compression"] = accuracy(model, xv, yv)
         timings["train_s"] = time.perf_counter() - clock
         gate.checkpoint()
 
@@ -395,8 +409,8 @@ class CompressTrainEvaluator(Evaluator):
             lowrank = apply_lowrank_(model, rank_ratio=rank_ratio)
             metrics["lowrank_layers"] = len(lowrank.layers)
         pruning = prune_channels(
-            model, x_train[:2], ratio=ratio, importance=importance,
-            calibration=(calibration, y_train[:CALIBRATION_SAMPLES])
+            model, xt[:2], ratio=ratio, importance=importance,
+            calibration=(xt[:CALIBRATION_SAMPLES], yt[:CALIBRATION_SAMPLES])
             if importance == "taylor" else None,
         )
         layer_bits = self._layer_bits(space, params, quantizable_modules(model))
@@ -408,11 +422,13 @@ class CompressTrainEvaluator(Evaluator):
         elif quantized_layers:
             enable_qat(model, bits=quantized_layers, scheme=scheme)
         if activation_bits < 32:
-            enable_activation_quant(model, bits=activation_bits, calibration=calibration)
+            enable_activation_quant(model, bits=activation_bits,
+                                    calibration=xt[:CALIBRATION_SAMPLES])
         gate.checkpoint()
-        train_epochs(model, x_train, y_train, epochs=self.finetune_epochs, lr=self.finetune_lr,
+        train_epochs(model, xt, yt, epochs=self.finetune_epochs, lr=self.finetune_lr,
                      batch_size=self.batch_size, generator=generator, on_epoch_end=report_epoch,
                      on_batch_end=gate.checkpoint, **distill)
+        model = model.cpu()
         if sparsity > 0:
             achieved = finalize_sparsity(model)
             metrics["sparsity"] = sum(achieved.values()) / max(1, len(achieved))

@@ -169,3 +169,15 @@ def test_training_pauses_at_checkpoints_and_the_second_identical_model_is_cached
     state = gate.state()
     assert (state["shared"], state["waiting"], state["writer"]) == ([], [], None)  # all freed
     assert (state["cached"], state["cache_hits"], state["exclusive_grants"]) == (1, 1, 1)
+
+
+@pytest.mark.parametrize("given", ["cpu", "cuda"])
+def test_training_runs_on_the_device_the_trial_was_given(setting, tmp_path, given):
+    space, data, evaluator, shared = setting
+    params = {**PARAMS, "distill/alpha": 0.5}
+    context = TrialContext(trial_id=f"dev-{given}", seed=3, artifact_dir=tmp_path,
+                           shared=shared, device=given)
+    result = evaluator.evaluate(params, space=space, dataset=data, context=context)
+    expected = "cuda" if given == "cuda" and torch.cuda.is_available() else "cpu"
+    assert result["train_device"] == expected  # falls back to the CPU without a GPU
+    assert result["size_bytes"] == (tmp_path / result["artifact"]).stat().st_size
