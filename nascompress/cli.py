@@ -17,8 +17,17 @@ from nascompress import __version__
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
+class _OneLineErrors(argparse.ArgumentParser):
+    """Usage errors (``--trials abc``) in the same one-line form as config errors."""
+
+    def error(self, message: str):
+        print(f"nascompress: error: {self.prog}: {message} (see '{self.prog} --help')",
+              file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineErrors(
         prog="nascompress",
         description="Joint architecture + compression search for small, fast, accurate networks.",
     )

@@ -63,3 +63,11 @@ def test_missing_config_file(tmp_path, capsys, no_ray):
 def test_pareto_on_a_folder_that_is_not_a_run(tmp_path, capsys):
     code, err = _run(capsys, ["pareto", str(tmp_path)])
     assert code == 2 and "run_dir" in err
+
+
+def test_bad_flag_values_get_one_line_too(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["search", "--trials", "abc"])
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 2 and len(err.splitlines()) == 1
+    assert err.startswith("nascompress: error:") and "--trials" in err
