@@ -117,8 +117,20 @@ class EarlyStoppingConfig(_Section):
 
 
 class ResourcesConfig(_Section):
+    """Per trial: CPUs, GPUs (fractions allowed) and Ray custom resources."""
+
     cpu: float = Field(1.0, gt=0)
     gpu: float = Field(0.0, ge=0)
+    custom: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("custom")
+    @classmethod
+    def _non_negative(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = {k: v for k, v in value.items() if not v >= 0 or k in ("CPU", "GPU", "cpu", "gpu")}
+        if bad:
+            raise ValueError(f"custom resources must be named amounts >= 0 other than CPU/GPU "
+                             f"(use resources.cpu / resources.gpu), but got {bad}")
+        return value
 
 
 class ExperimentConfig(_Section):

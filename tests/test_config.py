@@ -22,6 +22,7 @@ def test_defaults_are_the_default_experiment():
         ({"name": "/abs/path"}, "name:"),
         ({"runner": "slurm"}, "runner:"),
         ({"seed": "abc"}, "seed:"),
+        ({"resources": {"custom": {"accelerator": -1}}}, "resources.custom:"),
     ],
 )
 def test_invalid_fields_are_named(data, field):

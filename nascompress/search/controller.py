@@ -250,7 +250,8 @@ def run_ray(
             session.restore_strategy()
         searcher.session_key = id(session)
         _SESSIONS[id(session)] = session
-        resources = {"cpu": config.resources.cpu, "gpu": config.resources.gpu}
+        resources = {"cpu": config.resources.cpu, "gpu": config.resources.gpu,
+                     **config.resources.custom}
         device = "cuda" if config.resources.gpu > 0 else "cpu"
         latency_config = session.latency_service_config(backend="ray")
         services_started = True
