@@ -6,11 +6,12 @@ Usage (from the repository root)::
     .venv/bin/python bench/strategies/run.py --quick    # 2 seeds x 30, smoke run
     .venv/bin/python bench/strategies/run.py --strategies random,rl --seeds 5
 
-Each strategy proposes points of the real ``image-cnn`` space (``ask_valid``, so the
-space's constraint applies), a surrogate (``surrogate.py``: exact artifact sizes, measured
-latencies, modelled accuracy) scores them, and the strategy is told. Every strategy runs
-sequentially (one ask, one tell) for every seed, and again with 4 asks in flight that are
-told in a seeded random order (parallel trials finishing out of order).
+Each strategy proposes points of the ``image-cnn`` space (``ask_valid``, so the space's
+constraint applies; the dimensions the surrogate does not model are pinned, see
+``surrogate.bench_space``), a surrogate (``surrogate.py``: exact artifact sizes, measured
+ONNX Runtime latencies, modelled accuracy) scores them, and the strategy is told. Every
+strategy runs sequentially (one ask, one tell) for every seed, and again with 4 asks in
+flight that are told in a seeded random order (parallel trials finishing out of order).
 
 Scores, on the noise-free objectives of the evaluated points (so that a lucky noise draw
 does not count as a find):

@@ -1,29 +1,34 @@
 """A cheap, faithful surrogate of the ``image-cnn`` search on digits, for strategy benchmarks.
 
-It maps every point of :class:`~nascompress.spaces.ImageCNNSpace` (default dimensions) to
-the three objectives of the ``compress-train`` evaluator, in microseconds instead of the
-~10 s a real trial takes, so that strategies can be compared over many seeds.
+It maps every point of :func:`bench_space` to the three objectives of the
+``compress-train`` evaluator, in microseconds instead of the ~10 s a real trial takes,
+so that strategies can be compared over many seeds. :func:`bench_space` is
+:class:`~nascompress.spaces.ImageCNNSpace` with the seven dimensions of the calibration
+trials (:data:`MODELLED`) left free and the later ones (pruning importance, unstructured
+sparsity, quantization scheme, activation bits, low rank, feature distillation) pinned
+to the values that leave the pipeline as it was for those trials (:data:`PINNED`).
 
 What is exact and what is modelled:
 
 * ``size_bytes`` is **exact**. For every ``(depth, width, kernel, prune/ratio, quant/bits)``
-  the real pipeline's model is built, pruned with
-  :func:`~nascompress.compression.prune_channels`, quantized with
-  :func:`~nascompress.compression.finalize_quantization` and serialised with
-  :func:`~nascompress.compression.artifact_bytes` using the evaluator's header metadata.
-  The byte count depends only on tensor shapes and bit-widths, not on trained values
-  (BatchNorm tensors are filled with non-zero values first: the artifact stores an
-  all-zero tensor, as a fresh BatchNorm's bias is, in a few bytes), so no training
-  is needed. (Against seven real digits trials it matches to the byte on
-  five and is one byte larger on two: the header holds the params as JSON and the
-  printed temperature of those trials is not known here.)
+  the table builder runs the evaluator's compression steps on an untrained model: build,
+  :func:`~nascompress.compression.prune_channels` (l1), quantization-aware wrapping and
+  :func:`~nascompress.compression.finalize_quantization` (symmetric, one bit-width), and
+  :func:`~nascompress.compression.artifact_bytes` with the evaluator's header metadata.
+  The byte count depends only on tensor shapes, bit-widths and tensor order, not on
+  trained values (BatchNorm tensors are filled with non-zero values first: the artifact
+  stores an all-zero tensor, as a fresh BatchNorm's bias is, in a few bytes), so no
+  training is needed. ``check_surrogate.py`` runs the real evaluator on the seven
+  calibration configurations: all seven sizes are equal to the table's.
 * ``latency_ms`` is **measured once** per pruned architecture on the machine that built
-  the table, with :func:`~nascompress.evaluators.latency.measure_latency` and the
-  evaluator's default :class:`~nascompress.evaluators.latency.LatencySetup` (CPU, 1 thread,
-  batch 16; median of three measurements). Like the real evaluator, below 32 bits the
-  timing is of the float model (quantization does not change eager latency), so latency
-  depends on depth, kernel and the kept channel count only. It is a lookup, not a model:
-  the table keeps the machine's quirks and measurement noise (see README.md).
+  the table, with the evaluator's default :class:`~nascompress.evaluators.latency.
+  LatencySetup` (CPU, 1 thread, batch 16; median of three measurements), on the
+  evaluator's default runtime: the model exported to ONNX and timed on ONNX Runtime,
+  statically quantized to int8 (QDQ) when ``bits < 32``, float otherwise. Latency thus
+  depends on depth, kernel, kept channels and whether the weights are quantized. The
+  torch-eager latency (the evaluator's ``latency_runtime="torch"``) is in the table too
+  (``Surrogate(runtime="torch")``). A lookup, not a model: the table keeps the machine's
+  quirks and measurement noise.
 * ``accuracy`` is **modelled**: a smooth analytic error model of capacity (kept
   channels, kernel, depth), pruning damage, quantization damage (worse for narrow
   layers) and a distillation gain peaking at temperature 4, calibrated by least squares
@@ -33,7 +38,7 @@ What is exact and what is modelled:
   real training does.
 
 The tables live in ``surrogate_tables.json`` next to this file; ``python surrogate.py``
-rebuilds them (a few minutes on two cores).
+rebuilds them (under a minute on two cores).
 """
 
 from __future__ import annotations
