@@ -107,8 +107,7 @@ def _search(args: argparse.Namespace) -> int:
 
         experiment = build_experiment(config)
     except ConfigError as exc:
-        print(f"nascompress: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _error(str(exc))
 
     return _run(experiment, quiet=args.quiet, resume=False)
 
@@ -127,8 +126,7 @@ def _run(experiment, *, quiet: bool, resume: bool) -> int:
 
             session = run_ray(experiment, stream=stream, resume=resume)
     except ConfigError as exc:  # settings only checkable once Ray is up (resources)
-        print(f"nascompress: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _error(str(exc))
     run_dir = experiment.run_dir.path
     complete = sum(1 for r in session.records if r["state"] == "COMPLETE")
     print(f"\n{len(session.records)} trials ({complete} complete) in {run_dir}")
@@ -183,17 +181,15 @@ def _resume(args: argparse.Namespace) -> int:
 
         experiment = build_experiment(config, allow_existing=True)
     except ConfigError as exc:
-        print(f"nascompress: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _error(str(exc))
     return _run(experiment, quiet=args.quiet, resume=True)
 
 
 def _pareto(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
-    if not (run_dir / "run.json").exists():
-        print(f"nascompress: error: run_dir: {str(run_dir)!r} is not a run folder "
-              "(no run.json)", file=sys.stderr)
-        return EXIT_USAGE
+    problem = _check_run_dir(run_dir)
+    if problem:
+        return _error(problem)
     print(_render_front(run_dir, args.format))
     return EXIT_OK
 

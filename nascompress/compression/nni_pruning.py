@@ -158,7 +158,6 @@ def nni_channel_importance(
     if config_list:
         cls = getattr(nni_pruning, _NNI_CLASSES[pruner])
         if pruner == "taylor":
-            assert calibration is not None  # checked above
             compressor = _taylor_pruner(cls, work, config_list, calibration, loss_fn)
         else:
             compressor = cls(work, config_list)

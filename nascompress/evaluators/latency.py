@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -160,20 +161,13 @@ def measure_latency(model, example_input, setup: LatencySetup) -> LatencyResult:
             samples = _timed_runs(model, batch, setup, device)
     finally:
         torch.set_num_threads(previous_threads)
-    q1, median, q3 = _quartiles(samples)
-    return LatencyResult(
-        median_ms=median, q1_ms=q1, q3_ms=q3, repeats=len(samples),
-        converged=(q3 - q1) <= setup.target_rel_iqr * median,
-        device=device, threads=setup.threads, batch_size=setup.batch_size,
-    )
+    return summarize(samples, setup, device)
 
 
 def _timed_runs(model, batch, setup: LatencySetup, device: str) -> list[float]:
     import torch
 
-    samples: list[float] = []
-    deadline = time.perf_counter() + setup.time_cap_s
-    while len(samples) < setup.max_repeats:
+    def once() -> float:
         if device == "cuda":
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             torch.cuda.synchronize()
@@ -181,13 +175,41 @@ def _timed_runs(model, batch, setup: LatencySetup, device: str) -> list[float]:
             model(batch)
             end.record()
             torch.cuda.synchronize()
-            samples.append(start.elapsed_time(end))
-        else:
-            t0 = time.perf_counter()
-            model(batch)
-            samples.append((time.perf_counter() - t0) * 1000.0)
+            return start.elapsed_time(end)
+        return wall_clock_ms(lambda: model(batch))
+
+    return time_until_stable(once, setup)
+
+
+def wall_clock_ms(run: Callable[[], Any]) -> float:
+    """Milliseconds one call of ``run`` takes, by ``time.perf_counter``."""
+    t0 = time.perf_counter()
+    run()
+    return (time.perf_counter() - t0) * 1000.0
+
+
+def time_until_stable(time_once: Callable[[], float], setup: LatencySetup) -> list[float]:
+    """Call ``time_once`` (returning ms) until the spread is small or a cap is reached.
+
+    Stops after ``setup.min_repeats`` samples once IQR <= ``target_rel_iqr`` × median,
+    or when ``time_cap_s`` of timing has passed, and always by ``max_repeats``.
+    """
+    samples: list[float] = []
+    deadline = time.perf_counter() + setup.time_cap_s
+    while len(samples) < setup.max_repeats:
+        samples.append(time_once())
         if len(samples) >= setup.min_repeats:
             q1, median, q3 = _quartiles(samples)
             if (q3 - q1) <= setup.target_rel_iqr * median or time.perf_counter() > deadline:
                 break
     return samples
+
+
+def summarize(samples: list[float], setup: LatencySetup, device: str) -> LatencyResult:
+    """The :class:`LatencyResult` of timed samples taken per ``setup`` on ``device``."""
+    q1, median, q3 = _quartiles(samples)
+    return LatencyResult(
+        median_ms=median, q1_ms=q1, q3_ms=q3, repeats=len(samples),
+        converged=(q3 - q1) <= setup.target_rel_iqr * median,
+        device=device, threads=setup.threads, batch_size=setup.batch_size,
+    )

@@ -7,12 +7,17 @@ this times ONNX Runtime's integer kernels, so the result is a real int8 measurem
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
 
-from nascompress.evaluators.latency import LatencyResult, LatencySetup, _quartiles
+from nascompress.evaluators.latency import (
+    LatencyResult,
+    LatencySetup,
+    summarize,
+    time_until_stable,
+    wall_clock_ms,
+)
 
 _CUDA = "CUDAExecutionProvider"
 # ONNX Runtime element types of the inputs we can build from a float example.
@@ -81,13 +86,7 @@ def measure_ort_latency(session, example_input: np.ndarray, setup: LatencySetup)
     run = _runner(session, model_input.name, batch, device)
     for _ in range(setup.warmup):
         run()
-    samples = _timed_runs(run, setup)
-    q1, median, q3 = _quartiles(samples)
-    return LatencyResult(
-        median_ms=median, q1_ms=q1, q3_ms=q3, repeats=len(samples),
-        converged=(q3 - q1) <= setup.target_rel_iqr * median,
-        device=device, threads=setup.threads, batch_size=setup.batch_size,
-    )
+    return summarize(time_until_stable(lambda: wall_clock_ms(run), setup), setup, device)
 
 
 def _resolve_session_device(session, device: str) -> str:
@@ -125,15 +124,3 @@ def _runner(session, input_name: str, batch: np.ndarray, device: str) -> Any:
     return lambda: session.run_with_iobinding(binding)
 
 
-def _timed_runs(run, setup: LatencySetup) -> list[float]:
-    samples: list[float] = []
-    deadline = time.perf_counter() + setup.time_cap_s
-    while len(samples) < setup.max_repeats:
-        t0 = time.perf_counter()
-        run()
-        samples.append((time.perf_counter() - t0) * 1000.0)
-        if len(samples) >= setup.min_repeats:
-            q1, median, q3 = _quartiles(samples)
-            if (q3 - q1) <= setup.target_rel_iqr * median or time.perf_counter() > deadline:
-                break
-    return samples

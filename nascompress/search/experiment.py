@@ -40,6 +40,7 @@ class Experiment:
         import ray
         import torch
 
+        settings = self.evaluator.settings()
         return {
             "name": self.run_name,
             "created_at": time.time(),
@@ -53,10 +54,9 @@ class Experiment:
                          "options": self.config.strategy.options},
             "dataset": self.dataset.describe(),
             "evaluator": {"name": self.config.evaluator.name,
-                          "settings": self.evaluator.settings()},
+                          "settings": settings},
             "latency": {**self.config.latency.model_dump(),
-                        "runtime": self.evaluator.settings().get("latency_runtime",
-                                                                 self.config.latency.runtime)},
+                        "runtime": settings.get("latency_runtime", self.config.latency.runtime)},
             "config": self.config.model_dump(),
             "host": {"platform": platform.platform(), "machine": platform.machine()},
         }

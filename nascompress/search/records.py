@@ -176,8 +176,11 @@ class RunDirectory:
         objectives: Sequence[Objective],
         constraints: Sequence[Constraint] = (),
         reference: Mapping[str, float] | None = None,
-    ) -> list[Mapping[str, Any]]:
-        """Recompute the front from ``trials`` and rewrite ``pareto.json`` / ``pareto.csv``."""
+    ) -> tuple[list[Mapping[str, Any]], float]:
+        """Recompute the front from ``trials`` and rewrite ``pareto.json`` / ``pareto.csv``.
+
+        Returns the front and its hypervolume (as recorded in ``pareto.json``).
+        """
         front = pareto_front(trials, objectives, constraints)
         ref = dict(reference) if reference else reference_point(trials, objectives)
         volume = front_hypervolume(front, objectives, ref) if front and ref else 0.0
@@ -193,7 +196,7 @@ class RunDirectory:
         write_atomic(self.path / PARETO_JSON, json.dumps(_json_safe(payload), indent=2) + "\n")
         rows = front_rows(front, objectives)
         write_atomic(self.path / PARETO_CSV, rows_to_csv(rows))
-        return front
+        return front, volume
 
 
 def rows_to_csv(rows: Sequence[Mapping[str, Any]]) -> str:

@@ -15,7 +15,7 @@ from typing import Any, TextIO
 from nascompress.evaluators.latency_service import LatencyServiceConfig, drop_local_state
 from nascompress.search.early_stopping import MultiObjectiveHalving
 from nascompress.search.experiment import Experiment
-from nascompress.search.pareto import front_hypervolume, pareto_front, reference_point
+from nascompress.search.pareto import pareto_front
 from nascompress.search.records import TrialRecord, write_atomic
 from nascompress.search.trial import TrialOutcome, TrialRunner
 from nascompress.strategies import Outcome
@@ -261,18 +261,12 @@ class SearchSession:
             self._told_ids.add(trial_id)
             self._asked_ids.add(trial_id)
             self.save_strategy()
-            front = run_dir.write_pareto(self.records, self.experiment.objectives,
-                                         self.experiment.constraints)
-            self._print_progress(record, front)
+            front, volume = run_dir.write_pareto(self.records, self.experiment.objectives,
+                                                 self.experiment.constraints)
+            self._print_progress(record, front, volume)
             if self._prefilter is not None:
                 self._prefilter.observe(self.records[-1])
             return record
-
-    def hypervolume(self) -> float:
-        objectives = self.experiment.objectives
-        front = pareto_front(self.records, objectives, self.experiment.constraints)
-        ref = reference_point(self.records, objectives)
-        return front_hypervolume(front, objectives, ref) if front and ref else 0.0
 
     def finish(self, *, status: str = "finished") -> list[Mapping[str, Any]]:
         """Mark the run finished in ``run.json``; return the final front."""
@@ -285,7 +279,7 @@ class SearchSession:
         return pareto_front(self.records, self.experiment.objectives,
                             self.experiment.constraints)
 
-    def _print_progress(self, record: TrialRecord, front) -> None:
+    def _print_progress(self, record: TrialRecord, front, volume: float) -> None:
         if not self.stream:
             return
         budget = self.experiment.config.trials
@@ -307,7 +301,7 @@ class SearchSession:
         remaining = max(0, budget - len(self.records))
         eta = f" | eta {elapsed / done_here * remaining:.0f}s" if done_here and remaining else ""
         print(f"[{len(self.records)}/{budget}] trial {record.number} {what} | front "
-              f"{len(front)} hv {self.hypervolume():.4g} | running {running} | failed "
+              f"{len(front)} hv {volume:.4g} | running {running} | failed "
               f"{failed}{stopped} | {elapsed:.0f}s{eta}",
               file=self.stream, flush=True)
 

@@ -26,6 +26,50 @@ def _all_values(dimension: Dimension) -> list[Any] | None:
     return [dimension.low, dimension.high]  # type: ignore[attr-defined]
 
 
+def dimension_problem(key: str, dimension: Dimension) -> str | None:
+    """Why ``dimension`` is not a usable range for the knob ``key`` (or ``None``).
+
+    Shared by every built-in space that exposes these knobs.
+    """
+    values = _all_values(dimension)
+    if any(isinstance(v, bool) for v in values):
+        return "values must be numbers or names, not true/false"
+    discrete = key.startswith("arch/") or key.startswith("quant/") or key == "prune/importance"
+    if discrete and dimension.grid() is None:
+        # A continuous range is checked by its ends only, and would propose 4.37 bits.
+        return "must be a categorical or integer dimension (a finite set of values)"
+    if key == "prune/ratio":
+        if any(not 0.0 <= v < 1.0 for v in values):
+            return "every pruning ratio must lie in [0, 1) (1.0 would remove every channel)"
+    elif key == "quant/bits" or key.startswith("quant/bits/"):
+        if any(v not in SUPPORTED_BITS for v in values):
+            return f"bit-widths must be among {list(SUPPORTED_BITS)} (32 keeps float weights)"
+    elif key in _CHOICES:
+        if any(v not in _CHOICES[key] for v in values):
+            return f"values must be among {list(_CHOICES[key])}"
+    elif key in ("prune/sparsity",):
+        if any(not 0.0 <= v < 1.0 for v in values):
+            return "unstructured sparsity must lie in [0, 1)"
+    elif key == "lowrank/ratio":
+        if any(not 0.0 < v <= 1.0 for v in values):
+            return "rank ratios must lie in (0, 1] (1.0 keeps layers unfactorized)"
+    elif key == "distill/feature_weight":
+        if any(not v >= 0 for v in values):
+            return "feature distillation weight must be >= 0"
+    elif key == "distill/alpha":
+        if any(not 0.0 <= v <= 1.0 for v in values):
+            return "distillation alpha must lie in [0, 1]"
+    elif key == "distill/temperature":
+        if any(not v > 0 for v in values):
+            return "distillation temperature must be > 0"
+    elif key in ("arch/depth", "arch/width", "arch/kernel"):
+        if any(not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in values):
+            return f"{key.split('/')[1]} values must be integers >= 1"
+        if key == "arch/kernel" and any(v % 2 == 0 for v in values):
+            return "kernel sizes must be odd (so 'same' padding keeps the feature map size)"
+    return None
+
+
 @register_space("image-cnn")
 class ImageCNNSpace(SearchSpace):
     """Stacks of ``conv(k×k) → BatchNorm → ReLU → max-pool`` blocks and a linear head.
@@ -115,43 +159,7 @@ class ImageCNNSpace(SearchSpace):
         return bits
 
     def validate_dimension(self, key: str, dimension: Dimension) -> str | None:
-        values = _all_values(dimension)
-        if any(isinstance(v, bool) for v in values):
-            return "values must be numbers or names, not true/false"
-        discrete = key.startswith("arch/") or key.startswith("quant/") or key == "prune/importance"
-        if discrete and dimension.grid() is None:
-            # A continuous range is checked by its ends only, and would propose 4.37 bits.
-            return "must be a categorical or integer dimension (a finite set of values)"
-        if key == "prune/ratio":
-            if any(not 0.0 <= v < 1.0 for v in values):
-                return "every pruning ratio must lie in [0, 1) (1.0 would remove every channel)"
-        elif key == "quant/bits" or key.startswith("quant/bits/"):
-            if any(v not in SUPPORTED_BITS or isinstance(v, bool) for v in values):
-                return f"bit-widths must be among {list(SUPPORTED_BITS)} (32 keeps float weights)"
-        elif key in _CHOICES:
-            if any(v not in _CHOICES[key] for v in values):
-                return f"values must be among {list(_CHOICES[key])}"
-        elif key in ("prune/sparsity",):
-            if any(not 0.0 <= v < 1.0 for v in values):
-                return "unstructured sparsity must lie in [0, 1)"
-        elif key == "lowrank/ratio":
-            if any(not 0.0 < v <= 1.0 for v in values):
-                return "rank ratios must lie in (0, 1] (1.0 keeps layers unfactorized)"
-        elif key == "distill/feature_weight":
-            if any(not v >= 0 for v in values):
-                return "feature distillation weight must be >= 0"
-        elif key == "distill/alpha":
-            if any(not 0.0 <= v <= 1.0 for v in values):
-                return "distillation alpha must lie in [0, 1]"
-        elif key == "distill/temperature":
-            if any(not v > 0 for v in values):
-                return "distillation temperature must be > 0"
-        elif key in ("arch/depth", "arch/width", "arch/kernel"):
-            if any(not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in values):
-                return f"{key.split('/')[1]} values must be integers >= 1"
-            if key == "arch/kernel" and any(v % 2 == 0 for v in values):
-                return "kernel sizes must be odd (so 'same' padding keeps the feature map size)"
-        return None
+        return dimension_problem(key, dimension)
 
     def check(self, params: Mapping[str, Any]) -> str | None:
         reason = super().check(params)

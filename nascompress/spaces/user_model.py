@@ -15,7 +15,7 @@ from typing import Any
 from nascompress.spaces._base import SearchSpace
 from nascompress.spaces._dimensions import Categorical, Dimension, Float
 from nascompress.spaces._registry import register_space
-from nascompress.spaces.image_cnn import ImageCNNSpace
+from nascompress.spaces.image_cnn import dimension_problem
 
 
 @register_space("user-model")
@@ -70,8 +70,7 @@ class UserModelSpace(SearchSpace):
         }
 
     def validate_dimension(self, key: str, dimension: Dimension) -> str | None:
-        # The same knobs as image-cnn, so the same rules.
-        return ImageCNNSpace.validate_dimension(self, key, dimension)
+        return dimension_problem(key, dimension)  # the same knobs as image-cnn
 
     def teacher(self) -> dict[str, Any]:
         """The evaluator's ``teacher`` option that makes the original model the teacher."""

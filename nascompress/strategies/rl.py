@@ -19,16 +19,17 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from nascompress.objectives import Objective
-from nascompress.search.pareto import Constraint, hypervolume, reference_point
+from nascompress.search.pareto import hypervolume, reference_point
 from nascompress.spaces import Categorical, Dimension, Float, Int
 from nascompress.strategies._base import (
     FINISHED,
     Outcome,
-    Strategy,
-    check_constraints,
-    check_setup_args,
+    ValidatingStrategy,
+    check_int_option,
+    check_state_header,
     constraint_violations,
+    random_state_from_json,
+    random_state_to_json,
 )
 from nascompress.strategies._registry import register_strategy
 
@@ -46,7 +47,7 @@ _DEFAULT_LR = {"independent": 0.05, "lstm": 0.005}
 
 
 @register_strategy("rl")
-class RLStrategy(Strategy):
+class RLStrategy(ValidatingStrategy):
     """Policy-gradient controller (REINFORCE / PPO-clip) with a multi-objective reward.
 
     **Policy.** Every dimension becomes a categorical distribution with learnable logits:
@@ -172,16 +173,7 @@ class RLStrategy(Strategy):
 
     # ------------------------------------------------------------------ set-up
 
-    def setup(
-        self,
-        space: SearchSpace,
-        objectives: Sequence[Objective],
-        *,
-        seed: int,
-        constraints: Sequence[Constraint] = (),
-    ) -> None:
-        self._objectives = check_setup_args(space, objectives, seed)
-        self._constraints = check_constraints(constraints, self._objectives)
+    def _setup(self, space: SearchSpace, *, seed: int) -> None:
         self._validate_options()
         import torch
 
@@ -214,13 +206,13 @@ class RLStrategy(Strategy):
         if self.controller not in CONTROLLERS:
             raise ValueError(f"strategy.controller must be one of {list(CONTROLLERS)}, but "
                              f"got {self.controller!r}")
-        _check_int("hidden_size", self.hidden_size, 1)
-        _check_int("batch_size", self.batch_size, 1)
-        _check_int("epochs", self.epochs, 1)
-        _check_int("bins", self.bins, 1)
-        _check_int("max_grid", self.max_grid, 1)
+        check_int_option("hidden_size", self.hidden_size, 1)
+        check_int_option("batch_size", self.batch_size, 1)
+        check_int_option("epochs", self.epochs, 1)
+        check_int_option("bins", self.bins, 1)
+        check_int_option("max_grid", self.max_grid, 1)
         if self.max_trials is not None:
-            _check_int("max_trials", self.max_trials, 1, or_none=True)
+            check_int_option("max_trials", self.max_trials, 1, or_none=True)
         if self.lr is not None:
             _check_number("lr", self.lr, low=0.0, low_open=True)
         self._lr = self.lr if self.lr is not None else _DEFAULT_LR[self.controller]
@@ -482,7 +474,6 @@ class RLStrategy(Strategy):
 
     def state_dict(self) -> dict[str, Any]:
         policy = self._require_policy()
-        version, internal, gauss_next = self._rng.getstate()
         return {
             "strategy": self.name,
             "version": _STATE_VERSION,
@@ -490,7 +481,7 @@ class RLStrategy(Strategy):
             "action_sizes": [a.n for a in self._actions],
             "policy": [_tensor_to_json(p) for p in policy.parameters()],
             "adam": self._adam.state_dict(),
-            "rng": [version, list(internal), gauss_next],
+            "rng": random_state_to_json(self._rng),
             "baseline": dict(self._baseline),
             "n_counted": self._n_counted,
             "pending": {tid: dict(sample) for tid, sample in self._pending.items()},
@@ -501,12 +492,7 @@ class RLStrategy(Strategy):
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         policy = self._require_policy()
-        if state.get("strategy") != self.name or state.get("version") != _STATE_VERSION:
-            raise ValueError(
-                f"state must come from RLStrategy.state_dict (strategy={self.name!r}, "
-                f"version={_STATE_VERSION}), but got strategy={state.get('strategy')!r}, "
-                f"version={state.get('version')!r}"
-            )
+        check_state_header(state, owner="RLStrategy", name=self.name, version=_STATE_VERSION)
         sizes = [a.n for a in self._actions]
         if state["controller"] != self.controller or list(state["action_sizes"]) != sizes:
             raise ValueError(
@@ -524,8 +510,7 @@ class RLStrategy(Strategy):
             for param, data in zip(params, state["policy"], strict=True):
                 param.copy_(_tensor_from_json(self._torch, data, param))
         self._adam.load_state_dict(state["adam"])
-        version, internal, gauss_next = state["rng"]
-        self._rng.setstate((version, tuple(internal), gauss_next))
+        random_state_from_json(self._rng, state["rng"])
         self._baseline = {"n": int(state["baseline"]["n"]),
                           "mean": float(state["baseline"]["mean"]),
                           "n_var": int(state["baseline"]["n_var"]),
@@ -840,13 +825,6 @@ def _tensor_from_json(torch: Any, data: Mapping[str, Any], like: torch.Tensor) -
 
 
 # ---------------------------------------------------------------------- validation
-
-
-def _check_int(name: str, value: Any, low: int, *, or_none: bool = False) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        suffix = " or None" if or_none else ""
-        raise ValueError(f"strategy.{name} must be an integer >= {low}{suffix}, but got "
-                         f"{value!r}")
 
 
 def _check_number(
