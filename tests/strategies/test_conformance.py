@@ -165,7 +165,9 @@ class Repeats(RandomStrategy):
         (check_same_seed_same_asks, Unseeded, "two identical runs"),
         (check_state_round_trip, ForgetsRng, "after load_state_dict"),
         (check_bad_outcomes, FaceValue, "never count as good"),
-        (check_finds_good_region, lambda: Inverted(population_size=8, tournament_size=4),
+        # tournament_size=8: every tournament is the whole population, so each parent is
+        # the worst member; with 4 the inverted search got lucky on a few seeds.
+        (check_finds_good_region, lambda: Inverted(population_size=8, tournament_size=8),
          "did not approach the Pareto front"),
         (check_parallel_asks, Repeats, "proposed the same point"),
     ],

@@ -236,3 +236,37 @@ def test_load_state_dict_checks_what_it_restores():
               constraints=(Constraint("size", "<=", 3.0),)).load_state_dict(state)
     with pytest.raises(ValueError, match="EvolutionStrategy.state_dict"):
         _make().load_state_dict({"strategy": "random", "version": 1})
+
+
+def test_children_do_not_repeat_earlier_proposals():
+    # 480 points; mutations of a small population keep landing on tried points, and
+    # every one of them must be redrawn.
+    space = ToySpace(gridded=True)
+    strategy = _make(space=space, population_size=6, tournament_size=3)
+    asked = _run(strategy, 80, space=space)
+    fingerprints = [json.dumps(p, sort_keys=True) for p in asked]
+    assert len(set(fingerprints)) == len(fingerprints)
+
+
+def test_repeats_are_proposed_only_when_the_space_is_exhausted():
+    space = ToySpace(gridded=True, dimensions={
+        "arch/kind": Categorical(["a", "b"]), "arch/depth": Int(1, 2),
+        "prune/ratio": Float(0.5, 1.0, step=0.5),
+    })  # 8 points
+    strategy = _make(space=space, population_size=2, tournament_size=1)
+    asked = _run(strategy, 12, space=space)
+    assert len({json.dumps(p, sort_keys=True) for p in asked[:8]}) == 8
+    assert len(asked) == 12  # asks go on after the space is used up
+
+
+def test_version_1_state_loads_and_remembers_what_it_holds():
+    original = _make(population_size=4)
+    _run(original, 6)
+    state = json.loads(json.dumps(original.state_dict()))
+    del state["asked"]
+    state["version"] = 1
+    restored = _make(population_size=4)
+    restored.load_state_dict(state)
+    held = [m["params"] for m in state["population"]]
+    assert len(restored.state_dict()["asked"]) == len(
+        {json.dumps(p, sort_keys=True) for p in held})
