@@ -89,8 +89,10 @@ class LatencyConfig(_Section):
     cache: bool = True
     lease_ttl_s: float = Field(10.0, gt=0)
     max_wait_s: float = Field(120.0, gt=0)
-    # Skip candidates whose predicted latency is far above a latency_ms constraint.
+    # Skip candidates whose predicted latency is far above a latency_ms constraint,
+    # predicted by a per-layer table timed on the target or by a feature regression.
     predictor_filter: bool = False
+    predictor: Literal["layer-table", "regression"] = "layer-table"
 
     def setup(self) -> LatencySetup:
         return LatencySetup(**self.model_dump(include=set(LatencySetup.__dataclass_fields__)))

@@ -25,8 +25,12 @@ measurement noise floor (:func:`noise_floor`: run-to-run coefficient of variatio
 the same models measured twice), which no predictor can beat. ``bench/latency`` has the
 numbers.
 
-:class:`LatencyPrefilter` uses it to discard candidates predicted far above a latency
-constraint before they are trained (with a margin, ``factor``, for that error).
+The per-layer lookup table in :mod:`~nascompress.evaluators.layer_table` follows those
+jumps and is the more accurate predictor (``bench/latency``); this regression needs no
+timing of its own, only measured models.
+
+:class:`LatencyPrefilter` uses either to discard candidates predicted far above a latency
+constraint before they are trained (with a margin, ``factor``, for the error).
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ FEATURES = (
     "elementwise",         # elements read by ReLU / pooling / other weightless layers
 )
 KINDS = ("fp32", "int8")
+#: What :class:`LatencyPrefilter` can predict with.
+PREFILTER_METHODS = ("regression", "layer-table")
 #: SIMD block of ONNX Runtime's blocked convolutions (floats per AVX-512 register).
 SIMD = 16
 #: Input channels up to this count need no blocking (the image itself, 1-3 channels).
@@ -355,26 +361,45 @@ class LatencyPrefilter:
     """Tells the runner which candidates to skip: predicted > ``factor`` × the bound.
 
     Calibrated online from the search's own measurements on the target (every COMPLETE
-    trial with a measured ``latency_ms``, fed through :meth:`observe`): it filters nothing
-    until ``min_records`` of them exist, and refits after every ``refit_every`` new ones.
-    A given ``predictor`` is used from the start (and still refitted as records come in).
-    Measurements taken under another runtime kind than the candidate's count only
-    through the shared fit.
+    trial with a freshly measured ``latency_ms``, fed through :meth:`observe`): it filters
+    nothing until ``min_records`` of them exist.
+
+    Two predictors (``method``):
+
+    * ``"layer-table"`` (needs ``time_kernel``): a
+      :class:`~nascompress.evaluators.layer_table.TablePredictor`. Every distinct layer
+      of a candidate is timed alone once, through ``time_kernel`` (on the target, under
+      the search's latency gate, when the session builds it), and the model's latency is
+      the calibrated sum. On ``bench/latency`` this puts held-out models within ±10 %
+      where the regression does not; a candidate's first prediction costs the timing of
+      the layers not yet in the table (a few tenths of a second each).
+    * ``"regression"``: a :class:`LatencyPredictor` on layer features, refitted after every
+      ``refit_every`` new measurements; a given ``predictor`` is used from the start.
+      Measurements taken under another runtime kind than the candidate's count only
+      through the shared fit.
 
     Args:
         bound: the latency constraint's bound (``latency_ms <= bound``), in ms.
         space, input_shape, num_classes: to build the candidate's compressed structure.
         factor: skip above ``factor × bound``.
         min_records: measured trials needed before filtering starts.
-        refit_every: refit after this many new measurements.
-        predictor: an already calibrated predictor, optional.
+        refit_every: (regression) refit after this many new measurements.
+        predictor: (regression) an already calibrated predictor, optional.
         runtime: the evaluator's latency runtime (decides the kernels' kind).
+        method: ``"regression"`` or ``"layer-table"``.
+        time_kernel: (layer-table) ``time_kernel(kernel, kind) -> ms``.
     """
 
     def __init__(self, *, bound: float, space, input_shape, num_classes: int,
                  factor: float = 1.5, min_records: int = 20, refit_every: int = 10,
                  predictor: LatencyPredictor | None = None,
-                 runtime: str = "onnxruntime") -> None:
+                 runtime: str = "onnxruntime", method: str = "regression",
+                 time_kernel=None) -> None:
+        if method not in PREFILTER_METHODS:
+            raise ValueError(f"method must be one of {list(PREFILTER_METHODS)}, but got "
+                             f"{method!r}")
+        if method == "layer-table" and time_kernel is None:
+            raise ValueError("method='layer-table' needs time_kernel (it times layers)")
         self.runtime = runtime
         self.bound = float(bound)
         self.space = space
@@ -384,8 +409,21 @@ class LatencyPrefilter:
         self.min_records = min_records
         self.refit_every = refit_every
         self.predictor = predictor
+        self.method = method
+        self._time_kernel = time_kernel
+        self._table_predictor = None
+        if method == "layer-table":
+            from nascompress.evaluators.layer_table import LayerTable, TablePredictor
+
+            self._table_predictor = TablePredictor(LayerTable(setup={}))
         self._rows: list[dict[str, Any]] = []
         self._fitted_on = 0
+
+    @property
+    def calibrated(self) -> bool:
+        if self.method == "layer-table":
+            return len(self._rows) >= self.min_records
+        return self.predictor is not None
 
     def observe(self, record: Mapping[str, Any]) -> None:
         """Learn from a finished trial record (ignored unless COMPLETE and freshly measured)."""
@@ -394,34 +432,63 @@ class LatencyPrefilter:
         if record.get("state") != "COMPLETE" or not isinstance(latency, int | float) \
                 or not latency > 0 or metrics.get("latency_cached"):
             return
+        kind = runtime_kind(record["params"], self.runtime)
         try:
             model = compressed_structure(self.space, record["params"],
                                          input_shape=self.input_shape,
                                          num_classes=self.num_classes)
-            features = model_features(model, self.input_shape)
+            if self._table_predictor is not None:
+                row = {"kernel_ms": self._kernel_sum(model, kind)}
+            else:
+                row = {"features": model_features(model, self.input_shape)}
         except Exception:  # a space the predictor cannot read: the filter just stays off
             return
-        self._rows.append({"features": features, "latency_ms": float(latency),
-                           "kind": runtime_kind(record["params"], self.runtime)})
-        if len(self._rows) >= self.min_records and \
-                len(self._rows) - self._fitted_on >= (self.refit_every if self._fitted_on else 0):
+        self._rows.append({**row, "latency_ms": float(latency), "kind": kind})
+        if len(self._rows) < self.min_records:
+            return
+        if self._table_predictor is not None:
+            self._table_predictor.calibrate(self._rows)  # two numbers per kind: cheap
+        elif len(self._rows) - self._fitted_on >= (self.refit_every if self._fitted_on else 0):
             self.predictor = LatencyPredictor.fit(self._rows)
             self._fitted_on = len(self._rows)
 
+    def _kernel_sum(self, model, kind: str) -> float:
+        from nascompress.evaluators.layer_table import split_kernels
+
+        kernels = split_kernels(model, self.input_shape)
+        table = self._table_predictor.table
+        table.ensure(kernels, kind, self._time_kernel)
+        return table.total_ms(kernels, kind)
+
+    def predict(self, params: Mapping[str, Any]) -> float:
+        """Predicted latency (ms) of ``params`` (times missing layers for layer-table)."""
+        kind = runtime_kind(params, self.runtime)
+        if self._table_predictor is None:
+            return self.predictor.predict(params, space=self.space,
+                                          input_shape=self.input_shape,
+                                          num_classes=self.num_classes, kind=kind)
+        from nascompress.evaluators.layer_table import split_kernels
+
+        model = compressed_structure(self.space, params, input_shape=self.input_shape,
+                                     num_classes=self.num_classes)
+        kernels = split_kernels(model, self.input_shape)
+        self._table_predictor.table.ensure(kernels, kind, self._time_kernel)
+        return self._table_predictor.predict_kernels(kernels, kind)
+
     def __call__(self, params: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:
         """``(reason, metrics)`` when ``params`` should be skipped, else None."""
-        if self.predictor is None:
+        if not self.calibrated:
             return None
         try:
-            hopeless, predicted = is_hopeless(
-                params, latency_bound=self.bound, predictor=self.predictor, space=self.space,
-                input_shape=self.input_shape, num_classes=self.num_classes,
-                factor=self.factor, runtime=self.runtime)
+            predicted = self.predict(params)
         except Exception:
             return None
-        if not hopeless:
+        if not predicted > self.factor * self.bound:
             return None
-        reason = (f"latency predictor: {predicted:.4g} ms predicted, above {self.factor:g} x "
-                  f"the constraint latency_ms <= {self.bound:g} (not trained)")
+        reason = (f"latency predictor ({self.method}): {predicted:.4g} ms predicted, above "
+                  f"{self.factor:g} x the constraint latency_ms <= {self.bound:g} "
+                  "(not trained)")
+        trained_on = (len(self._rows) if self._table_predictor is not None
+                      else self.predictor.trained_on)
         return reason, {"predicted_latency_ms": predicted, "pruned_by": "latency_predictor",
-                        "predictor_trained_on": self.predictor.trained_on}
+                        "predictor": self.method, "predictor_trained_on": trained_on}

@@ -108,7 +108,7 @@ class SessionSearcher(StrategySearcher):
         session = _SESSIONS.get(self.session_key)
         if isinstance(params, dict) and session is not None:
             session.note_asked(trial_id)
-            prefilter = session.prefilter()
+            prefilter = session.prefilter(backend="ray")
             verdict = prefilter(params) if prefilter is not None else None
             if verdict is not None:
                 reason, metrics = verdict

@@ -173,11 +173,15 @@ class SearchSession:
         return MultiObjectiveHalving(rungs=cfg.rungs, eta=cfg.eta, metrics=cfg.metrics,
                                      margins=cfg.margins, relative_margin=cfg.relative_margin)
 
-    def prefilter(self):
+    def prefilter(self, *, backend: str = "local"):
         """The latency predictor's pre-filter, or None (off, or no latency constraint).
 
         Calibrated online from this search's measured trials (see
-        :class:`~nascompress.evaluators.latency_predictor.LatencyPrefilter`).
+        :class:`~nascompress.evaluators.latency_predictor.LatencyPrefilter`). With
+        ``latency.predictor: layer-table`` (the default) it times each distinct layer once
+        through this search's latency service (``backend``: where its gate lives), so on
+        the pinned target and under the gate like any trial's measurement; the ``torch``
+        runtime has no layer table and uses the regression.
         """
         if self._prefilter_ready:
             return self._prefilter
@@ -189,15 +193,44 @@ class SearchSession:
             from nascompress.evaluators.latency_predictor import LatencyPrefilter
 
             dataset = self.experiment.dataset
+            settings = self.experiment.evaluator.settings()
+            runtime = settings.get("latency_runtime", cfg.latency.runtime)
+            table = cfg.latency.predictor == "layer-table" and runtime == "onnxruntime"
             self._prefilter = LatencyPrefilter(
                 bound=min(bounds), space=self.experiment.space,
                 input_shape=dataset.input_shape, num_classes=dataset.num_classes,
-                runtime=self.experiment.evaluator.settings().get("latency_runtime",
-                                                                 cfg.latency.runtime),
+                runtime=runtime,
+                method="layer-table" if table else "regression",
+                # Two numbers per runtime kind to calibrate, against nine features.
+                min_records=5 if table else 20,
+                time_kernel=self._kernel_timer(backend, settings) if table else None,
             )
             for record in self.records:  # a resumed search starts calibrated
                 self._prefilter.observe(record)
         return self._prefilter
+
+    def _kernel_timer(self, backend: str, settings: Mapping[str, Any]):
+        """``time_kernel(kernel, kind) -> ms`` through this search's latency service."""
+        import numpy as np
+
+        from nascompress.evaluators.latency import LatencySetup
+        from nascompress.evaluators.latency_service import TrialLatency, connect
+        from nascompress.evaluators.layer_table import kernel_onnx
+
+        config = self.latency_service_config(backend=backend)
+        setup = (LatencySetup(**settings["latency"]) if settings.get("latency")
+                 else self.experiment.config.latency.setup())
+        clients: list[TrialLatency] = []
+
+        def time_kernel(kernel, kind: str) -> float:
+            if not clients:  # connect on first use: Ray may not be up when this is built
+                gate, service = connect(config)
+                clients.append(TrialLatency(config, backend=gate, service=service,
+                                            trial_id="latency-table"))
+            example = np.zeros((1, *kernel.input_shape), dtype=np.float32)
+            return clients[0].measure_onnx(kernel_onnx(kernel, kind), example, setup).median_ms
+
+        return time_kernel
 
     def trial_runner(
         self, *, device: str = "cpu", backend: str = "local", in_process_rules: bool = True
@@ -220,7 +253,7 @@ class SearchSession:
             timeout_s=cfg.trial_timeout_s,
             latency_service=self.latency_service_config(backend=backend),
             early_stopping=self.early_stopping_rule() if in_process_rules else None,
-            prefilter=self.prefilter() if in_process_rules else None,
+            prefilter=self.prefilter(backend=backend) if in_process_rules else None,
         )
 
     def note_pruned(self, trial_id: str, reason: str, metrics: Mapping[str, Any]) -> None:

@@ -193,7 +193,7 @@ def test_prefiltered_candidates_are_pruned_untrained_under_tune(ray_session, tmp
             return "latency predictor: too slow (not trained)", {"predicted_latency_ms": 9.0}
         return None
 
-    monkeypatch.setattr(SearchSession, "prefilter", lambda self: reject_wide)
+    monkeypatch.setattr(SearchSession, "prefilter", lambda self, **kwargs: reject_wide)
     experiment, _ = _experiment(tmp_path, "ray", trials=6)
     experiment.config.early_stopping.enabled = False
     evaluated = []
