@@ -19,7 +19,9 @@ def ray_session():
     started = not ray.is_initialized()
     if started:
         # address="local": never attach to another Ray already running on the machine.
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+        # trial_slot: a custom resource, for the tests of resources.custom.
+        ray.init(address="local", num_cpus=2, resources={"trial_slot": 2},
+                 include_dashboard=False, log_to_driver=False,
                  _node_ip_address="127.0.0.1")
     yield ray
     if started:

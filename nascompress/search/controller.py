@@ -25,6 +25,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -230,16 +231,57 @@ def run_ray(
     With ``resume=True`` the run folder's records and strategy checkpoint are reloaded
     and only the missing trials run. Tune's own experiment state is not used for this:
     ``trials.jsonl`` is the source of truth, so a fresh Tune run covers the remainder.
+
+    Raises:
+        ConfigError: a trial's ``resources`` exceed what the cluster has (checked before
+            anything is prepared or run).
     """
+    config = experiment.config
+    started_ray = init_ray(config.address)
+    try:
+        # Before the session prepares (a teacher may train): a trial that asks for
+        # resources no node has would otherwise wait in Tune's queue for ever.
+        check_trial_resources(config.resources, ray.cluster_resources())
+        session = SearchSession.start(experiment, stream=stream, resume=resume)
+        if session.remaining_trials() > 0:
+            _tune(experiment, session, resume=resume)
+    finally:
+        if started_ray:
+            ray.shutdown()
+    session.finish()
+    return session
+
+
+def check_trial_resources(resources, cluster: Mapping[str, float]) -> None:
+    """Raise ``ConfigError`` when one trial needs more of a resource than the cluster has.
+
+    Args:
+        resources: the config's ``resources`` section.
+        cluster: ``ray.cluster_resources()``.
+    """
+    from nascompress.config import ConfigError
+
+    wanted = {"resources.cpu": ("CPU", resources.cpu), "resources.gpu": ("GPU", resources.gpu),
+              **{f"resources.custom.{name}": (name, amount)
+                 for name, amount in resources.custom.items()}}
+    for field_name, (key, amount) in wanted.items():
+        have = float(cluster.get(key, 0.0))
+        if amount > have:
+            declared = ", ".join(f"{k}={v:g}" for k, v in sorted(cluster.items())
+                                 if not k.startswith(("node:", "memory", "object_store")))
+            raise ConfigError(
+                f"{field_name}={amount:g}, but the Ray cluster has {have:g} {key} in all "
+                f"(it has: {declared}); lower it, or add nodes that declare it "
+                f"(ray start --resources '{{\"{key}\": 1}}' for a custom resource)"
+            )
+
+
+def _tune(experiment: Experiment, session: SearchSession, *, resume: bool) -> None:
+    """Run the session's remaining trials through Ray Tune (Ray already up)."""
     from ray.tune.search import ConcurrencyLimiter
 
     config = experiment.config
-    session = SearchSession.start(experiment, stream=stream, resume=resume)
     remaining = session.remaining_trials()
-    if remaining == 0:
-        session.finish()
-        return session
-    started_ray = init_ray(config.address)
     services_started = False
     try:
         searcher = SessionSearcher(
@@ -293,7 +335,3 @@ def run_ray(
         _SESSIONS.pop(id(session), None)
         if services_started:
             latency_service.stop_ray_services(latency_config)
-        if started_ray:
-            ray.shutdown()
-    session.finish()
-    return session
