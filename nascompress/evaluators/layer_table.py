@@ -104,7 +104,9 @@ def kernel_onnx(kernel: Kernel, kind: str, *, calibration_examples: int = 64) ->
     module = nn.Sequential(*(copy.deepcopy(m) for m in kernel.modules)).eval()
     for m in module.modules():
         if hasattr(m, "inplace"):
-            m.inplace = False  # the exported graph is the same; the copy must not alias
+            # A kernel may start with an activation (modules before the first conv):
+            # in place, it would write into the example input. The graph is the same.
+            m.inplace = False
     example = torch.zeros(1, *kernel.input_shape)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "kernel.onnx"
