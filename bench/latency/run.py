@@ -407,7 +407,7 @@ def _reference() -> dict[str, float]:
 
 
 def _budget_run(out: Path, *, early_stopping: bool, seed: int, budget_s: float,
-                reference: dict[str, float]) -> dict:
+                reference: dict[str, float], rungs: list[int], eta: int) -> dict:
     from nascompress.config import parse_config
     from nascompress.search.experiment import build_experiment
     from nascompress.search.pareto import front_hypervolume, pareto_front
@@ -420,7 +420,7 @@ def _budget_run(out: Path, *, early_stopping: bool, seed: int, budget_s: float,
         "seed": seed, "strategy": {"name": "random"},
         "space": {"dimensions": FIXED_NO_TEACHER},
         "latency": {"time_cap_s": 0.5},
-        "early_stopping": {"enabled": early_stopping, "rungs": [3, 6, 12], "eta": 3},
+        "early_stopping": {"enabled": early_stopping, "rungs": rungs, "eta": eta},
     })
     experiment = build_experiment(config)
     session = SearchSession.start(experiment, stream=None)
@@ -458,8 +458,10 @@ def _budget_run(out: Path, *, early_stopping: bool, seed: int, budget_s: float,
 
 def part_es(args) -> dict[str, Any]:
     budget = 60.0 if args.quick else args.budget_s
+    rungs = [int(r) for r in args.es_rungs.split(",")]
     reference = _reference()
-    results: dict[str, Any] = {"budget_s": budget, "runs": [], "reference": reference}
+    results: dict[str, Any] = {"budget_s": budget, "runs": [], "reference": reference,
+                               "rungs": rungs, "eta": args.es_eta}
     with tempfile.TemporaryDirectory(prefix="nascompress-bench-es-") as tmp:
         for seed in range(args.seeds):
             # Alternate which goes first, so a drift in the machine's load hits both.
@@ -468,7 +470,7 @@ def part_es(args) -> dict[str, Any]:
                 print(f"(c) seed {seed}, early stopping {'on' if es else 'off'}: "
                       f"{budget:.0f} s ...", flush=True)
                 run = _budget_run(Path(tmp), early_stopping=es, seed=seed, budget_s=budget,
-                                  reference=reference)
+                                  reference=reference, rungs=rungs, eta=args.es_eta)
                 results["runs"].append({"seed": seed, "early_stopping": es, **run})
     return results
 
@@ -478,7 +480,9 @@ def table_es(r: dict[str, Any]) -> str:
     box = ref["size_bytes"] * ref["latency_ms"]
     lines = [
         f"(c) random strategy, {r['budget_s']:.0f} s of wall clock per run, the same seed "
-        f"with and without early stopping (rungs 3/6/12, eta 3); hypervolume against the "
+        f"with and without early stopping (rungs "
+        f"{'/'.join(str(x) for x in r.get('rungs', [3, 6, 12]))}, eta {r.get('eta', 3)}); "
+        "hypervolume against the "
         f"fixed reference accuracy 0, size {ref['size_bytes']:.0f} B, latency "
         f"{ref['latency_ms']:.4f} ms (1.1 x the largest model of the space; also as a "
         f"fraction of the reference box)",
@@ -516,6 +520,8 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--budget-s", type=float, default=240.0)
+    parser.add_argument("--es-eta", type=int, default=3, help="(es) keep 1/eta per rung")
+    parser.add_argument("--es-rungs", default="3,6,12", help="(es) epochs of the rungs")
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--render", action="store_true",
                         help="only rewrite results.md from results.json")
@@ -527,16 +533,23 @@ def main(argv=None) -> int:
     raw = json.loads(raw_path.read_text()) if raw_path.exists() and not args.no_write else {}
     for name in chosen:
         result = parts[name](args)
-        result["command"] = (f"bench/latency/run.py --part {name}"
+        key, options = name, ""
+        if name == "es":
+            options = f" --seeds {args.seeds} --budget-s {args.budget_s:g}"
+            if (args.es_eta, args.es_rungs) != (3, "3,6,12"):
+                # Other settings are kept beside the default ones, not over them.
+                options += f" --es-eta {args.es_eta} --es-rungs {args.es_rungs}"
+                key = f"es eta {args.es_eta} rungs {args.es_rungs}"
+        result["command"] = (f"bench/latency/run.py --part {name}{options}"
                              f"{' --quick' if args.quick else ''}")
         result["date"] = time.strftime("%Y-%m-%d %H:%M")
-        raw[name] = result
+        raw[key] = result
         print(RENDER[name](result), "\n", flush=True)
     if not args.no_write:
         raw_path.write_text(json.dumps(raw, indent=1, default=str))
         sections = [f"Part `{name}`: `{raw[name].get('command', 'bench/latency/run.py')}`, "
                     f"{raw[name].get('date', 'date not recorded')}.\n\n"
-                    + RENDER[name](raw[name]) for name in parts if name in raw]
+                    + RENDER[name.split()[0]](raw[name]) for name in raw]
         (HERE / "results.md").write_text(
             f"# Latency benchmark\n\nMachine: {os.cpu_count()} CPU cores, shared with other "
             "users' jobs (see the load averages).\n\n" + "\n\n".join(sections) + "\n",
