@@ -223,11 +223,16 @@ WRONG_TYPES: list[tuple[tuple[str, ...], list[Any]]] = [
 ]
 
 
-def wrong_type(rng, config):
-    keys, values = rng.choice(WRONG_TYPES)
+def _one_bad_value(rng, config, table: list[tuple[tuple[str, ...], list[Any]]]):
+    """Set one field drawn from ``table`` to one of its bad values."""
+    keys, values = rng.choice(table)
     value = rng.choice(values)
     _set(config, keys, value)
     return {"path": _dotted(keys), "value": value, "expected": field_tokens(keys)}
+
+
+def wrong_type(rng, config):
+    return _one_bad_value(rng, config, WRONG_TYPES)
 
 
 NON_POSITIVE: list[tuple[tuple[str, ...], list[Any]]] = [
@@ -258,10 +263,7 @@ NON_POSITIVE: list[tuple[tuple[str, ...], list[Any]]] = [
 
 
 def non_positive(rng, config):
-    keys, values = rng.choice(NON_POSITIVE)
-    value = rng.choice(values)
-    _set(config, keys, value)
-    return {"path": _dotted(keys), "value": value, "expected": field_tokens(keys)}
+    return _one_bad_value(rng, config, NON_POSITIVE)
 
 
 UNKNOWN_KEYS: list[tuple[tuple[str, ...], list[str]]] = [

@@ -64,51 +64,25 @@ SIMD = 16
 FEW_CHANNELS = 4
 
 
-def model_features(model, input_shape: Sequence[int]) -> dict[str, float]:
-    """Per-example layer features of ``model`` (see :data:`FEATURES`), by forward hooks.
+def leaf_calls(model, input_shape: Sequence[int]) -> list[tuple[Any, tuple[int, ...] | None,
+                                                                  tuple[int, ...] | None]]:
+    """``(module, input shape, output shape)`` of every leaf-module call, in running order.
 
-    BatchNorm layers are not counted: exported graphs fold them into the convolutions.
+    One forward pass of a zero example of ``input_shape`` in eval mode, recorded by
+    forward hooks; shapes leave out the batch dimension (None where a call's first input
+    or its output is not a tensor). The model's training mode is restored afterwards.
     """
     import torch
-    from torch import nn
 
-    totals = dict.fromkeys(FEATURES, 0.0)
-    hooks = []
+    calls = []
 
-    def conv_hook(module, inputs, output):
-        k = module.kernel_size[0] * module.kernel_size[1]
-        out_c, in_c = module.out_channels, module.in_channels // module.groups
-        hw = output.shape[-1] * output.shape[-2]
-        macs = out_c * hw * in_c * k
-        blocked = out_c % SIMD == 0 and (in_c % SIMD == 0 or module.in_channels <= FEW_CHANNELS)
-        if blocked:
-            totals["conv_blocked_macs"] += macs
-            totals["conv_blocked_out"] += out_c * hw
-            totals["conv_blocked_layers"] += 1
-        else:
-            totals["conv_other_macs"] += macs
-            totals["conv_other_unfold"] += module.in_channels * k * hw
-            totals["conv_other_out"] += out_c * hw
-            totals["conv_other_layers"] += 1
+    def record(module, inputs, output):
+        first = inputs[0] if inputs else None
+        calls.append((module, tuple(first.shape[1:]) if hasattr(first, "shape") else None,
+                      tuple(output.shape[1:]) if hasattr(output, "shape") else None))
 
-    def linear_hook(module, inputs, output):
-        totals["linear_macs"] += module.in_features * module.out_features
-
-    def other_hook(module, inputs, output):
-        totals["elementwise"] += inputs[0].numel() if inputs else 0
-
-    for module in model.modules():
-        if list(module.children()):
-            continue
-        if isinstance(module, nn.Conv1d | nn.Conv2d):
-            hooks.append(module.register_forward_hook(conv_hook))
-        elif isinstance(module, nn.Linear):
-            hooks.append(module.register_forward_hook(linear_hook))
-        elif isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d | nn.Dropout | nn.Identity
-                        | nn.Flatten):
-            continue
-        else:
-            hooks.append(module.register_forward_hook(other_hook))
+    hooks = [module.register_forward_hook(record) for module in model.modules()
+             if not list(module.children())]
     was_training = model.training
     try:
         with torch.no_grad():
@@ -117,6 +91,37 @@ def model_features(model, input_shape: Sequence[int]) -> dict[str, float]:
         for hook in hooks:
             hook.remove()
         model.train(was_training)
+    return calls
+
+
+def model_features(model, input_shape: Sequence[int]) -> dict[str, float]:
+    """Per-example layer features of ``model`` (see :data:`FEATURES`), from its leaf calls.
+
+    BatchNorm layers are not counted: exported graphs fold them into the convolutions.
+    """
+    from torch import nn
+
+    totals = dict.fromkeys(FEATURES, 0.0)
+    for module, in_shape, out_shape in leaf_calls(model, input_shape):
+        if isinstance(module, nn.Conv1d | nn.Conv2d):
+            k = module.kernel_size[0] * module.kernel_size[1]
+            out_c, in_c = module.out_channels, module.in_channels // module.groups
+            hw = out_shape[-1] * out_shape[-2]
+            macs = out_c * hw * in_c * k
+            if out_c % SIMD == 0 and (in_c % SIMD == 0 or module.in_channels <= FEW_CHANNELS):
+                totals["conv_blocked_macs"] += macs
+                totals["conv_blocked_out"] += out_c * hw
+                totals["conv_blocked_layers"] += 1
+            else:
+                totals["conv_other_macs"] += macs
+                totals["conv_other_unfold"] += module.in_channels * k * hw
+                totals["conv_other_out"] += out_c * hw
+                totals["conv_other_layers"] += 1
+        elif isinstance(module, nn.Linear):
+            totals["linear_macs"] += module.in_features * module.out_features
+        elif not isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d | nn.Dropout
+                            | nn.Identity | nn.Flatten):
+            totals["elementwise"] += math.prod(in_shape) if in_shape is not None else 0
     return totals
 
 
@@ -438,7 +443,8 @@ class LatencyPrefilter:
                                          input_shape=self.input_shape,
                                          num_classes=self.num_classes)
             if self._table_predictor is not None:
-                row = {"kernel_ms": self._kernel_sum(model, kind)}
+                kernels = self._timed_kernels(model, kind)
+                row = {"kernel_ms": self._table_predictor.table.total_ms(kernels, kind)}
             else:
                 row = {"features": model_features(model, self.input_shape)}
         except Exception:  # a space the predictor cannot read: the filter just stays off
@@ -452,13 +458,13 @@ class LatencyPrefilter:
             self.predictor = LatencyPredictor.fit(self._rows)
             self._fitted_on = len(self._rows)
 
-    def _kernel_sum(self, model, kind: str) -> float:
+    def _timed_kernels(self, model, kind: str) -> list:
+        """``model``'s kernels, each in the table (timing those it lacks)."""
         from nascompress.evaluators.layer_table import split_kernels
 
         kernels = split_kernels(model, self.input_shape)
-        table = self._table_predictor.table
-        table.ensure(kernels, kind, self._time_kernel)
-        return table.total_ms(kernels, kind)
+        self._table_predictor.table.ensure(kernels, kind, self._time_kernel)
+        return kernels
 
     def predict(self, params: Mapping[str, Any]) -> float:
         """Predicted latency (ms) of ``params`` (times missing layers for layer-table)."""
@@ -467,13 +473,9 @@ class LatencyPrefilter:
             return self.predictor.predict(params, space=self.space,
                                           input_shape=self.input_shape,
                                           num_classes=self.num_classes, kind=kind)
-        from nascompress.evaluators.layer_table import split_kernels
-
         model = compressed_structure(self.space, params, input_shape=self.input_shape,
                                      num_classes=self.num_classes)
-        kernels = split_kernels(model, self.input_shape)
-        self._table_predictor.table.ensure(kernels, kind, self._time_kernel)
-        return self._table_predictor.predict_kernels(kernels, kind)
+        return self._table_predictor.predict_kernels(self._timed_kernels(model, kind), kind)
 
     def __call__(self, params: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:
         """``(reason, metrics)`` when ``params`` should be skipped, else None."""

@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nascompress.evaluators.latency_predictor import leaf_calls
+
 #: Leaf modules that start a kernel; everything else joins the kernel before it.
 _WEIGHTED = ("Conv1d", "Conv2d", "Conv3d", "Linear")
 
@@ -55,36 +57,15 @@ class Kernel:
 
 def split_kernels(model, input_shape: Sequence[int]) -> list[Kernel]:
     """The kernels of ``model`` in the order they run, for one example of ``input_shape``."""
-    import torch
-
-    calls: list[tuple[Any, tuple[int, ...]]] = []
-    hooks = []
-
-    def record(module, inputs, output):
-        shape = tuple(inputs[0].shape[1:]) if inputs and hasattr(inputs[0], "shape") else ()
-        calls.append((module, shape))
-
-    for module in model.modules():
-        if not list(module.children()):
-            hooks.append(module.register_forward_hook(record))
-    was_training = model.training
-    try:
-        with torch.no_grad():
-            model.eval()(torch.zeros(1, *input_shape))
-    finally:
-        for hook in hooks:
-            hook.remove()
-        model.train(was_training)
-
     kernels: list[Kernel] = []
     current: list[Any] = []
     current_shape: tuple[int, ...] = ()
-    for module, shape in calls:
+    for module, shape, _ in leaf_calls(model, input_shape):
         if type(module).__name__ in _WEIGHTED and current:
             kernels.append(Kernel(tuple(current), current_shape))
             current = []
         if not current:
-            current_shape = shape
+            current_shape = shape or ()
         current.append(module)
     if current:
         kernels.append(Kernel(tuple(current), current_shape))
@@ -121,14 +102,22 @@ def kernel_onnx(kernel: Kernel, kind: str, *, calibration_examples: int = 64) ->
         return path.read_bytes()
 
 
-def measure_kernel(kernel: Kernel, kind: str, setup) -> float:
-    """Median ms of one batch through ``kernel`` alone, timed with ``setup`` on ONNX Runtime."""
+def measure_kernel(kernel: Kernel, kind: str, setup, *, measure_onnx=None) -> float:
+    """Median ms of one batch through ``kernel`` alone, timed with ``setup`` on ONNX Runtime.
+
+    Args:
+        measure_onnx: ``measure_onnx(onnx_bytes, example, setup) -> LatencyResult``, e.g. a
+            search's gated, cached :meth:`TrialLatency.measure_onnx
+            <nascompress.evaluators.latency_service.TrialLatency.measure_onnx>`; default:
+            time it here, ungated.
+    """
     import numpy as np
 
-    from nascompress.evaluators.latency_service import measure_onnx_bytes
+    if measure_onnx is None:
+        from nascompress.evaluators.latency_service import measure_onnx_bytes as measure_onnx
 
     example = np.zeros((1, *kernel.input_shape), dtype=np.float32)
-    return measure_onnx_bytes(kernel_onnx(kernel, kind), example, setup).median_ms
+    return measure_onnx(kernel_onnx(kernel, kind), example, setup).median_ms
 
 
 @dataclass

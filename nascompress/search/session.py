@@ -211,11 +211,9 @@ class SearchSession:
 
     def _kernel_timer(self, backend: str, settings: Mapping[str, Any]):
         """``time_kernel(kernel, kind) -> ms`` through this search's latency service."""
-        import numpy as np
-
         from nascompress.evaluators.latency import LatencySetup
         from nascompress.evaluators.latency_service import TrialLatency, connect
-        from nascompress.evaluators.layer_table import kernel_onnx
+        from nascompress.evaluators.layer_table import measure_kernel
 
         config = self.latency_service_config(backend=backend)
         setup = (LatencySetup(**settings["latency"]) if settings.get("latency")
@@ -227,8 +225,7 @@ class SearchSession:
                 gate, service = connect(config)
                 clients.append(TrialLatency(config, backend=gate, service=service,
                                             trial_id="latency-table"))
-            example = np.zeros((1, *kernel.input_shape), dtype=np.float32)
-            return clients[0].measure_onnx(kernel_onnx(kernel, kind), example, setup).median_ms
+            return measure_kernel(kernel, kind, setup, measure_onnx=clients[0].measure_onnx)
 
         return time_kernel
 
