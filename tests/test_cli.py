@@ -71,3 +71,28 @@ def test_bad_flag_values_get_one_line_too(capsys):
     err = capsys.readouterr().err.strip()
     assert info.value.code == 2 and len(err.splitlines()) == 1
     assert err.startswith("nascompress: error:") and "--trials" in err
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "has_gpu", "expected"),
+    [
+        ("resources: {gpu: 1}\n", False, "resources.gpu: 1 GPU(s) per trial asked for"),
+        ("latency: {device: cuda}\n", False, "latency.device: 'cuda' asked for"),
+        # A GPU, but the CPU-only onnxruntime: refused before any trial trains.
+        ("latency: {device: cuda}\n", True,
+         "latency.device is 'cuda' but ONNX Runtime on this node has no CUDAExecutionProvider"),
+    ],
+)
+def test_gpu_asked_for_but_not_usable_exits_2(tmp_path, capsys, monkeypatch, no_ray,
+                                              yaml_text, has_gpu, expected):
+    import onnxruntime
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: has_gpu)
+    monkeypatch.setattr(onnxruntime, "get_available_providers",
+                        lambda: ["CPUExecutionProvider"])
+    path = tmp_path / "experiment.yaml"
+    path.write_text(yaml_text)
+    code, err = _run(capsys, ["search", "--output-dir", str(tmp_path), "--config", str(path)])
+    assert code == 2 and expected in err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err

@@ -263,6 +263,15 @@ def _check_local_gpu(config: ExperimentConfig) -> None:
             f"(trials would wait or fail); use {instead}, or join a cluster with GPUs "
             "(--address)"
         )
+    if config.latency.device == "cuda" and config.latency.runtime == "onnxruntime":
+        # A GPU with the CPU-only onnxruntime wheel: every trial would train, then fail
+        # at its measurement. Refuse now.
+        from nascompress.evaluators.latency_service import resolve_ort_device
+
+        try:
+            resolve_ort_device("cuda")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 def _smoke_test_space(space: SearchSpace, dataset, *, seed: int, name: str) -> None:
