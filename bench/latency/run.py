@@ -29,7 +29,9 @@ would score).
 (c) **early stopping**: the default evaluator (15 + 5 epochs) with the random strategy,
 the same seed and the same wall-clock budget, run with and without multi-objective
 successive halving (rungs 3, 6, 12; eta 3). Hypervolume of each front against a fixed
-reference point. Distillation is fixed off (no teacher to train before the clock starts).
+reference point, at the end and read at 1/8, 1/4 and 1/2 of the budget from the same run
+(the front of the trials finished by then). Distillation is fixed off (no teacher to
+train before the clock starts).
 """
 
 from __future__ import annotations
@@ -406,6 +408,10 @@ def _reference() -> dict[str, float]:
             "latency_ms": 1.1 * estimate["est_latency_ms"]}
 
 
+#: Fractions of the budget at which each run's front is also read (anytime hypervolume).
+ANYTIME = (0.125, 0.25, 0.5)
+
+
 def _budget_run(out: Path, *, early_stopping: bool, seed: int, budget_s: float,
                 reference: dict[str, float], rungs: list[int], eta: int) -> dict:
     from nascompress.config import parse_config
@@ -428,6 +434,7 @@ def _budget_run(out: Path, *, early_stopping: bool, seed: int, budget_s: float,
     started = time.monotonic()
     load = load_average()
     count = 0
+    finished_at: list[float] = []  # seconds into the budget at which each record landed
     # The same rule for both: no trial starts after the budget; one that runs past it
     # counts (the overshoot is reported).
     while time.monotonic() - started < budget_s:
@@ -439,10 +446,17 @@ def _budget_run(out: Path, *, early_stopping: bool, seed: int, budget_s: float,
         experiment.strategy.tell(trial_id, Outcome(outcome.state, outcome.objectives,
                                                    outcome.error))
         session.record(trial_id, params, outcome)
+        finished_at.append(time.monotonic() - started)
         count += 1
     elapsed = time.monotonic() - started
     session.finish()
     records = session.records
+
+    def hypervolume_by(seconds: float) -> float:
+        done = [r for r, t in zip(records, finished_at, strict=True) if t <= seconds]
+        return front_hypervolume(pareto_front(done, experiment.objectives),
+                                 experiment.objectives, reference)
+
     front = pareto_front(records, experiment.objectives)
     return {
         "trials": len(records),
@@ -451,6 +465,8 @@ def _budget_run(out: Path, *, early_stopping: bool, seed: int, budget_s: float,
         "failed": sum(r["state"] == "FAILED" for r in records),
         "front": len(front),
         "hypervolume": front_hypervolume(front, experiment.objectives, reference),
+        # The same run read at shorter budgets: how fast each reaches its hypervolume.
+        "hypervolume_at": {f"{f:g}": hypervolume_by(f * budget_s) for f in ANYTIME},
         "elapsed_s": elapsed, "load_average": load,
         "cached": sum(bool(r["metrics"].get("latency_cached")) for r in records),
     }
@@ -478,6 +494,9 @@ def part_es(args) -> dict[str, Any]:
 def table_es(r: dict[str, Any]) -> str:
     ref = r["reference"]
     box = ref["size_bytes"] * ref["latency_ms"]
+    # Runs made before the anytime readings were kept have none.
+    fractions = list(r["runs"][0].get("hypervolume_at", {}))
+    anytime = [f"{float(f) * r['budget_s']:g}" for f in fractions]
     lines = [
         f"(c) random strategy, {r['budget_s']:.0f} s of wall clock per run, the same seed "
         f"with and without early stopping (rungs "
@@ -488,15 +507,17 @@ def table_es(r: dict[str, Any]) -> str:
         f"fraction of the reference box)",
         "",
         "| seed | early stopping | trials | complete | pruned | failed | front | "
-        "hypervolume | fraction | time (s) | load average |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "hypervolume | fraction | " + "".join(f"fraction at {s} s | " for s in anytime)
+        + "time (s) | load average |",
+        "| --- " * (11 + len(anytime)) + "|",
     ]
     for run in r["runs"]:
         lines.append(
             f"| {run['seed']} | {'on' if run['early_stopping'] else 'off'} | {run['trials']} | "
             f"{run['complete']} | {run['pruned']} | {run['failed']} | {run['front']} | "
             f"{run['hypervolume']:.4g} | {run['hypervolume'] / box:.4f} | "
-            f"{run['elapsed_s']:.0f} | {run['load_average']} |")
+            + "".join(f"{run['hypervolume_at'][f] / box:.4f} | " for f in fractions)
+            + f"{run['elapsed_s']:.0f} | {run['load_average']} |")
     verdicts = []
     for seed in sorted({run["seed"] for run in r["runs"]}):
         hv = {run["early_stopping"]: run["hypervolume"] for run in r["runs"]
@@ -505,6 +526,20 @@ def table_es(r: dict[str, Any]) -> str:
             verdicts.append(f"seed {seed}: {'met' if hv[True] >= hv[False] else 'MISSED'} "
                             f"({hv[True] / max(hv[False], 1e-12):.3f} x)")
     lines += ["", "Target (hypervolume with early stopping >= without): " + "; ".join(verdicts)]
+    if fractions:
+        readings = []
+        for fraction, seconds in zip([*fractions, None], [*anytime, f"{r['budget_s']:g}"],
+                                     strict=True):
+            ratios = []
+            for seed in sorted({run["seed"] for run in r["runs"]}):
+                hv = {run["early_stopping"]: run["hypervolume"] if fraction is None
+                      else run["hypervolume_at"][fraction]
+                      for run in r["runs"] if run["seed"] == seed}
+                if True in hv and False in hv:
+                    ratios.append(hv[True] / max(hv[False], 1e-12))
+            readings.append(f"{seconds} s: " + ", ".join(f"{x:.3f}" for x in ratios))
+        lines += ["", "Ratio with / without early stopping per seed, read at each budget: "
+                  + "; ".join(readings)]
     return "\n".join(lines)
 
 
