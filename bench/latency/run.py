@@ -491,6 +491,17 @@ def part_es(args) -> dict[str, Any]:
     return results
 
 
+def _es_ratios(r: dict[str, Any], reading: str | None = None) -> dict[int, float]:
+    """Per seed: hypervolume with / without early stopping, at the end or at a reading."""
+    ratios = {}
+    for seed in sorted({run["seed"] for run in r["runs"]}):
+        hv = {run["early_stopping"]: run["hypervolume"] if reading is None
+              else run["hypervolume_at"][reading] for run in r["runs"] if run["seed"] == seed}
+        if True in hv and False in hv:
+            ratios[seed] = hv[True] / max(hv[False], 1e-12)
+    return ratios
+
+
 def table_es(r: dict[str, Any]) -> str:
     ref = r["reference"]
     box = ref["size_bytes"] * ref["latency_ms"]
@@ -518,26 +529,14 @@ def table_es(r: dict[str, Any]) -> str:
             f"{run['hypervolume']:.4g} | {run['hypervolume'] / box:.4f} | "
             + "".join(f"{run['hypervolume_at'][f] / box:.4f} | " for f in fractions)
             + f"{run['elapsed_s']:.0f} | {run['load_average']} |")
-    verdicts = []
-    for seed in sorted({run["seed"] for run in r["runs"]}):
-        hv = {run["early_stopping"]: run["hypervolume"] for run in r["runs"]
-              if run["seed"] == seed}
-        if True in hv and False in hv:
-            verdicts.append(f"seed {seed}: {'met' if hv[True] >= hv[False] else 'MISSED'} "
-                            f"({hv[True] / max(hv[False], 1e-12):.3f} x)")
+    verdicts = [f"seed {seed}: {'met' if ratio >= 1 else 'MISSED'} ({ratio:.3f} x)"
+                for seed, ratio in _es_ratios(r).items()]
     lines += ["", "Target (hypervolume with early stopping >= without): " + "; ".join(verdicts)]
     if fractions:
-        readings = []
-        for fraction, seconds in zip([*fractions, None], [*anytime, f"{r['budget_s']:g}"],
-                                     strict=True):
-            ratios = []
-            for seed in sorted({run["seed"] for run in r["runs"]}):
-                hv = {run["early_stopping"]: run["hypervolume"] if fraction is None
-                      else run["hypervolume_at"][fraction]
-                      for run in r["runs"] if run["seed"] == seed}
-                if True in hv and False in hv:
-                    ratios.append(hv[True] / max(hv[False], 1e-12))
-            readings.append(f"{seconds} s: " + ", ".join(f"{x:.3f}" for x in ratios))
+        readings = [f"{seconds} s: " + ", ".join(f"{x:.3f}" for x in
+                                                _es_ratios(r, fraction).values())
+                    for fraction, seconds in zip([*fractions, None],
+                                                 [*anytime, f"{r['budget_s']:g}"], strict=True)]
         lines += ["", "Ratio with / without early stopping per seed, read at each budget: "
                   + "; ".join(readings)]
     return "\n".join(lines)
