@@ -103,7 +103,7 @@ class EarlyStoppingConfig(_Section):
 
     enabled: bool = False
     rungs: list[int] = Field(default_factory=lambda: [3, 6, 12])
-    eta: int = Field(3, ge=2)
+    eta: int = Field(2, ge=2)
     metrics: dict[str, Literal["max", "min"]] = Field(
         default_factory=lambda: {"val_accuracy": "max", "est_size_bytes": "min",
                                  "est_latency_ms": "min"})

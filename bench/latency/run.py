@@ -28,10 +28,10 @@ would score).
 
 (c) **early stopping**: the default evaluator (15 + 5 epochs) with the random strategy,
 the same seed and the same wall-clock budget, run with and without multi-objective
-successive halving (rungs 3, 6, 12; eta 3). Hypervolume of each front against a fixed
-reference point, at the end and read at 1/8, 1/4 and 1/2 of the budget from the same run
-(the front of the trials finished by then). Distillation is fixed off (no teacher to
-train before the clock starts).
+successive halving (rungs 3, 6, 12; eta 2, the default). Hypervolume of each front
+against a fixed reference point, at the end and read at 1/8, 1/4 and 1/2 of the budget
+from the same run (the front of the trials finished by then). Distillation is fixed off
+(no teacher to train before the clock starts).
 """
 
 from __future__ import annotations
@@ -554,7 +554,7 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--budget-s", type=float, default=240.0)
-    parser.add_argument("--es-eta", type=int, default=3, help="(es) keep 1/eta per rung")
+    parser.add_argument("--es-eta", type=int, default=2, help="(es) keep 1/eta per rung")
     parser.add_argument("--es-rungs", default="3,6,12", help="(es) epochs of the rungs")
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--render", action="store_true",
@@ -570,7 +570,7 @@ def main(argv=None) -> int:
         key, options = name, ""
         if name == "es":
             options = f" --seeds {args.seeds} --budget-s {args.budget_s:g}"
-            if (args.es_eta, args.es_rungs) != (3, "3,6,12"):
+            if (args.es_eta, args.es_rungs) != (2, "3,6,12"):
                 # Other settings are kept beside the default ones, not over them.
                 options += f" --es-eta {args.es_eta} --es-rungs {args.es_rungs}"
                 key = f"es eta {args.es_eta} rungs {args.es_rungs}"

@@ -153,7 +153,7 @@ class MultiObjectiveHalving:
         self,
         *,
         rungs: Sequence[int],
-        eta: int = 3,
+        eta: int = 2,
         metrics: Mapping[str, str],
         min_trials: int | None = None,
         margins: Mapping[str, float] | None = None,
