@@ -40,7 +40,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 from models import build, dataset, sample_params  # noqa: E402
 
 from nascompress.evaluators.latency import LatencySetup  # noqa: E402
-from nascompress.evaluators.latency_predictor import kendall_tau  # noqa: E402
+from nascompress.evaluators.latency_predictor import kendall_tau, noise_floor  # noqa: E402
 from nascompress.evaluators.latency_service import measure_torch_module  # noqa: E402
 
 
@@ -59,16 +59,15 @@ def part_cuda_latency(data, batch_size: int) -> dict[str, Any]:
             result = measure_torch_module(model, example, cuda)
             passes[pass_index].append({"median_ms": result.median_ms,
                                        "rel_iqr": result.iqr_ms / result.median_ms,
-                                       "repeats": result.repeats,
                                        "converged": result.converged})
     cpu_ms = [measure_torch_module(model.cpu(), example, cpu).median_ms for model in models]
     medians = [[p["median_ms"] for p in one] for one in passes]
-    cvs = [statistics.stdev(pair) / statistics.fmean(pair) for pair in zip(*medians, strict=True)]
+    pairs = list(zip(*medians, strict=True))
     return {"device": torch.cuda.get_device_name(0), "batch_size": batch_size,
             "medians_ms": medians, "cpu_ms": cpu_ms,
             "rel_iqr": [[p["rel_iqr"] for p in one] for one in passes],
             "converged": sum(p["converged"] for one in passes for p in one),
-            "cv_mean": statistics.fmean(cvs), "cv_worst": max(cvs),
+            "cv_mean": noise_floor(pairs), "cv_worst": max(noise_floor([p]) for p in pairs),
             "tau": kendall_tau(*medians)}
 
 
