@@ -20,7 +20,7 @@ from pydantic import (
     field_validator,
 )
 
-from nascompress.evaluators.latency import LatencySetup
+from nascompress.latency.measure import LatencySetup
 
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -83,7 +83,7 @@ class LatencyConfig(_Section):
             raise ValueError(f"must be >= latency.min_repeats ({low})")
         return value
 
-    # Where and when measurements run (nascompress.evaluators.latency_service).
+    # Where and when measurements run (nascompress.latency).
     exclusive: bool = True
     device_resource: str | None = None
     cache: bool = True

@@ -68,14 +68,14 @@ from nascompress.compression.onnx_export import (  # noqa: E402
 )
 from nascompress.data import load_digits_splits  # noqa: E402
 from nascompress.evaluators.compress_train import CALIBRATION_SAMPLES  # noqa: E402
-from nascompress.evaluators.latency import LatencySetup, measure_latency  # noqa: E402
-from nascompress.evaluators.ort_latency import measure_ort_latency  # noqa: E402
 from nascompress.evaluators.training import (  # noqa: E402
     accuracy,
     predict_logits,
     seed_everything,
     train_epochs,
 )
+from nascompress.latency.measure import LatencySetup, measure_latency  # noqa: E402
+from nascompress.latency.ort import measure_ort_latency  # noqa: E402
 from nascompress.spaces.image_cnn import ImageCNNSpace  # noqa: E402
 
 THREADS = 1

@@ -39,9 +39,8 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 from models import build, dataset, sample_params  # noqa: E402
 
-from nascompress.evaluators.latency import LatencySetup  # noqa: E402
-from nascompress.evaluators.latency_predictor import kendall_tau, noise_floor  # noqa: E402
-from nascompress.evaluators.latency_service import measure_torch_module  # noqa: E402
+from nascompress.latency.measure import LatencySetup, measure_torch_module  # noqa: E402
+from nascompress.latency.predictor import kendall_tau, noise_floor  # noqa: E402
 
 
 def part_cuda_latency(data, batch_size: int) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import torch
 
 from nascompress.compression.onnx_export import export_onnx, quantize_onnx_int8
 from nascompress.data import load_digits_splits
-from nascompress.evaluators.latency_predictor import compressed_structure, model_features
+from nascompress.latency.predictor import compressed_structure, model_features
 from nascompress.spaces import ImageCNNSpace
 
 SPACE = ImageCNNSpace()

@@ -53,19 +53,19 @@ sys.path.insert(0, str(HERE))
 from models import build, dataset, onnx_bytes, sample_params  # noqa: E402
 
 from nascompress.config import EarlyStoppingConfig  # noqa: E402
-from nascompress.evaluators.latency import LatencySetup  # noqa: E402
-from nascompress.evaluators.latency_predictor import (  # noqa: E402
-    LatencyPredictor,
-    kendall_tau,
-    noise_floor,
-    score,
-)
-from nascompress.evaluators.latency_service import measure_onnx_bytes  # noqa: E402
-from nascompress.evaluators.layer_table import (  # noqa: E402
+from nascompress.latency.layer_table import (  # noqa: E402
     LayerTable,
     TablePredictor,
     measure_kernel,
     split_kernels,
+)
+from nascompress.latency.measure import LatencySetup  # noqa: E402
+from nascompress.latency.ort import measure_onnx_bytes  # noqa: E402
+from nascompress.latency.predictor import (  # noqa: E402
+    LatencyPredictor,
+    kendall_tau,
+    noise_floor,
+    score,
 )
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -103,7 +103,7 @@ def _trainer(config, use_gate: bool, stop_file: str, seed: int) -> dict[str, flo
     import torch.nn.functional as F
 
     from nascompress.data import load_digits_splits
-    from nascompress.evaluators import latency_service
+    from nascompress.latency import connection
     from nascompress.spaces import ImageCNNSpace
 
     torch.set_num_threads(1)
@@ -114,7 +114,7 @@ def _trainer(config, use_gate: bool, stop_file: str, seed: int) -> dict[str, flo
         {"arch/depth": 3, "arch/width": 64, "arch/kernel": 5}, input_shape=data.input_shape,
         num_classes=data.num_classes)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    client = latency_service.open_client(config, f"trainer{seed}") if use_gate else None
+    client = connection.open_client(config, f"trainer{seed}") if use_gate else None
     if client is not None:
         client.start_training()
     batches, started = 0, time.monotonic()
@@ -155,8 +155,9 @@ def part_gate(args) -> dict[str, Any]:
     """
     import ray
 
-    from nascompress.evaluators import latency_service
-    from nascompress.evaluators.latency_service import LatencyServiceConfig
+    from nascompress.latency import client as latency_client
+    from nascompress.latency import connection, ray_services
+    from nascompress.latency.settings import LatencyServiceConfig
 
     data = dataset()
     example = data.x_val[:1]
@@ -178,14 +179,14 @@ def part_gate(args) -> dict[str, Any]:
     passes = {label: [[], []] for label in CONDITIONS}
     provenance = {label: {"waits": [], "exclusive": [], "repeats": []} for label in CONDITIONS}
     try:
-        latency_service.start_ray_services(config)
-        gated = latency_service.open_client(config, "measurer")
-        ungated = latency_service.TrialLatency(
+        ray_services.start_ray_services(config)
+        gated = connection.open_client(config, "measurer")
+        ungated = latency_client.TrialLatency(
             LatencyServiceConfig(backend="ray", cache=False, exclusive=False),
             backend=None)
         stop_file = os.path.join(tempfile.gettempdir(), f"stop-{config.search_key}")
         trainers = [remote_trainer.remote(config, True, stop_file, seed) for seed in (1, 2)]
-        gate = latency_service.ray_gate_backend(config)
+        gate = ray_services.ray_gate_backend(config)
         while len(gate.state()["shared"]) < 2:  # both trainers up and training
             time.sleep(0.1)
         started = time.monotonic()
@@ -215,7 +216,7 @@ def part_gate(args) -> dict[str, Any]:
         trained = ray.get(trainers)
         Path(stop_file).unlink()
     finally:
-        latency_service.stop_ray_services(config)
+        ray_services.stop_ray_services(config)
         ray.shutdown()
     paused_means = [statistics.fmean(pair) for pair in zip(*passes["paused"], strict=True)]
     for label in CONDITIONS:
@@ -395,7 +396,7 @@ def _reference() -> dict[str, float]:
 
     from nascompress.data import load_digits_splits
     from nascompress.evaluators import CompressTrainEvaluator
-    from nascompress.evaluators.latency_service import current
+    from nascompress.latency.client import current
     from nascompress.spaces import ImageCNNSpace
 
     data = load_digits_splits()

@@ -21,7 +21,7 @@ What is exact and what is modelled:
   training is needed. ``check_surrogate.py`` runs the real evaluator on the seven
   calibration configurations: all seven sizes are equal to the table's.
 * ``latency_ms`` is **measured once** per pruned architecture on the machine that built
-  the table, with the evaluator's default :class:`~nascompress.evaluators.latency.
+  the table, with the evaluator's default :class:`~nascompress.latency.measure.
   LatencySetup` (CPU, 1 thread, batch 16; median of three measurements), on the
   evaluator's default runtime: the model exported to ONNX and timed on ONNX Runtime,
   statically quantized to int8 (QDQ) when ``bits < 32``, float otherwise. Latency thus
@@ -264,8 +264,8 @@ def build_tables(path: Path = TABLES, *, repeats: int = 3) -> dict[str, Any]:
     )
     from nascompress.compression.onnx_export import export_onnx, quantize_onnx_int8
     from nascompress.data import load_digits_splits
-    from nascompress.evaluators.latency import LatencySetup, measure_latency
-    from nascompress.evaluators.latency_service import measure_onnx_bytes
+    from nascompress.latency.measure import LatencySetup, measure_latency
+    from nascompress.latency.ort import measure_onnx_bytes
 
     space = bench_space()
     data = load_digits_splits()

@@ -1,7 +1,7 @@
 """ONNX deployment path: float export, static int8 (QDQ) quantization, ONNX Runtime sessions.
 
 The int8 model is what ONNX Runtime runs on integer kernels, so latency measured on it
-(see :mod:`nascompress.evaluators.ort_latency`) is a real int8 measurement, not a float
+(see :mod:`nascompress.latency.ort`) is a real int8 measurement, not a float
 model with dequantized weights. :func:`optimized_op_types` shows which kernels a session
 actually runs, so a record can check that claim instead of assuming it.
 

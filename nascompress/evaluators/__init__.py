@@ -3,14 +3,11 @@
 from nascompress.evaluators._base import Evaluator, ReportFn, TrialContext, no_report
 from nascompress.evaluators._registry import EVALUATORS, register_evaluator
 from nascompress.evaluators.compress_train import CompressTrainEvaluator
-from nascompress.evaluators.latency import LatencyResult, LatencySetup
 
 __all__ = [
     "EVALUATORS",
     "CompressTrainEvaluator",
     "Evaluator",
-    "LatencyResult",
-    "LatencySetup",
     "ReportFn",
     "TrialContext",
     "no_report",

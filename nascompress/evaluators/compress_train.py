@@ -10,7 +10,7 @@ from typing import Any
 
 from nascompress.evaluators._base import Evaluator, ReportFn, TrialContext, no_report
 from nascompress.evaluators._registry import register_evaluator
-from nascompress.evaluators.latency import LatencySetup
+from nascompress.latency.measure import LatencySetup
 from nascompress.objectives import Objective
 
 IMPORTANCES = ("l1", "l2", "taylor", "fpgm")
@@ -97,7 +97,7 @@ class CompressTrainEvaluator(Evaluator):
     sparsity never changes latency: dense kernels do the same work.
 
     Measurements go through the trial's latency client
-    (:mod:`~nascompress.evaluators.latency_service`): the trial holds a shared lease on
+    (:mod:`~nascompress.latency`): the trial holds a shared lease on
     its node's gate while it trains (checkpoints after every batch and between phases)
     and measures under the exclusive lease, on the pinned target when the search names
     one; results are cached by model structure. When a ``report`` listens (Ray Tune,
@@ -302,11 +302,11 @@ class CompressTrainEvaluator(Evaluator):
         """Run the pipeline as one participant of the node's latency gate.
 
         The whole trial holds a shared lease (see
-        :mod:`~nascompress.evaluators.latency_service`): every training batch and every
+        :mod:`~nascompress.latency`): every training batch and every
         pipeline phase ends at a checkpoint where it pauses while another trial's
         measurement owns the node; its own measurement takes the exclusive lease.
         """
-        from nascompress.evaluators.latency_service import current
+        from nascompress.latency.client import current
 
         gate = current()
         with gate.training():
@@ -563,7 +563,7 @@ class CompressTrainEvaluator(Evaluator):
         import copy
 
         from nascompress.compression import disable_activation_quant
-        from nascompress.evaluators.latency_service import current
+        from nascompress.latency.client import current
 
         gate = gate if gate is not None else current()
         timed = copy.deepcopy(model).eval()

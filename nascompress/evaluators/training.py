@@ -53,7 +53,7 @@ def train_epochs(
 
     ``on_batch_end()`` runs after every optimizer step: a cheap hook where training may
     pause (the latency gate's checkpoint, see
-    :meth:`nascompress.evaluators.latency_service.TrialLatency.checkpoint`).
+    :meth:`nascompress.latency.client.TrialLatency.checkpoint`).
     """
     if epochs <= 0:
         return

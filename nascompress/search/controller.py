@@ -7,7 +7,7 @@ live in the driver's output folder whichever node ran the trial.
 
 Latency: before Tune starts, the driver creates one latency gate actor per node and,
 with ``latency.device_resource``, the measurement service on the target node
-(:mod:`nascompress.evaluators.latency_service`); they are removed when the search ends.
+(:mod:`nascompress.latency`); they are removed when the search ends.
 
 PRUNED trials come two ways, both decided on the driver and both recorded as PRUNED
 with their reason (never FAILED, never on the front; the strategy is told PRUNED):
@@ -33,7 +33,7 @@ import ray
 from ray import tune
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from nascompress.evaluators import latency_service
+from nascompress.latency import ray_services
 from nascompress.search.early_stopping import MultiObjectiveHalving
 from nascompress.search.experiment import Experiment
 from nascompress.search.ray_adapter import StrategySearcher
@@ -298,7 +298,7 @@ def _tune(experiment: Experiment, session: SearchSession, *, resume: bool) -> No
         latency_config = session.latency_service_config(backend="ray")
         services_started = True
         try:
-            latency_service.start_ray_services(latency_config)
+            ray_services.start_ray_services(latency_config)
         except ValueError as exc:  # no node declares latency.device_resource
             from nascompress.config import ConfigError
 
@@ -334,4 +334,4 @@ def _tune(experiment: Experiment, session: SearchSession, *, resume: bool) -> No
     finally:
         _SESSIONS.pop(id(session), None)
         if services_started:
-            latency_service.stop_ray_services(latency_config)
+            ray_services.stop_ray_services(latency_config)

@@ -266,7 +266,7 @@ def _check_local_gpu(config: ExperimentConfig) -> None:
     if config.latency.device == "cuda" and config.latency.runtime == "onnxruntime":
         # A GPU with the CPU-only onnxruntime wheel: every trial would train, then fail
         # at its measurement. Refuse now.
-        from nascompress.evaluators.latency_service import resolve_ort_device
+        from nascompress.latency.ort import resolve_ort_device
 
         try:
             resolve_ort_device("cuda")

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from nascompress.evaluators.latency_service import LatencyServiceConfig, drop_local_state
+from nascompress.latency.gate import drop_local_state
+from nascompress.latency.settings import LatencyServiceConfig
 from nascompress.search.early_stopping import MultiObjectiveHalving
 from nascompress.search.experiment import Experiment
 from nascompress.search.pareto import pareto_front
@@ -177,7 +178,7 @@ class SearchSession:
         """The latency predictor's pre-filter, or None (off, or no latency constraint).
 
         Calibrated online from this search's measured trials (see
-        :class:`~nascompress.evaluators.latency_predictor.LatencyPrefilter`). With
+        :class:`~nascompress.latency.predictor.LatencyPrefilter`). With
         ``latency.predictor: layer-table`` (the default) it times each distinct layer once
         through this search's latency service (``backend``: where its gate lives), so on
         the pinned target and under the gate like any trial's measurement; the ``torch``
@@ -190,7 +191,7 @@ class SearchSession:
         bounds = [c.bound for c in self.experiment.constraints
                   if c.metric == "latency_ms" and c.op == "<="]
         if cfg.latency.predictor_filter and bounds:
-            from nascompress.evaluators.latency_predictor import LatencyPrefilter
+            from nascompress.latency.predictor import LatencyPrefilter
 
             dataset = self.experiment.dataset
             settings = self.experiment.evaluator.settings()
@@ -211,9 +212,10 @@ class SearchSession:
 
     def _kernel_timer(self, backend: str, settings: Mapping[str, Any]):
         """``time_kernel(kernel, kind) -> ms`` through this search's latency service."""
-        from nascompress.evaluators.latency import LatencySetup
-        from nascompress.evaluators.latency_service import TrialLatency, connect
-        from nascompress.evaluators.layer_table import measure_kernel
+        from nascompress.latency.client import TrialLatency
+        from nascompress.latency.connection import connect
+        from nascompress.latency.layer_table import measure_kernel
+        from nascompress.latency.measure import LatencySetup
 
         config = self.latency_service_config(backend=backend)
         setup = (LatencySetup(**settings["latency"]) if settings.get("latency")

@@ -18,14 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from nascompress.evaluators import Evaluator, ReportFn, TrialContext, no_report
-from nascompress.evaluators.latency_service import (
-    LatencyServiceConfig,
-    RelayBackend,
-    RelayServer,
-    TrialLatency,
-    activate,
-    open_client,
-)
+from nascompress.latency.client import TrialLatency, activate
+from nascompress.latency.connection import open_client
+from nascompress.latency.relay import RelayBackend, RelayServer
+from nascompress.latency.settings import LatencyServiceConfig
 from nascompress.objectives import Objective, objective_values_are_finite
 from nascompress.spaces import SearchSpace
 
@@ -125,7 +121,7 @@ class TrialRunner:
             returns PRUNED with the rule's reason.
         prefilter: ``prefilter(params) -> (reason, metrics) | None``; a candidate with a
             reason returns PRUNED before anything is built (the latency predictor's
-            filter, see :class:`~nascompress.evaluators.latency_predictor.LatencyPrefilter`).
+            filter, see :class:`~nascompress.latency.predictor.LatencyPrefilter`).
     """
 
     space: SearchSpace
@@ -174,7 +170,7 @@ class TrialRunner:
 
         ``latency`` is the trial's latency client (by default one opened from
         ``latency_service``); evaluators reach it through
-        :func:`nascompress.evaluators.latency_service.current`.
+        :func:`nascompress.latency.client.current`.
         """
         started = time.time()
         if latency is None and self.latency_service is not None:

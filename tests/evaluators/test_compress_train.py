@@ -129,12 +129,9 @@ def test_latency_provenance_and_early_estimates_are_recorded(setting, tmp_path):
 
 def test_training_pauses_at_checkpoints_and_the_second_identical_model_is_cached(
         setting, tmp_path):
-    from nascompress.evaluators.latency_service import (
-        GateState,
-        LatencyServiceConfig,
-        TrialLatency,
-        activate,
-    )
+    from nascompress.latency.client import TrialLatency, activate
+    from nascompress.latency.gate import GateState
+    from nascompress.latency.settings import LatencyServiceConfig
 
     class CountingGate(GateState):
         def __init__(self):

@@ -25,7 +25,7 @@ measurement noise floor (:func:`noise_floor`: run-to-run coefficient of variatio
 the same models measured twice), which no predictor can beat. ``bench/latency`` has the
 numbers.
 
-The per-layer lookup table in :mod:`~nascompress.evaluators.layer_table` follows those
+The per-layer lookup table in :mod:`~nascompress.latency.layer_table` follows those
 jumps and is the more accurate predictor (``bench/latency``); this regression needs no
 timing of its own, only measured models.
 
@@ -42,6 +42,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from nascompress.latency.layer_table import LayerTable, TablePredictor, split_kernels
+from nascompress.latency.trace import leaf_calls
 
 #: Feature names, in the order of the regression's columns.
 FEATURES = (
@@ -62,36 +65,6 @@ PREFILTER_METHODS = ("regression", "layer-table")
 SIMD = 16
 #: Input channels up to this count need no blocking (the image itself, 1-3 channels).
 FEW_CHANNELS = 4
-
-
-def leaf_calls(model, input_shape: Sequence[int]) -> list[tuple[Any, tuple[int, ...] | None,
-                                                                  tuple[int, ...] | None]]:
-    """``(module, input shape, output shape)`` of every leaf-module call, in running order.
-
-    One forward pass of a zero example of ``input_shape`` in eval mode, recorded by
-    forward hooks; shapes leave out the batch dimension (None where a call's first input
-    or its output is not a tensor). The model's training mode is restored afterwards.
-    """
-    import torch
-
-    calls = []
-
-    def record(module, inputs, output):
-        first = inputs[0] if inputs else None
-        calls.append((module, tuple(first.shape[1:]) if hasattr(first, "shape") else None,
-                      tuple(output.shape[1:]) if hasattr(output, "shape") else None))
-
-    hooks = [module.register_forward_hook(record) for module in model.modules()
-             if not list(module.children())]
-    was_training = model.training
-    try:
-        with torch.no_grad():
-            model.eval()(torch.zeros(1, *input_shape))
-    finally:
-        for hook in hooks:
-            hook.remove()
-        model.train(was_training)
-    return calls
 
 
 def model_features(model, input_shape: Sequence[int]) -> dict[str, float]:
@@ -372,7 +345,7 @@ class LatencyPrefilter:
     Two predictors (``method``):
 
     * ``"layer-table"`` (needs ``time_kernel``): a
-      :class:`~nascompress.evaluators.layer_table.TablePredictor`. Every distinct layer
+      :class:`~nascompress.latency.layer_table.TablePredictor`. Every distinct layer
       of a candidate is timed alone once, through ``time_kernel`` (on the target, under
       the search's latency gate, when the session builds it), and the model's latency is
       the calibrated sum. On ``bench/latency`` this puts held-out models within ±10 %
@@ -418,8 +391,6 @@ class LatencyPrefilter:
         self._time_kernel = time_kernel
         self._table_predictor = None
         if method == "layer-table":
-            from nascompress.evaluators.layer_table import LayerTable, TablePredictor
-
             self._table_predictor = TablePredictor(LayerTable(setup={}))
         self._rows: list[dict[str, Any]] = []
         self._fitted_on = 0
@@ -460,8 +431,6 @@ class LatencyPrefilter:
 
     def _timed_kernels(self, model, kind: str) -> list:
         """``model``'s kernels, each in the table (timing those it lacks)."""
-        from nascompress.evaluators.layer_table import split_kernels
-
         kernels = split_kernels(model, self.input_shape)
         self._table_predictor.table.ensure(kernels, kind, self._time_kernel)
         return kernels

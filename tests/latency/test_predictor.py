@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from nascompress.evaluators.latency_predictor import (  # noqa: E402
+from nascompress.latency.predictor import (  # noqa: E402
     FEATURES,
     LatencyPredictor,
     LatencyPrefilter,

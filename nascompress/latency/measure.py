@@ -74,7 +74,7 @@ class LatencyResult:
     device: str
     threads: int
     batch_size: int
-    #: How the measurement was taken (see :mod:`nascompress.evaluators.latency_service`):
+    #: How the measurement was taken (see :mod:`nascompress.latency`):
     #: ``gate`` is ``"off"``, ``"local"`` (in-process lock) or ``"ray"`` (per-node actor);
     #: ``exclusive`` whether no training of this search ran on the node meanwhile;
     #: ``wait_s`` how long the exclusive lease took to get; ``cached`` whether this is
@@ -238,3 +238,10 @@ def summarize(samples: list[float], setup: LatencySetup, device: str) -> Latency
         converged=(q3 - q1) <= setup.target_rel_iqr * median,
         device=device, threads=setup.threads, batch_size=setup.batch_size,
     )
+
+
+def measure_torch_module(model, example, setup: LatencySetup) -> LatencyResult:
+    """Time a torch module (no gate, no cache)."""
+    import torch
+
+    return measure_latency(model, torch.as_tensor(example), setup)

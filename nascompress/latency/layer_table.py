@@ -1,6 +1,6 @@
 """Predict latency from a table of layers measured one by one on the target.
 
-The regression in :mod:`~nascompress.evaluators.latency_predictor` gets the ranking of
+The regression in :mod:`~nascompress.latency.predictor` gets the ranking of
 models right but cannot follow ONNX Runtime's kernel choices, which jump with channel
 counts (a 5×5 convolution of 33 channels can take several times as long as one of 32).
 A lookup table can: each distinct layer is exported on its own, timed once on the
@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nascompress.evaluators.latency_predictor import leaf_calls
+from nascompress.latency.trace import leaf_calls
 
 #: Leaf modules that start a kernel; everything else joins the kernel before it.
 _WEIGHTED = ("Conv1d", "Conv2d", "Conv3d", "Linear")
@@ -108,13 +108,13 @@ def measure_kernel(kernel: Kernel, kind: str, setup, *, measure_onnx=None) -> fl
     Args:
         measure_onnx: ``measure_onnx(onnx_bytes, example, setup) -> LatencyResult``, e.g. a
             search's gated, cached :meth:`TrialLatency.measure_onnx
-            <nascompress.evaluators.latency_service.TrialLatency.measure_onnx>`; default:
+            <nascompress.latency.client.TrialLatency.measure_onnx>`; default:
             time it here, ungated.
     """
     import numpy as np
 
     if measure_onnx is None:
-        from nascompress.evaluators.latency_service import measure_onnx_bytes as measure_onnx
+        from nascompress.latency.ort import measure_onnx_bytes as measure_onnx
 
     example = np.zeros((1, *kernel.input_shape), dtype=np.float32)
     return measure_onnx(kernel_onnx(kernel, kind), example, setup).median_ms

@@ -7,11 +7,12 @@ this times ONNX Runtime's integer kernels, so the result is a real int8 measurem
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
 
-from nascompress.evaluators.latency import (
+from nascompress.latency.measure import (
     LatencyResult,
     LatencySetup,
     summarize,
@@ -20,6 +21,7 @@ from nascompress.evaluators.latency import (
 )
 
 _CUDA = "CUDAExecutionProvider"
+_CPU = "CPUExecutionProvider"
 # ONNX Runtime element types of the inputs we can build from a float example.
 _NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64,
                 "tensor(float16)": np.float16}
@@ -124,3 +126,56 @@ def _runner(session, input_name: str, batch: np.ndarray, device: str) -> Any:
     return lambda: session.run_with_iobinding(binding)
 
 
+def resolve_ort_device(device: str) -> str:
+    """``"cpu"`` / ``"cuda"`` for ONNX Runtime: ``"auto"`` picks CUDA when its provider exists.
+
+    Raises:
+        ValueError: ``"cuda"`` was asked for but this ONNX Runtime build has no
+            ``CUDAExecutionProvider`` (the CPU-only ``onnxruntime`` wheel, or no GPU).
+    """
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if device == "auto":
+        return "cuda" if _CUDA in available else "cpu"
+    if device == "cuda" and _CUDA not in available:
+        raise ValueError(
+            "latency.device is 'cuda' but ONNX Runtime on this node has no "
+            f"{_CUDA} (available: {available}); install onnxruntime-gpu where "
+            "latency is measured and give it a GPU, or use latency.device 'cpu' or 'auto'"
+        )
+    return device
+
+
+def ort_session_for(model: bytes | str | os.PathLike[str], setup: LatencySetup):
+    """An ONNX Runtime session built for ``setup``: its threads, and CUDA when asked.
+
+    Session options are those of :func:`~nascompress.compression.onnx_export.ort_session`
+    (fixed intra-op threads, sequential execution, every graph optimization).
+
+    Raises:
+        ValueError: CUDA was asked for but is unavailable, or its provider failed to
+            initialise (ONNX Runtime then silently falls back to the CPU, which would
+            time the wrong device).
+    """
+    import onnxruntime as ort
+
+    from nascompress.compression.onnx_export import _session_options
+
+    device = resolve_ort_device(setup.device)
+    providers = [_CUDA, _CPU] if device == "cuda" else [_CPU]
+    source = model if isinstance(model, bytes) else str(model)
+    session = ort.InferenceSession(source, _session_options(setup.threads), providers=providers)
+    if device == "cuda" and session.get_providers()[0] != _CUDA:
+        raise ValueError(
+            f"latency.device is 'cuda' but {_CUDA} could not be initialised "
+            f"(session runs on {session.get_providers()}); check the CUDA and cuDNN "
+            "libraries that onnxruntime-gpu needs"
+        )
+    return session
+
+
+def measure_onnx_bytes(model: bytes, example, setup: LatencySetup) -> LatencyResult:
+    """Build a session for ``setup`` from ONNX bytes and time it (no gate, no cache)."""
+    session = ort_session_for(model, setup)
+    return measure_ort_latency(session, np.asarray(example), setup)

@@ -10,13 +10,10 @@ import time
 
 import pytest
 
-from nascompress.evaluators.latency import LatencyResult
-from nascompress.evaluators.latency_service import (
-    GateState,
-    LatencyServiceConfig,
-    LeaseTable,
-    TrialLatency,
-)
+from nascompress.latency.client import TrialLatency
+from nascompress.latency.gate import GateState, LeaseTable
+from nascompress.latency.measure import LatencyResult
+from nascompress.latency.settings import LatencyServiceConfig
 
 
 class FakeClock:
@@ -194,7 +191,7 @@ def _onnx(width, seed):
 
 
 def test_structure_hash_ignores_weight_values_but_not_shapes():
-    from nascompress.evaluators.latency_service import onnx_structure_hash
+    from nascompress.latency.cache import onnx_structure_hash
 
     a, b, c = _onnx(8, seed=0), _onnx(8, seed=1), _onnx(16, seed=0)
     assert a != b
@@ -205,7 +202,7 @@ def test_structure_hash_ignores_weight_values_but_not_shapes():
 def test_the_same_structure_is_measured_once_per_search():
     import numpy as np
 
-    from nascompress.evaluators.latency import LatencySetup
+    from nascompress.latency.measure import LatencySetup
 
     setup = LatencySetup(batch_size=2, warmup=1, min_repeats=3, max_repeats=5, time_cap_s=0.1)
     state = GateState(ttl_s=5)
@@ -225,7 +222,7 @@ def test_the_same_structure_is_measured_once_per_search():
 def test_cuda_without_its_provider_is_refused_with_a_clear_message():
     import onnxruntime as ort
 
-    from nascompress.evaluators.latency_service import resolve_ort_device
+    from nascompress.latency.ort import resolve_ort_device
 
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("this ONNX Runtime has CUDA")
@@ -245,15 +242,15 @@ def test_device_resource_needs_ray():
 @pytest.mark.ray
 def test_a_ray_gate_pauses_trainings_in_other_processes(ray_session):
     ray = ray_session
-    from nascompress.evaluators import latency_service
+    from nascompress.latency import connection, ray_services
 
     config = LatencyServiceConfig(backend="ray", search_key="gate-test", cache=False,
                                   poll_s=0.005, checkpoint_interval_s=0.0, lease_ttl_s=5)
-    latency_service.start_ray_services(config)
+    ray_services.start_ray_services(config)
     try:
         @ray.remote(num_cpus=0)
         def train(seconds):
-            client = latency_service.open_client(config, "trainer")
+            client = connection.open_client(config, "trainer")
             stamps = []
             with client.training():
                 end = time.monotonic() + seconds
@@ -265,13 +262,13 @@ def test_a_ray_gate_pauses_trainings_in_other_processes(ray_session):
             return stamps
 
         job = train.remote(3.0)
-        gate = latency_service.ray_gate_backend(config)
+        gate = ray_services.ray_gate_backend(config)
         deadline = time.monotonic() + 120
         while not gate.state()["shared"]:  # a fresh worker takes a while to start
             assert time.monotonic() < deadline, "the trainer never started"
             time.sleep(0.05)
         time.sleep(0.3)
-        client = latency_service.open_client(config, "measurer")
+        client = connection.open_client(config, "measurer")
 
         def measure():
             started = time.time()
@@ -291,7 +288,7 @@ def test_a_ray_gate_pauses_trainings_in_other_processes(ray_session):
         assert not any(s < end and e > start for s, e in stamps)  # no batch overlapped
         assert any(e <= start for s, e in stamps) and any(s >= end for s, e in stamps)
     finally:
-        latency_service.stop_ray_services(config)
+        ray_services.stop_ray_services(config)
     names = ray.util.list_named_actors()
     assert not [n for n in names if "gate-test" in n]
 

@@ -1,6 +1,6 @@
 import pytest
 
-from nascompress.evaluators.latency import LatencySetup
+from nascompress.latency.measure import LatencySetup
 
 torch = pytest.importorskip("torch")
 
@@ -15,7 +15,7 @@ def test_setup_validation_names_the_field():
 
 
 def test_measure_reports_median_spread_and_repeats():
-    from nascompress.evaluators.latency import measure_latency
+    from nascompress.latency.measure import measure_latency
 
     model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 8))
     setup = LatencySetup(batch_size=4, warmup=2, min_repeats=5, max_repeats=50, time_cap_s=0.5)
@@ -27,7 +27,7 @@ def test_measure_reports_median_spread_and_repeats():
 
 
 def test_cuda_is_refused_clearly_without_a_gpu_and_auto_falls_back():
-    from nascompress.evaluators.latency import resolve_device
+    from nascompress.latency.measure import resolve_device
 
     if torch.cuda.is_available():
         assert resolve_device("auto") == "cuda"
@@ -39,7 +39,7 @@ def test_cuda_is_refused_clearly_without_a_gpu_and_auto_falls_back():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_event_timing():
-    from nascompress.evaluators.latency import measure_latency
+    from nascompress.latency.measure import measure_latency
 
     model = torch.nn.Linear(256, 256)
     result = measure_latency(model, torch.zeros(1, 256),

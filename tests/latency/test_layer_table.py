@@ -6,17 +6,14 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from nascompress.evaluators.latency import LatencySetup  # noqa: E402
-from nascompress.evaluators.latency_predictor import (  # noqa: E402
-    LatencyPrefilter,
-    compressed_structure,
-)
-from nascompress.evaluators.layer_table import (  # noqa: E402
+from nascompress.latency.layer_table import (  # noqa: E402
     LayerTable,
     TablePredictor,
     measure_kernel,
     split_kernels,
 )
+from nascompress.latency.measure import LatencySetup  # noqa: E402
+from nascompress.latency.predictor import LatencyPrefilter, compressed_structure  # noqa: E402
 from nascompress.spaces import ImageCNNSpace  # noqa: E402
 
 SHAPE = (1, 8, 8)

@@ -10,8 +10,8 @@ from nascompress.compression.onnx_export import (  # noqa: E402
     ort_session,
     quantize_onnx_int8,
 )
-from nascompress.evaluators.latency import LatencySetup  # noqa: E402
-from nascompress.evaluators.ort_latency import measure_ort_latency  # noqa: E402
+from nascompress.latency.measure import LatencySetup  # noqa: E402
+from nascompress.latency.ort import measure_ort_latency  # noqa: E402
 from nascompress.spaces.image_cnn import ImageCNNSpace  # noqa: E402
 
 QUICK = {"warmup": 2, "min_repeats": 5, "max_repeats": 40, "time_cap_s": 0.5}
