@@ -255,6 +255,9 @@ class CompressTrainEvaluator(Evaluator):
         else:
             params = dict(given.get("params") or largest_architecture(space))
             spec = {"kind": "space", "params": params}
+        # Seeded before the teacher is built: its initial weights are part of what a
+        # seeded search must reproduce.
+        generator = seed_everything(seed)
         teacher = self._build_teacher(space, dataset, spec)
         x_train, y_train = torch.from_numpy(dataset.x_train), torch.from_numpy(dataset.y_train)
         x_val, y_val = torch.from_numpy(dataset.x_val), torch.from_numpy(dataset.y_val)
@@ -267,7 +270,6 @@ class CompressTrainEvaluator(Evaluator):
             teacher.load_state_dict(torch.load(path, weights_only=True))
             source = "reloaded"
         else:
-            generator = seed_everything(seed)
             train_epochs(teacher, x_train, y_train, epochs=self.teacher_epochs, lr=self.lr,
                          batch_size=self.batch_size, generator=generator)
             path.parent.mkdir(parents=True, exist_ok=True)
