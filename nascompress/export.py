@@ -389,14 +389,9 @@ def _write_format(model, example, out: Path, fmt: str, x_test, y_test, architect
 
     versions: dict[str, str] = {}
     if fmt == "onnx":
-        try:
-            import onnx
-            import onnxruntime
-        except ImportError as exc:
-            raise ImportError(
-                f"ONNX export needs onnx and onnxruntime ({exc}); install the extra: "
-                "pip install 'nascompress[onnx]'"
-            ) from None
+        import onnx
+        import onnxruntime
+
         from nascompress.compression.onnx_export import export_onnx, onnx_accuracy, ort_session
 
         export_onnx(model, example, out)

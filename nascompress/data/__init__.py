@@ -4,6 +4,8 @@ from nascompress.data._base import DatasetSplits, stratified_split
 from nascompress.data._registry import DATASETS, register_dataset
 from nascompress.data.custom import load_from_loaders, load_npz, splits_from_arrays
 from nascompress.data.digits import load_digits_splits
+from nascompress.data.mnist5k import load_mnist5k_splits
 
-__all__ = ["DATASETS", "DatasetSplits", "load_digits_splits", "load_from_loaders", "load_npz",
+__all__ = ["DATASETS", "DatasetSplits", "load_digits_splits", "load_from_loaders",
+           "load_mnist5k_splits", "load_npz",
            "register_dataset", "splits_from_arrays", "stratified_split"]
