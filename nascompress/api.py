@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nascompress.objectives import Objective
+from nascompress.pareto import Constraint, is_feasible, pareto_front
 from nascompress.picking import PickResult, pick
-from nascompress.search.pareto import Constraint, front_rows, is_feasible, pareto_front
 from nascompress.search.records import RunDirectory
+from nascompress.tables import front_rows
 
 if TYPE_CHECKING:
     import pandas

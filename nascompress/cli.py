@@ -135,8 +135,9 @@ def _run(experiment, *, quiet: bool, resume: bool) -> int:
 
 
 def _render_front(run_dir: Path, fmt: str) -> str:
-    from nascompress.search.pareto import format_table, front_rows, pareto_front
+    from nascompress.pareto import pareto_front
     from nascompress.search.records import RunDirectory, rows_to_csv
+    from nascompress.tables import format_table, front_rows
 
     run = RunDirectory(run_dir)
     objectives = run.objectives()
@@ -208,7 +209,7 @@ def _check_run_dir(run_dir: Path) -> str | None:
 def _pick_constraints(args: argparse.Namespace, known: set[str]):
     import math
 
-    from nascompress.search.pareto import Constraint
+    from nascompress.pareto import Constraint
 
     flags = [("--max-latency-ms", args.max_latency_ms, "latency_ms", "<="),
              ("--max-size-bytes", args.max_size_bytes, "size_bytes", "<="),
@@ -307,7 +308,7 @@ def _spaces(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(rows, indent=2))
         return EXIT_OK
-    from nascompress.search.pareto import format_table
+    from nascompress.tables import format_table
 
     print(format_table(rows, ["name", "source"]))
     print("\nAlso accepted: an import path 'package.module:ClassName' (runs that code: "

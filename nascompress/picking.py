@@ -24,7 +24,7 @@ constraints (a metric that is not an objective, or a bound in the other directio
 front is recomputed among the trials that meet them, so the pick is still non-dominated
 among those.
 
-This module is pure Python like :mod:`nascompress.search.pareto`: no torch, no pandas.
+This module is pure Python like :mod:`nascompress.pareto`: no torch, no pandas.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from nascompress.objectives import Objective, objective_values_are_finite
-from nascompress.search.pareto import Constraint, pareto_front
+from nascompress.objectives import Objective
+from nascompress.pareto import Constraint, objective_values_are_finite, pareto_front
 
 __all__ = [
     "ClosePoint",

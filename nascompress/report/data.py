@@ -10,12 +10,13 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-from nascompress.objectives import Objective, objective_values_are_finite
-from nascompress.search.pareto import (
+from nascompress.objectives import Objective
+from nascompress.pareto import (
     Constraint,
     dominates,
     front_hypervolume,
     is_feasible,
+    objective_values_are_finite,
     pareto_front,
     reference_point,
 )
@@ -69,7 +70,7 @@ def run_reference(
     """The run's final hypervolume reference point and how it was chosen.
 
     A reference the run was *given* (recorded in ``pareto.json`` with rule ``given``) is
-    kept; otherwise it is :func:`~nascompress.search.pareto.reference_point` over all
+    kept; otherwise it is :func:`~nascompress.pareto.reference_point` over all
     trials, i.e. the reference the run ends with. One fixed reference for the whole
     history keeps the curve monotone: a reference recomputed per step would move with the
     worst trial seen so far.

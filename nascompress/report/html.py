@@ -140,7 +140,7 @@ def _kv_table(items: Mapping[str, Any]) -> str:
 
 
 def _summary(data: ReportData) -> str:
-    from nascompress.search.pareto import front_hypervolume
+    from nascompress.pareto import front_hypervolume
 
     run = data.run
     states: dict[str, int] = {}

@@ -31,7 +31,7 @@ from typing import Any
 from ray.tune.search import Searcher
 
 from nascompress.objectives import Objective
-from nascompress.search.pareto import Constraint
+from nascompress.pareto import Constraint
 from nascompress.spaces import SearchSpace
 from nascompress.strategies import FINISHED, TRIAL_STATES, Outcome, Strategy, ask_valid
 

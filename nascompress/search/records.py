@@ -20,13 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from nascompress.objectives import Objective
-from nascompress.search.pareto import (
-    Constraint,
-    front_hypervolume,
-    front_rows,
-    pareto_front,
-    reference_point,
-)
+from nascompress.pareto import Constraint, front_hypervolume, pareto_front, reference_point
+from nascompress.tables import front_rows
 
 SCHEMA_VERSION = 1
 RUN_FILE = "run.json"

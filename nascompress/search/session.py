@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from nascompress.evaluators.latency_service import LatencyServiceConfig, drop_local_state
+from nascompress.pareto import pareto_front
 from nascompress.search.early_stopping import MultiObjectiveHalving
 from nascompress.search.experiment import Experiment
-from nascompress.search.pareto import pareto_front
 from nascompress.search.records import TrialRecord, write_atomic
 from nascompress.search.trial import TrialOutcome, TrialRunner
 from nascompress.strategies import Outcome

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 from nascompress.objectives import Objective
 
 if TYPE_CHECKING:
-    from nascompress.search.pareto import Constraint
+    from nascompress.pareto import Constraint
     from nascompress.spaces import SearchSpace
 
 #: Returned by :meth:`Strategy.ask` when the strategy will propose nothing more. The same
@@ -83,7 +83,7 @@ class Strategy(ABC):
       anything else, with the search space, the objectives, a seed and the constraints;
       it validates the options (``ValueError`` / ``TypeError`` naming the option and the
       value). Calling :meth:`setup` again starts the strategy afresh.
-    * Constraints (:class:`~nascompress.search.pareto.Constraint`, each on one objective)
+    * Constraints (:class:`~nascompress.pareto.Constraint`, each on one objective)
       say which results are acceptable. A ``COMPLETE`` outcome that violates one counts as
       worse than every feasible result, whatever its objective values; among infeasible
       results, a smaller violation (see :func:`constraint_violations`) is better.
@@ -269,7 +269,7 @@ def check_constraints(
     of them.
 
     Args:
-        constraints: a sequence of :class:`~nascompress.search.pareto.Constraint`.
+        constraints: a sequence of :class:`~nascompress.pareto.Constraint`.
         objectives: the validated objectives.
 
     Returns:
@@ -279,7 +279,7 @@ def check_constraints(
         TypeError: ``constraints`` is not a sequence of ``Constraint``.
         ValueError: a constraint names a metric that is not an objective.
     """
-    from nascompress.search.pareto import Constraint
+    from nascompress.pareto import Constraint
 
     if isinstance(constraints, str | Constraint) or not isinstance(constraints, Sequence):
         raise TypeError(

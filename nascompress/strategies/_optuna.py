@@ -44,7 +44,7 @@ from nascompress.strategies._base import (
 if TYPE_CHECKING:
     import optuna
 
-    from nascompress.search.pareto import Constraint
+    from nascompress.pareto import Constraint
     from nascompress.spaces import SearchSpace
 
 _STATE_VERSION = 2

@@ -23,7 +23,7 @@ from nascompress.strategies._base import (
 from nascompress.strategies._registry import register_strategy
 
 if TYPE_CHECKING:
-    from nascompress.search.pareto import Constraint
+    from nascompress.pareto import Constraint
     from nascompress.spaces import SearchSpace
 
 _STATE_VERSION = 2  # 2 added "asked" (version 1 states still load)

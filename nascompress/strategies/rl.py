@@ -19,7 +19,7 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from nascompress.search.pareto import hypervolume, reference_point
+from nascompress.pareto import hypervolume, reference_point
 from nascompress.spaces import Categorical, Dimension, Float, Int
 from nascompress.strategies._base import (
     FINISHED,
@@ -65,7 +65,7 @@ class RLStrategy(ValidatingStrategy):
     **Reward.** ``reward="hv"`` (default): the new point's exclusive hypervolume
     contribution with respect to the feasible points seen so far, bounded by a
     reference point (``reference`` when given, else
-    :func:`~nascompress.search.pareto.reference_point` over the COMPLETE points seen,
+    :func:`~nascompress.pareto.reference_point` over the COMPLETE points seen,
     the new one included), raised to the power ``1 / n_objectives`` so that it has the
     units of a distance. It is computed in a normalised space where each objective's best
     seen value is 0 and its worst seen value 1, so that every objective's differences
