@@ -19,7 +19,7 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from nascompress.pareto import hypervolume, reference_point
+from nascompress.pareto import TrialState, hypervolume, is_finite_number, reference_point
 from nascompress.spaces import Categorical, Dimension, Float, Int
 from nascompress.strategies._base import (
     FINISHED,
@@ -294,7 +294,7 @@ class RLStrategy(ValidatingStrategy):
         sample = self._pending.pop(trial_id, None)
         if sample is None:
             return
-        if outcome.state == "INVALID":
+        if outcome.state == TrialState.INVALID:
             self._n_counted -= 1  # never run, so it must not use up max_trials
             advantage = -float(self.invalid_penalty)
         elif not outcome.is_good(self._objectives):
@@ -380,7 +380,7 @@ class RLStrategy(ValidatingStrategy):
             # running extremes stand in for every point seen.
             names = [o.name for o in objectives]
             ref_values = reference_point(
-                [{"state": "COMPLETE", "objectives": dict(zip(names, v, strict=True))}
+                [{"state": TrialState.COMPLETE, "objectives": dict(zip(names, v, strict=True))}
                  for v in (self._raw_low or vector, self._raw_high or vector, vector)],
                 objectives,
             )
@@ -836,8 +836,7 @@ def _check_number(
     low_open: bool = False,
     high_open: bool = False,
 ) -> None:
-    ok = (isinstance(value, int | float) and not isinstance(value, bool)
-          and math.isfinite(value))
+    ok = is_finite_number(value)
     if ok and low is not None:
         ok = value > low if low_open else value >= low
     if ok and high is not None:
