@@ -14,12 +14,15 @@ import pytest
 from nascompress.objectives import Objective
 from nascompress.pareto import (
     Constraint,
+    crowding_distances,
     describe_reference_rule,
     dominates,
     front_hypervolume,
     hypervolume,
     is_feasible,
+    nondominated_ranks,
     pareto_front,
+    rank_and_crowding,
     reference_point,
 )
 
@@ -82,6 +85,17 @@ def test_dominates_ignores_other_keys_and_needs_objectives():
 def test_dominates_nan_is_never_no_worse():
     assert not dominates({"latency_ms": math.nan}, {"latency_ms": 1.0}, (LAT,))
     assert not dominates({"latency_ms": 1.0}, {"latency_ms": math.nan}, (LAT,))
+
+
+# --------------------------------------------------------------------------- ranks, crowding
+
+
+def test_nondominated_ranks_and_crowding():
+    vectors = [[0, 3], [1, 1], [3, 0], [2, 2], [3, 3]]
+    assert nondominated_ranks(vectors) == [0, 0, 0, 1, 2]
+    distances = crowding_distances([[0, 3], [1, 1], [3, 0]])
+    assert distances[0] == distances[2] == math.inf and 0 < distances[1] < math.inf
+    assert rank_and_crowding(vectors)[3] == (1, math.inf)  # alone in its front
 
 
 # --------------------------------------------------------------------------- constraints
