@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
@@ -13,9 +12,11 @@ from typing import Any
 from nascompress.objectives import Objective
 from nascompress.pareto import (
     Constraint,
+    TrialState,
     dominates,
     front_hypervolume,
     is_feasible,
+    is_finite_number,
     objective_values_are_finite,
     pareto_front,
     reference_point,
@@ -56,7 +57,7 @@ class ReportData:
     @property
     def complete(self) -> list[dict[str, Any]]:
         """COMPLETE trials with a finite value for every objective (the plottable ones)."""
-        return [t for t in self.trials if t.get("state") == "COMPLETE"
+        return [t for t in self.trials if t.get("state") == TrialState.COMPLETE
                 and objective_values_are_finite(self.objectives, t.get("objectives"))]
 
     def pairs(self) -> list[tuple[Objective, Objective]]:
@@ -107,7 +108,7 @@ def hypervolume_history(
     front: list[Mapping[str, Any]] = []
     volume = 0.0
     for trial in sorted(trials, key=lambda t: t.get("number", 0)):
-        if (trial.get("state") == "COMPLETE"
+        if (trial.get("state") == TrialState.COMPLETE
                 and objective_values_are_finite(objectives, trial.get("objectives"))
                 and is_feasible(trial, constraints)):
             values = trial["objectives"]
@@ -146,8 +147,8 @@ def format_value(value: Any) -> str:
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, float):
-        if not math.isfinite(value):
-            return str(value)
+        if not is_finite_number(value):
+            return str(value)  # nan, inf
         if value.is_integer() and abs(value) < 1e15:
             return str(int(value))
         return f"{value:.4g}"
