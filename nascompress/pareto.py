@@ -377,10 +377,9 @@ class Constraint:
         0.0 exactly when :meth:`satisfied`; positive otherwise; ``inf`` when ``value`` is
         missing, not a number or not finite.
         """
-        if self.satisfied(value):
-            return 0.0
-        # A miss so small that the division underflows to 0 is still a miss.
-        return max(self.excess(value), math.ulp(0.0))
+        # For finite values a positive gap stays positive after the division: gap is at
+        # least one ulp of the bound, so gap / |bound| is at least about 1e-16.
+        return max(0.0, self.excess(value))
 
     def satisfied(self, value: Any) -> bool:
         """Whether ``value`` meets the bound; missing, non-numeric or non-finite values do not."""
