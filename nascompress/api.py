@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nascompress.objectives import Objective
+from nascompress.pareto import Constraint, TrialState, is_feasible, pareto_front
 from nascompress.picking import PickResult, pick
-from nascompress.search.pareto import Constraint, front_rows, is_feasible, pareto_front
 from nascompress.search.records import RunDirectory
+from nascompress.tables import front_rows
 
 if TYPE_CHECKING:
     import pandas
@@ -109,7 +110,7 @@ class RunResult:
             row = {"number": row.pop("number"), "trial_id": row.pop("trial_id"),
                    "state": record.get("state"), **row}
             row["on_front"] = record.get("number") in on_front
-            row["feasible"] = record.get("state") == "COMPLETE" and is_feasible(
+            row["feasible"] = record.get("state") == TrialState.COMPLETE and is_feasible(
                 record, self.constraints)
             row["duration_s"] = record.get("duration_s")
             row["error"] = record.get("error")

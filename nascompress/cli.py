@@ -114,6 +114,7 @@ def _search(args: argparse.Namespace) -> int:
 
 def _run(experiment, *, quiet: bool, resume: bool) -> int:
     from nascompress.config import ConfigError
+    from nascompress.pareto import TrialState
 
     stream = None if quiet else sys.stdout
     try:
@@ -128,15 +129,16 @@ def _run(experiment, *, quiet: bool, resume: bool) -> int:
     except ConfigError as exc:  # settings only checkable once Ray is up (resources)
         return _error(str(exc))
     run_dir = experiment.run_dir.path
-    complete = sum(1 for r in session.records if r["state"] == "COMPLETE")
+    complete = sum(1 for r in session.records if r["state"] == TrialState.COMPLETE)
     print(f"\n{len(session.records)} trials ({complete} complete) in {run_dir}")
     print(_render_front(run_dir, "table"))
     return EXIT_OK if complete else EXIT_FAILURE
 
 
 def _render_front(run_dir: Path, fmt: str) -> str:
-    from nascompress.search.pareto import format_table, front_rows, pareto_front
+    from nascompress.pareto import pareto_front
     from nascompress.search.records import RunDirectory, rows_to_csv
+    from nascompress.tables import format_table, front_rows
 
     run = RunDirectory(run_dir)
     objectives = run.objectives()
@@ -206,9 +208,7 @@ def _check_run_dir(run_dir: Path) -> str | None:
 
 
 def _pick_constraints(args: argparse.Namespace, known: set[str]):
-    import math
-
-    from nascompress.search.pareto import Constraint
+    from nascompress.pareto import Constraint, is_finite_number
 
     flags = [("--max-latency-ms", args.max_latency_ms, "latency_ms", "<="),
              ("--max-size-bytes", args.max_size_bytes, "size_bytes", "<="),
@@ -217,7 +217,7 @@ def _pick_constraints(args: argparse.Namespace, known: set[str]):
     for flag, value, metric, op in flags:
         if value is None:
             continue
-        if not math.isfinite(value) or value < 0:
+        if not is_finite_number(value) or value < 0:
             raise ValueError(f"{flag} must be a finite number >= 0, but got {value!r}")
         if metric == "accuracy" and value > 1:
             raise ValueError(
@@ -307,7 +307,7 @@ def _spaces(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(rows, indent=2))
         return EXIT_OK
-    from nascompress.search.pareto import format_table
+    from nascompress.tables import format_table
 
     print(format_table(rows, ["name", "source"]))
     print("\nAlso accepted: an import path 'package.module:ClassName' (runs that code: "

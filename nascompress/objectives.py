@@ -1,9 +1,12 @@
-"""Objectives: what a search optimises, with direction and unit."""
+"""Objectives: what a search optimises, with direction and unit.
+
+Comparing trials on them (dominance, fronts, the finite-number check) is
+:mod:`nascompress.pareto`'s job.
+"""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -43,17 +46,3 @@ class Objective:
         """``value`` mapped so that smaller is better (negated for ``max``)."""
         return -value if self.mode == "max" else value
 
-
-def objective_values_are_finite(
-    objectives: Sequence[Objective], values: Mapping[str, Any] | None
-) -> bool:
-    """True when ``values`` holds a finite number for every objective."""
-    if not values:
-        return False
-    for objective in objectives:
-        value = values.get(objective.name)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return False
-        if not math.isfinite(value):
-            return False
-    return True

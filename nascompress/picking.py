@@ -24,18 +24,23 @@ constraints (a metric that is not an objective, or a bound in the other directio
 front is recomputed among the trials that meet them, so the pick is still non-dominated
 among those.
 
-This module is pure Python like :mod:`nascompress.search.pareto`: no torch, no pandas.
+This module is pure Python like :mod:`nascompress.pareto`: no torch, no pandas.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from nascompress.objectives import Objective, objective_values_are_finite
-from nascompress.search.pareto import Constraint, pareto_front
+from nascompress.objectives import Objective
+from nascompress.pareto import (
+    Constraint,
+    TrialState,
+    is_number,
+    objective_values_are_finite,
+    pareto_front,
+)
 
 __all__ = [
     "ClosePoint",
@@ -102,7 +107,7 @@ class ClosePoint:
         """One line: the point's objectives and what it misses by how much."""
         parts = []
         for constraint, value, rel in self.misses:
-            if _is_number(value):
+            if is_number(value):
                 gap = value - constraint.bound
                 parts.append(f"{constraint.metric}={_fmt(value)} misses {constraint} by "
                              f"{_fmt(abs(gap))} ({rel:.0%} of the front's range)")
@@ -128,12 +133,8 @@ class NoQualifyingPointError(ValueError):
 # --------------------------------------------------------------------------- helpers
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 def _fmt(value: Any) -> str:
-    if not _is_number(value):
+    if not is_number(value):
         return str(value)
     if float(value).is_integer() and abs(value) < 1e15:
         return str(int(value))
@@ -177,10 +178,10 @@ def known_metrics(trials: Sequence[Mapping[str, Any]]) -> set[str]:
     """Every objective and metric name that some COMPLETE trial records as a number."""
     names: set[str] = set()
     for trial in trials:
-        if trial.get("state") != "COMPLETE":
+        if trial.get("state") != TrialState.COMPLETE:
             continue
         for part in ("objectives", "metrics"):
-            names.update(k for k, v in (trial.get(part) or {}).items() if _is_number(v))
+            names.update(k for k, v in (trial.get(part) or {}).items() if is_number(v))
     return names
 
 
@@ -204,10 +205,7 @@ def constraint_violation(constraint: Constraint, value: Any, *, scale: float) ->
         ``max(0, value - bound) / scale`` for ``<=``, ``max(0, bound - value) / scale``
         for ``>=``; ``inf`` when ``value`` is missing or not a finite number.
     """
-    if not _is_number(value) or not math.isfinite(value):
-        return math.inf
-    gap = value - constraint.bound if constraint.op == "<=" else constraint.bound - value
-    return max(0.0, gap) / scale
+    return max(0.0, constraint.gap(value)) / scale
 
 
 def _violation_scale(constraint: Constraint, values: Sequence[float]) -> float:
@@ -332,7 +330,7 @@ def pick(
         f"Your constraints: {_constraint_text(constraints)}",
     ]
     if not qualifying:
-        complete = sum(1 for t in trials if t.get("state") == "COMPLETE")
+        complete = sum(1 for t in trials if t.get("state") == TrialState.COMPLETE)
         if not front:
             message = (f"no point qualifies: the run has no Pareto front ({complete} COMPLETE "
                        f"of {len(trials)} trials meet the run's constraints and objectives)")
@@ -444,7 +442,7 @@ def closest_points(
              if objective_values_are_finite(objectives, t.get("objectives"))]
     scales = {}
     for constraint in constraints:
-        values = [float(v) for t in front if _is_number(v := _metric(t, constraint.metric))]
+        values = [float(v) for t in front if is_number(v := _metric(t, constraint.metric))]
         scales[constraint] = _violation_scale(constraint, values)
     order = _default_order(objectives)
     points = []

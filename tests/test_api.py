@@ -6,8 +6,8 @@ import pytest
 
 from nascompress import cli
 from nascompress.api import constraints_from_kwargs, load_run
+from nascompress.pareto import Constraint, pareto_front
 from nascompress.picking import NoQualifyingPointError
-from nascompress.search.pareto import Constraint, pareto_front
 from nascompress.search.records import RunDirectory
 
 

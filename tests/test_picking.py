@@ -6,8 +6,8 @@ import pytest
 
 from nascompress import cli
 from nascompress.objectives import Objective
+from nascompress.pareto import Constraint, pareto_front
 from nascompress.picking import NoQualifyingPointError, closest_points, pick
-from nascompress.search.pareto import Constraint, pareto_front
 from nascompress.search.records import RunDirectory
 
 OBJECTIVES = [Objective("accuracy", "max"), Objective("size_bytes", "min"),

@@ -11,9 +11,9 @@ import pytest
 
 from nascompress import cli
 from nascompress.objectives import Objective
+from nascompress.pareto import front_hypervolume, pareto_front, reference_point
 from nascompress.report import ReportDependencyError, build_report
 from nascompress.report.data import hypervolume_history
-from nascompress.search.pareto import front_hypervolume, pareto_front, reference_point
 from nascompress.search.records import RunDirectory
 
 REPO = Path(__file__).resolve().parents[1]

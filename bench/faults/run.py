@@ -189,7 +189,7 @@ def recorded_ids(run_dir: Path) -> set[str]:
 
 def check_records(run_dir: Path, budget: int) -> dict[str, Any]:
     """Counts that say whether the run's records are whole."""
-    from nascompress.search.pareto import front_hypervolume, pareto_front, reference_point
+    from nascompress.pareto import front_hypervolume, pareto_front, reference_point
     from nascompress.search.records import RunDirectory
 
     run = RunDirectory(run_dir)

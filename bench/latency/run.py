@@ -421,8 +421,8 @@ ANYTIME = (0.125, 0.25, 0.5)
 def _budget_run(out: Path, *, early_stopping: bool, seed: int, budget_s: float,
                 reference: dict[str, float], rungs: list[int], eta: int) -> dict:
     from nascompress.config import parse_config
+    from nascompress.pareto import front_hypervolume, pareto_front
     from nascompress.search.experiment import build_experiment
-    from nascompress.search.pareto import front_hypervolume, pareto_front
     from nascompress.search.session import SearchSession
     from nascompress.strategies import FINISHED, Outcome, ask_valid
 

@@ -46,7 +46,7 @@ import numpy as np
 from scipy.stats import mannwhitneyu
 from surrogate import OBJECTIVES, Surrogate
 
-from nascompress.search.pareto import hypervolume
+from nascompress.pareto import hypervolume
 from nascompress.strategies import FINISHED, STRATEGIES, Outcome, ask_valid
 
 HERE = Path(__file__).resolve().parent

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-from nascompress.objectives import Objective, objective_values_are_finite
-from nascompress.search.pareto import (
+from nascompress.objectives import Objective
+from nascompress.pareto import (
     Constraint,
+    TrialState,
     dominates,
     front_hypervolume,
     is_feasible,
+    is_finite_number,
+    objective_values_are_finite,
     pareto_front,
     reference_point,
 )
@@ -55,7 +57,7 @@ class ReportData:
     @property
     def complete(self) -> list[dict[str, Any]]:
         """COMPLETE trials with a finite value for every objective (the plottable ones)."""
-        return [t for t in self.trials if t.get("state") == "COMPLETE"
+        return [t for t in self.trials if t.get("state") == TrialState.COMPLETE
                 and objective_values_are_finite(self.objectives, t.get("objectives"))]
 
     def pairs(self) -> list[tuple[Objective, Objective]]:
@@ -69,7 +71,7 @@ def run_reference(
     """The run's final hypervolume reference point and how it was chosen.
 
     A reference the run was *given* (recorded in ``pareto.json`` with rule ``given``) is
-    kept; otherwise it is :func:`~nascompress.search.pareto.reference_point` over all
+    kept; otherwise it is :func:`~nascompress.pareto.reference_point` over all
     trials, i.e. the reference the run ends with. One fixed reference for the whole
     history keeps the curve monotone: a reference recomputed per step would move with the
     worst trial seen so far.
@@ -106,7 +108,7 @@ def hypervolume_history(
     front: list[Mapping[str, Any]] = []
     volume = 0.0
     for trial in sorted(trials, key=lambda t: t.get("number", 0)):
-        if (trial.get("state") == "COMPLETE"
+        if (trial.get("state") == TrialState.COMPLETE
                 and objective_values_are_finite(objectives, trial.get("objectives"))
                 and is_feasible(trial, constraints)):
             values = trial["objectives"]
@@ -145,8 +147,8 @@ def format_value(value: Any) -> str:
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, float):
-        if not math.isfinite(value):
-            return str(value)
+        if not is_finite_number(value):
+            return str(value)  # nan, inf
         if value.is_integer() and abs(value) < 1e15:
             return str(int(value))
         return f"{value:.4g}"

@@ -43,7 +43,7 @@ def pair_id(x: Objective, y: Objective) -> str:
 
 def _groups(data: ReportData) -> list[tuple[str, list[Mapping[str, Any]]]]:
     """(label, trials) for: the front, other feasible points, points breaking constraints."""
-    from nascompress.search.pareto import is_feasible
+    from nascompress.pareto import is_feasible
 
     front = data.front_numbers
     others, infeasible = [], []

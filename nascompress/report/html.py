@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from nascompress.pareto import TrialState
 from nascompress.report.data import ReportData, format_value, load_report_data, param_names
 
 REPORT_EXTRA_HINT = "pip install 'nascompress[report]'"
@@ -140,7 +141,7 @@ def _kv_table(items: Mapping[str, Any]) -> str:
 
 
 def _summary(data: ReportData) -> str:
-    from nascompress.search.pareto import front_hypervolume
+    from nascompress.pareto import front_hypervolume
 
     run = data.run
     states: dict[str, int] = {}
@@ -194,7 +195,7 @@ def _trial_table(data: ReportData) -> str:
             sort = (f' data-sort="{value!r}"' if isinstance(value, float)
                     and not isinstance(value, bool) else "")
             tds.append(f'<td class="{cls}"{sort}>{_e(format_value(value))}</td>')
-        row_class = "front" if on_front else ("failed" if trial.get("state") != "COMPLETE"
+        row_class = "front" if on_front else ("failed" if trial.get("state") != TrialState.COMPLETE
                                               else "")
         body.append(f'<tr class="{row_class}">{"".join(tds)}</tr>')
     return (

@@ -3,7 +3,7 @@
 Ray Tune's schedulers rank trials on one metric; a search for small, fast *and* accurate
 models would then stop every small model for its lower early accuracy. This rule ranks
 trials on several intermediate metrics at once, by non-dominated sorting and crowding
-distance (as NSGA-II does):
+distance (as NSGA-II does, with :func:`nascompress.pareto.rank_and_crowding`):
 
 * rungs are steps (epochs, for the default evaluator) such as 3, 6, 12. When a trial
   first reports a step at or past a rung, its intermediate metrics are recorded there;
@@ -19,6 +19,9 @@ distance (as NSGA-II does):
   ``relative_margin`` of their value, default 5 %). Early accuracies are noisy and
   bunch up near the top; without margins a trial 0.001 behind on accuracy would count
   as beaten, and the rule would prune what are really ties.
+* within a front, a metric on which every trial there ties adds no crowding distance:
+  which of the tied trials is "the boundary" would only be an accident of arrival
+  order (see :func:`nascompress.pareto.crowding_distances`).
 
 Asynchronous like ASHA: decisions compare with whatever reached the rung before, never
 wait for a full cohort. The default metrics are ``val_accuracy`` (max) and what the
@@ -40,7 +43,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-MODES = ("max", "min")
+from nascompress.objectives import MODES
+from nascompress.pareto import dominates_vector, is_finite_number, is_number, rank_and_crowding
 
 
 @dataclass(frozen=True)
@@ -51,85 +55,6 @@ class RungDecision:
     rung: int | None = None
     reason: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
-
-
-def _dominates(a: Sequence[float], b: Sequence[float],
-               margins: Sequence[float] | None = None) -> bool:
-    """``a`` no worse than ``b`` everywhere and better by more than the margin somewhere."""
-    margins = margins if margins is not None else [0.0] * len(a)
-    better = False
-    for x, y, m in zip(a, b, margins, strict=True):
-        if x > y:
-            return False
-        if x < y - m:
-            better = True
-    return better
-
-
-def nondominated_ranks(vectors: Sequence[Sequence[float]],
-                       margins: Sequence[Sequence[float]] | None = None) -> list[int]:
-    """Front index of every minimisation vector (0 = non-dominated), O(n^2) per front.
-
-    ``margins[j]`` (optional, per vector and coordinate): how much better than vector
-    ``j`` another must be, in at least one coordinate, to dominate it.
-    """
-    n = len(vectors)
-    dominated_by = [0] * n
-    dominates: list[list[int]] = [[] for _ in range(n)]
-    m = margins if margins is not None else [None] * n
-    for i in range(n):
-        for j in range(i + 1, n):
-            if _dominates(vectors[i], vectors[j], m[j]):
-                dominates[i].append(j)
-                dominated_by[j] += 1
-            elif _dominates(vectors[j], vectors[i], m[i]):
-                dominates[j].append(i)
-                dominated_by[i] += 1
-    ranks = [0] * n
-    current = [i for i in range(n) if dominated_by[i] == 0]
-    rank = 0
-    while current:
-        following = []
-        for i in current:
-            ranks[i] = rank
-            for j in dominates[i]:
-                dominated_by[j] -= 1
-                if dominated_by[j] == 0:
-                    following.append(j)
-        current = following
-        rank += 1
-    return ranks
-
-
-def crowding_distances(vectors: Sequence[Sequence[float]]) -> list[float]:
-    """NSGA-II crowding distance of each vector within its own set (boundaries: inf)."""
-    n = len(vectors)
-    if n == 0:
-        return []
-    distance = [0.0] * n
-    for k in range(len(vectors[0])):
-        order = sorted(range(n), key=lambda i: vectors[i][k])
-        low, high = vectors[order[0]][k], vectors[order[-1]][k]
-        distance[order[0]] = distance[order[-1]] = math.inf
-        if high == low:
-            continue
-        for a, b, c in zip(order, order[1:], order[2:], strict=False):
-            distance[b] += (vectors[c][k] - vectors[a][k]) / (high - low)
-    return distance
-
-
-def rank_and_crowding(vectors: Sequence[Sequence[float]],
-                      margins: Sequence[Sequence[float]] | None = None
-                      ) -> list[tuple[int, float]]:
-    """(front rank, crowding distance within that front) of every minimisation vector."""
-    ranks = nondominated_ranks(vectors, margins)
-    result: list[tuple[int, float]] = [(r, 0.0) for r in ranks]
-    for rank in set(ranks):
-        members = [i for i, r in enumerate(ranks) if r == rank]
-        for i, d in zip(members, crowding_distances([vectors[i] for i in members]),
-                        strict=True):
-            result[i] = (rank, d)
-    return result
 
 
 class MultiObjectiveHalving:
@@ -173,8 +98,7 @@ class MultiObjectiveHalving:
                 f"got {dict(metrics)!r}"
             )
         margins = {"val_accuracy": 0.01} if margins is None else dict(margins)
-        if any(isinstance(v, bool) or not isinstance(v, int | float) or not v >= 0
-               for v in [*margins.values(), relative_margin]):
+        if any(not is_number(v) or not v >= 0 for v in [*margins.values(), relative_margin]):
             raise ValueError(
                 "early_stopping.margins and relative_margin must be numbers >= 0, but got "
                 f"{margins!r} and {relative_margin!r}"
@@ -191,7 +115,7 @@ class MultiObjectiveHalving:
 
     def on_result(self, trial_id: str, step: Any, result: Mapping[str, Any]) -> RungDecision:
         """Record ``result`` at every rung that ``step`` reached; stop or continue."""
-        if isinstance(step, bool) or not isinstance(step, int | float) or not math.isfinite(step):
+        if not is_finite_number(step):
             return RungDecision(False)
         with self._lock:
             index = self._next_rung.get(trial_id, 0)
@@ -202,8 +126,7 @@ class MultiObjectiveHalving:
                 values = {}
                 for name in self.metrics:
                     value = result.get(name)
-                    if (not isinstance(value, bool) and isinstance(value, int | float)
-                            and math.isfinite(value)):
+                    if is_finite_number(value):
                         values[name] = float(value)
                 if not values:
                     continue
@@ -232,7 +155,8 @@ class MultiObjectiveHalving:
         rank = scores[me][0]
         if rank == 0 or position < keep:
             return RungDecision(False, rung)
-        beaten_by = sum(1 for i in range(n) if _dominates(vectors[i], vectors[me], margins[me]))
+        beaten_by = sum(1 for i in range(n)
+                        if dominates_vector(vectors[i], vectors[me], margins[me]))
         shown = ", ".join(f"{name}={self._records[rung][trial_id][name]:.4g}" for name in names)
         reason = (f"early stopping at step {rung}: {shown} is dominated by {beaten_by} of the "
                   f"{n} trials at this rung (front rank {rank}, place {position + 1}); "

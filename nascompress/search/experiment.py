@@ -14,8 +14,8 @@ from nascompress import __version__
 from nascompress.config import ConfigError, ExperimentConfig
 from nascompress.evaluators import EVALUATORS, Evaluator
 from nascompress.objectives import Objective
+from nascompress.pareto import Constraint
 from nascompress.registry import RegistryError
-from nascompress.search.pareto import Constraint
 from nascompress.search.records import RunDirectory
 from nascompress.spaces import SPACES, SearchSpace
 from nascompress.strategies import STRATEGIES, Strategy

@@ -21,8 +21,6 @@ Ray 2.60 notes that shaped this class:
 from __future__ import annotations
 
 import json
-import math
-import numbers
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -31,9 +29,9 @@ from typing import Any
 from ray.tune.search import Searcher
 
 from nascompress.objectives import Objective
-from nascompress.search.pareto import Constraint
+from nascompress.pareto import TRIAL_STATES, Constraint, TrialState, is_finite_number
 from nascompress.spaces import SearchSpace
-from nascompress.strategies import FINISHED, TRIAL_STATES, Outcome, Strategy, ask_valid
+from nascompress.strategies import FINISHED, Outcome, Strategy, ask_valid
 
 _FORMAT = "nascompress.StrategySearcher"
 _FORMAT_VERSION = 1
@@ -150,19 +148,19 @@ class StrategySearcher(Searcher):
         if error or result is None:
             reason = result.get("error") if result else None
             return Outcome(
-                "FAILED",
+                TrialState.FAILED,
                 error=str(reason) if reason else (
                     "the trial raised an error" if error else "the trial reported no result"
                 ),
             )
-        state = result.get("trial_state") or "COMPLETE"
+        state = result.get("trial_state") or TrialState.COMPLETE
         reason = result.get("error")
         reason = None if reason is None else str(reason)
-        if state in ("FAILED", "INVALID"):
+        if state in (TrialState.FAILED, TrialState.INVALID):
             return Outcome(state, error=reason)
         if state not in TRIAL_STATES:
             return Outcome(
-                "FAILED",
+                TrialState.FAILED,
                 error=f"trial_state must be one of {list(TRIAL_STATES)}, but got {state!r}",
             )
         values: dict[str, float] = {}
@@ -173,15 +171,15 @@ class StrategySearcher(Searcher):
                 problems.append(f"{objective.name}={result.get(objective.name)!r}")
             else:
                 values[objective.name] = value
-        if state == "PRUNED":
-            return Outcome("PRUNED", objectives=values, error=reason)
+        if state == TrialState.PRUNED:
+            return Outcome(TrialState.PRUNED, objectives=values, error=reason)
         if problems:
             return Outcome(
-                "FAILED",
+                TrialState.FAILED,
                 objectives=values,
                 error=f"objectives missing or not finite numbers: {', '.join(problems)}",
             )
-        return Outcome("COMPLETE", objectives=values)
+        return Outcome(TrialState.COMPLETE, objectives=values)
 
     def get_state(self) -> dict[str, Any]:
         """JSON-able state: the strategy's state dict plus the live and completed ids."""
@@ -252,8 +250,5 @@ class StrategySearcher(Searcher):
 
 
 def _as_finite_float(value: Any) -> float | None:
-    # numbers.Real also admits numpy scalars (np.float32 is not a float subclass).
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
+    # float(): a numpy scalar (np.float32 is no float subclass) is told as a plain float.
+    return float(value) if is_finite_number(value) else None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
+import numbers
 import os
 import tempfile
 import warnings
@@ -20,13 +20,17 @@ from pathlib import Path
 from typing import Any
 
 from nascompress.objectives import Objective
-from nascompress.search.pareto import (
+from nascompress.pareto import (
+    RECORDED_STATES,
     Constraint,
+    TrialState,
     front_hypervolume,
-    front_rows,
+    is_finite_number,
+    is_number,
     pareto_front,
     reference_point,
 )
+from nascompress.tables import front_rows
 
 SCHEMA_VERSION = 1
 RUN_FILE = "run.json"
@@ -34,7 +38,7 @@ TRIALS_FILE = "trials.jsonl"
 PARETO_JSON = "pareto.json"
 PARETO_CSV = "pareto.csv"
 MODELS_DIR = "models"
-STATES = ("COMPLETE", "FAILED", "PRUNED")
+STATES = RECORDED_STATES
 
 
 @dataclass
@@ -61,9 +65,13 @@ class TrialRecord:
 
 
 def _json_safe(value: Any) -> Any:
-    """Replace non-finite floats by None: JSON has no NaN, and readers must not choke."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
+    """Replace non-finite numbers by None (JSON has no NaN, and readers must not choke),
+    and numpy scalars by the Python int or float they stand for (json cannot write them).
+    """
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)  # always finite, and exact however large
+    if is_number(value):
+        return float(value) if is_finite_number(value) else None
     if isinstance(value, Mapping):
         return {str(k): _json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -190,7 +198,7 @@ class RunDirectory:
             "hypervolume": {"value": volume, "reference": ref,
                             "rule": "given" if reference else "default reference_point()"},
             "n_trials": len(trials),
-            "n_complete": sum(1 for t in trials if t.get("state") == "COMPLETE"),
+            "n_complete": sum(1 for t in trials if t.get("state") == TrialState.COMPLETE),
             "front": [dict(t) for t in front],
         }
         write_atomic(self.path / PARETO_JSON, json.dumps(_json_safe(payload), indent=2) + "\n")

@@ -14,9 +14,9 @@ from typing import Any, TextIO
 
 from nascompress.latency.gate import drop_local_state
 from nascompress.latency.settings import LatencyServiceConfig
+from nascompress.pareto import pareto_front
 from nascompress.search.early_stopping import MultiObjectiveHalving
 from nascompress.search.experiment import Experiment
-from nascompress.search.pareto import pareto_front
 from nascompress.search.records import TrialRecord, write_atomic
 from nascompress.search.trial import TrialOutcome, TrialRunner
 from nascompress.strategies import Outcome

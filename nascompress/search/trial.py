@@ -5,8 +5,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import math
 import multiprocessing
+import numbers
 import queue
 import tempfile
 import time
@@ -22,7 +22,8 @@ from nascompress.latency.client import TrialLatency, activate
 from nascompress.latency.connection import open_client
 from nascompress.latency.relay import RelayBackend, RelayServer
 from nascompress.latency.settings import LatencyServiceConfig
-from nascompress.objectives import Objective, objective_values_are_finite
+from nascompress.objectives import Objective
+from nascompress.pareto import TrialState, is_finite_number, is_number, objective_values_are_finite
 from nascompress.spaces import SearchSpace
 
 # One dataset per worker process: trials reuse it instead of reloading per trial.
@@ -50,6 +51,17 @@ def short_error(exc: BaseException) -> str:
     frames = traceback.extract_tb(exc.__traceback__)
     where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
     return f"{type(exc).__name__}: {exc}{where}"
+
+
+def _plain_number(value: Any) -> Any:
+    """A numpy scalar as the Python int or float it stands for; anything else as it is.
+
+    Evaluators may put numpy scalars in their results; the outcome is sent as JSON (to
+    the Ray driver) and written to ``trials.jsonl``, and json cannot write them.
+    """
+    if is_number(value) and not isinstance(value, int | float):
+        return int(value) if isinstance(value, numbers.Integral) else float(value)
+    return value
 
 
 class TrialPruned(Exception):  # noqa: N818 - named like optuna.TrialPruned on purpose
@@ -212,15 +224,16 @@ class TrialRunner:
     def _outcome(self, result: Mapping[str, Any], started: float, files) -> TrialOutcome:
         names = {o.name for o in self.objectives}
         objectives = {k: result.get(k) for k in names}
-        metrics = {k: v for k, v in result.items() if k not in names}
+        metrics = {k: _plain_number(v) for k, v in result.items() if k not in names}
         if not objective_values_are_finite(self.objectives, objectives):
-            bad = {k: v for k, v in objectives.items()
-                   if not isinstance(v, int | float) or not math.isfinite(v)}
-            return TrialOutcome("FAILED", metrics=metrics, started_at=started,
+            bad = {k: v for k, v in objectives.items() if not is_finite_number(v)}
+            return TrialOutcome(TrialState.FAILED, metrics=metrics, started_at=started,
                                 finished_at=time.time(),
                                 error=f"non-finite or missing objective values: {bad}")
-        return TrialOutcome("COMPLETE", {k: float(v) for k, v in objectives.items()}, metrics,
-                            started_at=started, finished_at=time.time(), files=files)
+        # float(): an evaluator may return numpy scalars (numpy.float32 is no float and
+        # json cannot write it); records and strategies get plain floats.
+        return TrialOutcome(TrialState.COMPLETE, {k: float(v) for k, v in objectives.items()},
+                            metrics, started_at=started, finished_at=time.time(), files=files)
 
     def _evaluate_in_child(
         self, params: Mapping[str, Any], trial_id: str, report: ReportFn

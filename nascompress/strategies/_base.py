@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -10,18 +9,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from nascompress.objectives import Objective
+from nascompress.pareto import TRIAL_STATES, Constraint, TrialState, is_finite_number
 
 if TYPE_CHECKING:
-    from nascompress.search.pareto import Constraint
     from nascompress.spaces import SearchSpace
 
 #: Returned by :meth:`Strategy.ask` when the strategy will propose nothing more. The same
 #: string as ``ray.tune.search.Searcher.FINISHED`` (ray is not imported here on purpose).
 FINISHED: Final = "FINISHED"
-
-#: How a trial can end, as told to a strategy. ``INVALID`` means the search space's
-#: constraints rejected the proposal before any compute was spent.
-TRIAL_STATES = ("COMPLETE", "FAILED", "PRUNED", "INVALID")
 
 
 @dataclass(frozen=True)
@@ -29,7 +24,8 @@ class Outcome:
     """How one asked trial ended.
 
     Args:
-        state: one of :data:`TRIAL_STATES`.
+        state: one of :data:`~nascompress.pareto.TRIAL_STATES` (see
+            :class:`~nascompress.pareto.TrialState`).
         objectives: objective name -> value; only meaningful for ``COMPLETE`` (and,
             as partial information, for ``PRUNED``).
         error: a short reason for ``FAILED`` / ``INVALID`` outcomes.
@@ -56,22 +52,9 @@ class Outcome:
 
     def is_good(self, objectives: Sequence[Objective]) -> bool:
         """Whether this outcome may count as a result: COMPLETE with finite objectives."""
-        if self.state != "COMPLETE":
+        if self.state != TrialState.COMPLETE:
             return False
-        for objective in objectives:
-            value = self.objectives.get(objective.name)
-            if not _is_finite_number(value):
-                return False
-        return True
-
-
-def _is_finite_number(value: Any) -> bool:
-    if isinstance(value, bool):
-        return False
-    try:
-        return math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return False
+        return all(is_finite_number(self.objectives.get(o.name)) for o in objectives)
 
 
 class Strategy(ABC):
@@ -83,7 +66,7 @@ class Strategy(ABC):
       anything else, with the search space, the objectives, a seed and the constraints;
       it validates the options (``ValueError`` / ``TypeError`` naming the option and the
       value). Calling :meth:`setup` again starts the strategy afresh.
-    * Constraints (:class:`~nascompress.search.pareto.Constraint`, each on one objective)
+    * Constraints (:class:`~nascompress.pareto.Constraint`, each on one objective)
       say which results are acceptable. A ``COMPLETE`` outcome that violates one counts as
       worse than every feasible result, whatever its objective values; among infeasible
       results, a smaller violation (see :func:`constraint_violations`) is better.
@@ -269,7 +252,7 @@ def check_constraints(
     of them.
 
     Args:
-        constraints: a sequence of :class:`~nascompress.search.pareto.Constraint`.
+        constraints: a sequence of :class:`~nascompress.pareto.Constraint`.
         objectives: the validated objectives.
 
     Returns:
@@ -279,8 +262,6 @@ def check_constraints(
         TypeError: ``constraints`` is not a sequence of ``Constraint``.
         ValueError: a constraint names a metric that is not an objective.
     """
-    from nascompress.search.pareto import Constraint
-
     if isinstance(constraints, str | Constraint) or not isinstance(constraints, Sequence):
         raise TypeError(
             f"constraints must be a sequence of Constraint, but got {constraints!r}"
@@ -304,10 +285,12 @@ def constraint_violations(
 ) -> tuple[float, ...]:
     """How far ``values`` (objective name -> value) are from meeting each constraint.
 
-    Each entry is ``0.0`` when the constraint holds and the relative violation
-    ``|value - bound| / |bound|`` (``|value - bound|`` for a zero bound) otherwise; a
-    missing or non-finite value counts as ``inf``. Relative, so that violations of
-    constraints in different units (bytes and milliseconds) can be summed.
+    Each entry is :meth:`Constraint.violation <nascompress.pareto.Constraint.violation>`
+    of the constrained value: ``0.0`` when the constraint holds and the relative
+    violation ``|value - bound| / |bound|`` (``|value - bound|`` for a zero bound)
+    otherwise; a missing or non-finite value counts as ``inf``. Relative, so that
+    violations of constraints in different units (bytes and milliseconds) can be summed;
+    their sum is :func:`nascompress.pareto.constraint_violation` of the outcome.
 
     Args:
         values: objective name -> value, usually ``outcome.objectives``.
@@ -316,21 +299,7 @@ def constraint_violations(
     Returns:
         One non-negative number per constraint; all zero means feasible.
     """
-    return tuple(max(0.0, relative_excess(values, c)) for c in constraints)
-
-
-def relative_excess(values: Mapping[str, Any], constraint: Constraint) -> float:
-    """Signed relative distance past ``constraint``'s bound: ``<= 0`` means it holds.
-
-    The sign convention of optuna's constraint values; see :func:`constraint_violations`.
-    """
-    value = values.get(constraint.metric)
-    if not _is_finite_number(value):
-        return math.inf
-    excess = float(value) - constraint.bound
-    if constraint.op == ">=":
-        excess = -excess
-    return excess / (abs(constraint.bound) or 1.0)
+    return tuple(c.violation(values.get(c.metric)) for c in constraints)
 
 
 def ask_valid(
@@ -369,7 +338,7 @@ def ask_valid(
         reason = space.check(params)
         if reason is None:
             return dict(params)
-        strategy.tell(trial_id, Outcome("INVALID", error=reason))
+        strategy.tell(trial_id, Outcome(TrialState.INVALID, error=reason))
     raise RuntimeError(
         f"the constraints of space {space.name or type(space).__name__!r} rejected all "
         f"{max_attempts} proposals of strategy {strategy.name or type(strategy).__name__!r} "

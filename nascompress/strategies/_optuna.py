@@ -31,6 +31,7 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from nascompress.objectives import Objective
+from nascompress.pareto import Constraint, TrialState
 from nascompress.spaces import Categorical, Dimension, Float, Int
 from nascompress.strategies._base import (
     Outcome,
@@ -38,13 +39,11 @@ from nascompress.strategies._base import (
     check_state_header,
     random_state_from_json,
     random_state_to_json,
-    relative_excess,
 )
 
 if TYPE_CHECKING:
     import optuna
 
-    from nascompress.search.pareto import Constraint
     from nascompress.spaces import SearchSpace
 
 _STATE_VERSION = 2
@@ -192,15 +191,15 @@ class OptunaStrategy(ValidatingStrategy):
         if number is None:
             return
         handle = self._handles.pop(number, None)
-        from optuna.trial import TrialState
+        from optuna.trial import TrialState as OptunaTrialState
 
-        if outcome.state == "INVALID":
+        if outcome.state == TrialState.INVALID:
             self._invalid_streaks[trial_id] = self._invalid_streaks.get(trial_id, 0) + 1
         else:
             self._invalid_streaks.pop(trial_id, None)
         if outcome.is_good(self._objectives):
             values = [float(outcome.objectives[o.name]) for o in self._objectives]
-            excesses = [relative_excess(outcome.objectives, c) for c in self._constraints]
+            excesses = [c.excess(outcome.objectives.get(c.metric)) for c in self._constraints]
             self._set_constraints(study, number, handle, ran=True, excesses=excesses)
             study.tell(number, values)
             return
@@ -209,10 +208,10 @@ class OptunaStrategy(ValidatingStrategy):
             values, excesses = worst
             self._set_constraints(study, number, handle, ran=False, excesses=excesses)
             study.tell(number, values)
-        elif outcome.state == "PRUNED":
-            study.tell(number, state=TrialState.PRUNED)
+        elif outcome.state == TrialState.PRUNED:
+            study.tell(number, state=OptunaTrialState.PRUNED)
         else:
-            study.tell(number, state=TrialState.FAIL)
+            study.tell(number, state=OptunaTrialState.FAIL)
 
     def _set_constraints(
         self, study: Any, number: int, handle: Any, *, ran: bool, excesses: Sequence[float]
@@ -234,10 +233,10 @@ class OptunaStrategy(ValidatingStrategy):
     def _worst_results(self, study: Any) -> tuple[list[float], list[float]] | None:
         """Per objective the worst value, per constraint the largest excess, of the real
         results so far; ``None`` before the first one."""
-        from optuna.trial import TrialState
+        from optuna.trial import TrialState as OptunaTrialState
 
         real = [
-            t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            t for t in study.get_trials(deepcopy=False, states=(OptunaTrialState.COMPLETE,))
             if t.constraints.get("ran", -1.0) <= 0
         ]
         if not real:
@@ -313,7 +312,8 @@ class OptunaStrategy(ValidatingStrategy):
                 f"has {[c.to_dict() for c in self._constraints]}"
             )
         from optuna.distributions import json_to_distribution
-        from optuna.trial import TrialState, create_trial
+        from optuna.trial import TrialState as OptunaTrialState
+        from optuna.trial import create_trial
 
         trials = []
         for index, record in enumerate(state["trials"]):
@@ -330,7 +330,7 @@ class OptunaStrategy(ValidatingStrategy):
                     f"state was saved for a different search space: trial {index} has "
                     f"{distributions}, this strategy's space gives {self._distributions}"
                 )
-            trial_state = TrialState[record["state"]]
+            trial_state = OptunaTrialState[record["state"]]
             trials.append(
                 create_trial(
                     state=trial_state,
@@ -338,13 +338,13 @@ class OptunaStrategy(ValidatingStrategy):
                         k: distributions[k].to_external_repr(v) for k, v in record["params"].items()
                     },
                     distributions=distributions,
-                    values=record["values"] if trial_state == TrialState.COMPLETE else None,
+                    values=record["values"] if trial_state == OptunaTrialState.COMPLETE else None,
                     system_attrs=record.get("system_attrs") or {},
                 )
             )
         pending = {tid: int(state["trial_numbers"][tid]) for tid in state["pending"]}
         for tid, number in pending.items():
-            if not 0 <= number < len(trials) or trials[number].state != TrialState.RUNNING:
+            if not 0 <= number < len(trials) or trials[number].state != OptunaTrialState.RUNNING:
                 raise ValueError(
                     f"state lists trial_id {tid!r} as pending, but its trial {number} is not "
                     "a running trial"

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from nascompress.objectives import Objective
+from nascompress.pareto import Constraint, TrialState, rank_and_crowding
 from nascompress.spaces import Categorical, Dimension, Float, Int
 from nascompress.strategies._base import (
     Outcome,
@@ -23,7 +24,6 @@ from nascompress.strategies._base import (
 from nascompress.strategies._registry import register_strategy
 
 if TYPE_CHECKING:
-    from nascompress.search.pareto import Constraint
     from nascompress.spaces import SearchSpace
 
 _STATE_VERSION = 2  # 2 added "asked" (version 1 states still load)
@@ -185,7 +185,7 @@ class EvolutionStrategy(ValidatingStrategy):
         params = self._pending.pop(trial_id, None)
         if params is None:
             return
-        if outcome.state == "INVALID":
+        if outcome.state == TrialState.INVALID:
             self._invalid_streaks[trial_id] = self._invalid_streaks.get(trial_id, 0) + 1
             return
         self._invalid_streaks.pop(trial_id, None)
@@ -269,52 +269,13 @@ def _ranking_keys(
     """A sort key per member: smaller is better (see :class:`EvolutionStrategy`)."""
     keys: list[tuple[int, float, int, float]] = [(1, m["violation"], 0, 0.0) for m in members]
     feasible = [i for i, m in enumerate(members) if m["violation"] == 0.0]
-    vectors = {
-        i: [o.as_minimised(members[i]["objectives"][o.name]) for o in objectives]
+    vectors = [
+        [o.as_minimised(members[i]["objectives"][o.name]) for o in objectives]
         for i in feasible
-    }
-    for rank, front in enumerate(_fronts(feasible, vectors)):
-        crowding = _crowding_distances(front, vectors)
-        for i in front:
-            keys[i] = (0, 0.0, rank, -crowding[i])
+    ]
+    for i, (rank, crowding) in zip(feasible, rank_and_crowding(vectors), strict=True):
+        keys[i] = (0, 0.0, rank, -crowding)
     return keys
-
-
-def _dominates(a: Sequence[float], b: Sequence[float]) -> bool:
-    return all(x <= y for x, y in zip(a, b, strict=True)) and any(
-        x < y for x, y in zip(a, b, strict=True)
-    )
-
-
-def _fronts(indices: list[int], vectors: Mapping[int, Sequence[float]]) -> list[list[int]]:
-    """Non-dominated sorting: the Pareto front, then the front of the rest, and so on."""
-    fronts, remaining = [], list(indices)
-    while remaining:
-        front = [
-            i for i in remaining
-            if not any(_dominates(vectors[j], vectors[i]) for j in remaining if j != i)
-        ]
-        fronts.append(front)
-        remaining = [i for i in remaining if i not in front]
-    return fronts
-
-
-def _crowding_distances(
-    front: list[int], vectors: Mapping[int, Sequence[float]]
-) -> dict[int, float]:
-    """NSGA-II's crowding distance: how far each member is from its neighbours."""
-    distances = dict.fromkeys(front, 0.0)
-    if len(front) <= 2:
-        return dict.fromkeys(front, math.inf)
-    for k in range(len(vectors[front[0]])):
-        ordered = sorted(front, key=lambda i: (vectors[i][k], i))
-        low, high = vectors[ordered[0]][k], vectors[ordered[-1]][k]
-        if high == low:
-            continue  # no spread in this objective, nothing to reward
-        distances[ordered[0]] = distances[ordered[-1]] = math.inf
-        for before, member, after in zip(ordered, ordered[1:], ordered[2:], strict=False):
-            distances[member] += (vectors[after][k] - vectors[before][k]) / (high - low)
-    return distances
 
 
 # ---------------------------------------------------------------------- mutation

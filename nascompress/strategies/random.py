@@ -6,6 +6,7 @@ import random
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from nascompress.pareto import TrialState
 from nascompress.strategies._base import (
     FINISHED,
     Outcome,
@@ -75,7 +76,7 @@ class RandomStrategy(ValidatingStrategy):
         if trial_id not in self._outstanding:
             return
         del self._outstanding[trial_id]
-        if outcome.state == "INVALID":
+        if outcome.state == TrialState.INVALID:
             # The trial was never run, so it must not use up the max_trials budget.
             self._n_counted -= 1
 

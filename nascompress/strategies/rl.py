@@ -19,7 +19,7 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from nascompress.search.pareto import hypervolume, reference_point
+from nascompress.pareto import TrialState, hypervolume, is_finite_number, reference_point
 from nascompress.spaces import Categorical, Dimension, Float, Int
 from nascompress.strategies._base import (
     FINISHED,
@@ -65,7 +65,7 @@ class RLStrategy(ValidatingStrategy):
     **Reward.** ``reward="hv"`` (default): the new point's exclusive hypervolume
     contribution with respect to the feasible points seen so far, bounded by a
     reference point (``reference`` when given, else
-    :func:`~nascompress.search.pareto.reference_point` over the COMPLETE points seen,
+    :func:`~nascompress.pareto.reference_point` over the COMPLETE points seen,
     the new one included), raised to the power ``1 / n_objectives`` so that it has the
     units of a distance. It is computed in a normalised space where each objective's best
     seen value is 0 and its worst seen value 1, so that every objective's differences
@@ -294,7 +294,7 @@ class RLStrategy(ValidatingStrategy):
         sample = self._pending.pop(trial_id, None)
         if sample is None:
             return
-        if outcome.state == "INVALID":
+        if outcome.state == TrialState.INVALID:
             self._n_counted -= 1  # never run, so it must not use up max_trials
             advantage = -float(self.invalid_penalty)
         elif not outcome.is_good(self._objectives):
@@ -380,7 +380,7 @@ class RLStrategy(ValidatingStrategy):
             # running extremes stand in for every point seen.
             names = [o.name for o in objectives]
             ref_values = reference_point(
-                [{"state": "COMPLETE", "objectives": dict(zip(names, v, strict=True))}
+                [{"state": TrialState.COMPLETE, "objectives": dict(zip(names, v, strict=True))}
                  for v in (self._raw_low or vector, self._raw_high or vector, vector)],
                 objectives,
             )
@@ -836,8 +836,7 @@ def _check_number(
     low_open: bool = False,
     high_open: bool = False,
 ) -> None:
-    ok = (isinstance(value, int | float) and not isinstance(value, bool)
-          and math.isfinite(value))
+    ok = is_finite_number(value)
     if ok and low is not None:
         ok = value > low if low_open else value >= low
     if ok and high is not None:

@@ -40,7 +40,7 @@ import statistics
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
-from nascompress.search.pareto import Constraint
+from nascompress.pareto import Constraint
 from nascompress.strategies import FINISHED, Outcome, Strategy, ask_valid
 from nascompress.testing.toy import TOY_OBJECTIVES, ToySpace, toy_objectives
 

@@ -8,9 +8,9 @@ pytest.importorskip("torch")
 pytest.importorskip("ray")
 
 from nascompress.config import parse_config  # noqa: E402
+from nascompress.pareto import pareto_front  # noqa: E402
 from nascompress.search.controller import run_ray  # noqa: E402
 from nascompress.search.experiment import build_experiment  # noqa: E402
-from nascompress.search.pareto import pareto_front  # noqa: E402
 from nascompress.search.records import RunDirectory  # noqa: E402
 
 TINY_EVALUATOR = {"options": {"epochs": 2, "finetune_epochs": 1, "teacher_epochs": 2,

@@ -6,22 +6,9 @@ import time
 
 import pytest
 
-from nascompress.search.early_stopping import (
-    MultiObjectiveHalving,
-    crowding_distances,
-    nondominated_ranks,
-    rank_and_crowding,
-)
+from nascompress.search.early_stopping import MultiObjectiveHalving
 
 METRICS = {"val_accuracy": "max", "est_size_bytes": "min"}
-
-
-def test_nondominated_ranks_and_crowding():
-    vectors = [[0, 3], [1, 1], [3, 0], [2, 2], [3, 3]]
-    assert nondominated_ranks(vectors) == [0, 0, 0, 1, 2]
-    distances = crowding_distances([[0, 3], [1, 1], [3, 0]])
-    assert distances[0] == distances[2] == math.inf and 0 < distances[1] < math.inf
-    assert rank_and_crowding(vectors)[3] == (1, math.inf)  # alone in its front
 
 
 def test_a_dominated_trial_is_stopped_once_enough_trials_reached_the_rung():

@@ -1,5 +1,6 @@
 """A real (tiny) search with the in-process runner: records, front, numbering."""
 
+import dataclasses
 import json
 
 import pytest
@@ -7,6 +8,7 @@ import pytest
 pytest.importorskip("torch")
 
 from nascompress.config import parse_config  # noqa: E402
+from nascompress.evaluators import Evaluator  # noqa: E402
 from nascompress.search.experiment import build_experiment  # noqa: E402
 from nascompress.search.local import run_local  # noqa: E402
 from nascompress.search.records import RunDirectory  # noqa: E402
@@ -83,3 +85,41 @@ def test_existing_run_is_never_overwritten(finished_run):
     config = parse_config({**TINY, "name": "local", "output_dir": str(run.path.parent)})
     with pytest.raises(ConfigError, match="already exists"):
         build_experiment(config)
+
+
+class Float32Evaluator(Evaluator):
+    """A plug-in evaluator that returns numpy scalars, as evaluators written with numpy do."""
+
+    name = "float32"
+
+    def __init__(self, objectives):
+        self._objectives = list(objectives)
+
+    def objectives(self):
+        return self._objectives
+
+    def evaluate(self, params, *, space, dataset, context, report):
+        np = pytest.importorskip("numpy")
+        values = {o.name: np.float32(0.5 + 0.25 * i) for i, o in enumerate(self._objectives)}
+        return {**values, "epochs_run": np.int64(2), "loss": np.float64(0.125)}
+
+
+def test_numpy_scalar_objectives_complete_and_are_recorded_as_floats(tmp_path):
+    config = parse_config({**TINY, "name": "np", "output_dir": str(tmp_path), "trials": 2,
+                           "runner": "local", "strategy": {"name": "random"}, "seed": 0})
+    experiment = build_experiment(config)
+    experiment = dataclasses.replace(
+        experiment, evaluator=Float32Evaluator(experiment.objectives)
+    )
+    run_local(experiment, stream=None)
+    lines = (tmp_path / "np" / "trials.jsonl").read_text().splitlines()
+    trials = [json.loads(line) for line in lines]
+    assert [t["state"] for t in trials] == ["COMPLETE", "COMPLETE"]
+    for trial in trials:
+        assert trial["objectives"] == {
+            o.name: 0.5 + 0.25 * i for i, o in enumerate(experiment.objectives)
+        }
+        assert all(type(v) is float for v in trial["objectives"].values())
+        assert trial["metrics"]["epochs_run"] == 2 and trial["metrics"]["loss"] == 0.125
+    front = json.loads((tmp_path / "np" / "pareto.json").read_text())["front"]
+    assert len(front) == 2  # equal objective vectors: neither dominates

@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("ray")
 pytest.importorskip("optuna")
 
-from nascompress.search.pareto import Constraint  # noqa: E402
+from nascompress.pareto import Constraint  # noqa: E402
 from nascompress.search.ray_adapter import StrategySearcher  # noqa: E402
 from nascompress.strategies import (  # noqa: E402
     FINISHED,

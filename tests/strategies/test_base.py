@@ -14,7 +14,7 @@ import pytest
 
 import nascompress
 from nascompress.objectives import Objective
-from nascompress.search.pareto import Constraint
+from nascompress.pareto import Constraint
 from nascompress.spaces import Categorical, Int, SearchSpace
 from nascompress.strategies import (
     FINISHED,

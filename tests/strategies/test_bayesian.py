@@ -10,7 +10,7 @@ import pytest
 
 optuna = pytest.importorskip("optuna")
 
-from nascompress.search.pareto import Constraint  # noqa: E402
+from nascompress.pareto import Constraint  # noqa: E402
 from nascompress.spaces import Categorical, Float, Int, SearchSpace  # noqa: E402
 from nascompress.strategies import (  # noqa: E402
     STRATEGIES,

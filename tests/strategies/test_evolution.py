@@ -9,7 +9,7 @@ import random
 import pytest
 
 from nascompress.objectives import Objective
-from nascompress.search.pareto import Constraint
+from nascompress.pareto import Constraint
 from nascompress.spaces import Categorical, Float, Int, SearchSpace
 from nascompress.strategies import STRATEGIES, EvolutionStrategy, Outcome, ask_valid
 from nascompress.strategies.evolution import _mutate_value, _ranking_keys

@@ -8,7 +8,7 @@ import pytest
 
 optuna = pytest.importorskip("optuna")
 
-from nascompress.search.pareto import Constraint  # noqa: E402
+from nascompress.pareto import Constraint  # noqa: E402
 from nascompress.strategies import STRATEGIES, NSGA2Strategy, Outcome, ask_valid  # noqa: E402
 from nascompress.testing.toy import TOY_OBJECTIVES, ToySpace, toy_objectives  # noqa: E402
 

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from nascompress.objectives import Objective
-from nascompress.search.pareto import Constraint
+from nascompress.pareto import Constraint
 from nascompress.spaces import Categorical, Float, Int, SearchSpace
 from nascompress.strategies import FINISHED, Outcome, ask_valid
 from nascompress.strategies.rl import RLStrategy

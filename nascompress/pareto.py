@@ -1,49 +1,172 @@
-"""Pareto fronts, constraints and hypervolume over trial records.
+"""The multi-objective core: trial states, numbers, dominance, fronts, constraints, volume.
 
-Trial records are the dicts of ``trials.jsonl`` (see DESIGN.md section 5): ``state``,
-``objectives`` (name -> value), ``metrics``, ``params`` (flat), ``number``, ``trial_id``.
+Everything that compares trials on several objectives lives here, once: the strategies,
+early stopping, the records, picking, the report and the CLI all import it. Trial records
+are the dicts of ``trials.jsonl`` (see DESIGN.md section 5): ``state``, ``objectives``
+(name -> value), ``metrics``, ``params`` (flat), ``number``, ``trial_id``.
 
-This module is pure Python on purpose: the controller, the CLI and the report all call it,
-and it must stay cheap to import and easy to test (no numpy, torch, ray or pandas).
+Two shapes of input, one implementation:
+
+* **records and mappings** carry objective values by name in their own direction
+  (``max`` or ``min``); the functions taking :class:`~nascompress.objectives.Objective`
+  convert them with :meth:`~nascompress.objectives.Objective.as_minimised` and call
+* **minimisation vectors**: sequences of floats, smaller is better in every coordinate,
+  on which dominance, non-dominated ranks, crowding distance and hypervolume are defined.
+
+This module is pure Python on purpose, at the bottom of the import graph (it imports
+nothing from nascompress but :mod:`nascompress.objectives`): it must stay cheap to import
+and easy to test (no numpy, torch, ray or pandas). Numbers from numpy are still accepted
+wherever a number is (:func:`is_number` goes by :class:`numbers.Real`, which numpy's
+scalar types register with).
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
-from nascompress.objectives import Objective, objective_values_are_finite
+from nascompress.objectives import Objective
 
 __all__ = [
     "CONSTRAINT_OPS",
+    "RECORDED_STATES",
+    "TRIAL_STATES",
     "Constraint",
+    "TrialState",
+    "constraint_violation",
+    "crowding_distances",
     "describe_reference_rule",
     "dominates",
-    "format_table",
+    "dominates_vector",
     "front_hypervolume",
-    "front_rows",
     "hypervolume",
     "is_feasible",
+    "is_finite_number",
+    "is_number",
+    "nondominated_ranks",
+    "objective_values_are_finite",
     "pareto_front",
+    "rank_and_crowding",
     "reference_point",
 ]
 
-CONSTRAINT_OPS = ("<=", ">=")
 
-# The metric is any run of characters without whitespace or comparison symbols, so flat
-# names like ``latency_ms`` or ``arch/depth`` parse; the bound is checked by float() below.
-_CONSTRAINT_RE = re.compile(r"^\s*(?P<metric>[^\s<>=!]+)\s*(?P<op><=|>=)\s*(?P<bound>\S+)\s*$")
+# --------------------------------------------------------------------------- trial states
 
 
-def _is_number(value: Any) -> bool:
-    # bool is an int subclass, but True as a latency is a bug upstream, not a number.
-    return isinstance(value, int | float) and not isinstance(value, bool)
+class TrialState:
+    """How a trial ended: the one definition of the state names.
+
+    The values are plain strings, so that records, JSON and messages read exactly as
+    before (``trials.jsonl`` holds ``"state": "COMPLETE"``) and a state read back from
+    disk compares equal to the constant.
+
+    Attributes:
+        COMPLETE: the trial ran to the end and reported its objectives.
+        FAILED: the trial raised, timed out, or reported a missing or non-finite objective.
+        PRUNED: the trial was stopped early (early stopping, a prefilter); never on a front.
+        INVALID: the search space's joint constraints rejected the proposal before any
+            compute was spent. Strategies are told it; it is never recorded.
+    """
+
+    COMPLETE: Final = "COMPLETE"
+    FAILED: Final = "FAILED"
+    PRUNED: Final = "PRUNED"
+    INVALID: Final = "INVALID"
+
+
+#: Every state a strategy can be told.
+TRIAL_STATES: Final = (
+    TrialState.COMPLETE, TrialState.FAILED, TrialState.PRUNED, TrialState.INVALID,
+)
+
+#: The states a record in ``trials.jsonl`` can have (INVALID proposals never run).
+RECORDED_STATES: Final = (TrialState.COMPLETE, TrialState.FAILED, TrialState.PRUNED)
+
+
+# --------------------------------------------------------------------------- numbers
+
+
+def is_number(value: Any) -> bool:
+    """Whether ``value`` is a real number: ``int``, ``float`` or a numpy scalar, not ``bool``.
+
+    ``bool`` is an ``int`` subclass, but ``True`` as a latency is a bug upstream, not a
+    number. Strings are never numbers, even when ``float()`` would parse them. NaN and
+    infinities are numbers here (see :func:`is_finite_number`).
+    """
+    # numbers.Real admits numpy.float32 / numpy.int64 (they register with it) without
+    # importing numpy; numpy.bool_ does not register, so it is rejected like bool.
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def is_finite_number(value: Any) -> bool:
+    """Whether ``value`` is a real number (see :func:`is_number`) with a finite float value.
+
+    The one check of "usable as an objective or metric value" in the package. An ``int``
+    too large for a float is not finite here: it could not be compared or recorded.
+
+    Args:
+        value: anything.
+
+    Returns:
+        True for e.g. ``1``, ``0.5``, ``numpy.float32(0.5)``, ``numpy.int64(3)``; False for
+        ``True``, ``"1.0"``, ``None``, NaN and infinities.
+    """
+    if not is_number(value):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond float range
+        return False
+
+
+def objective_values_are_finite(
+    objectives: Sequence[Objective], values: Mapping[str, Any] | None
+) -> bool:
+    """True when ``values`` holds a finite number (:func:`is_finite_number`) for every objective."""
+    if not values:
+        return False
+    return all(is_finite_number(values.get(o.name)) for o in objectives)
 
 
 # --------------------------------------------------------------------------- dominance
+
+
+def dominates_vector(
+    a: Sequence[float], b: Sequence[float], margins: Sequence[float] | None = None
+) -> bool:
+    """Whether minimisation vector ``a`` Pareto-dominates ``b``.
+
+    ``a`` dominates ``b`` when it is no worse in every coordinate and better in at least
+    one; with ``margins``, better by more than ``margins[k]`` in that coordinate (early
+    stopping uses this to tell noise from progress). Equal vectors do not dominate each
+    other. A NaN coordinate on either side is never "no worse", so a vector holding NaN
+    neither dominates nor is dominated.
+
+    Args:
+        a: smaller is better in every coordinate.
+        b: of the same length as ``a``.
+        margins: per coordinate, how much better ``a`` must be somewhere; default 0.
+
+    Returns:
+        True when ``a`` dominates ``b``.
+
+    Raises:
+        ValueError: the lengths differ.
+    """
+    margins = margins if margins is not None else [0.0] * len(a)
+    better = False
+    for x, y, m in zip(a, b, margins, strict=True):
+        # "not x <= y" rather than "x > y", so that NaN fails the test.
+        if not x <= y:
+            return False
+        if x < y - m:
+            better = True
+    return better
 
 
 def dominates(
@@ -53,7 +176,8 @@ def dominates(
 
     ``a`` dominates ``b`` when it is no worse in every objective and strictly better in at
     least one, each objective read in its own direction (``max`` or ``min``). Equal vectors
-    do not dominate each other.
+    do not dominate each other, and a NaN never counts as "no worse" (see
+    :func:`dominates_vector`, which this calls on the minimised values).
 
     Args:
         a: objective name -> value.
@@ -66,35 +190,138 @@ def dominates(
     Raises:
         KeyError: an objective is missing from ``a`` or ``b``.
     """
-    strictly_better = False
-    for objective in objectives:
-        va = objective.as_minimised(a[objective.name])
-        vb = objective.as_minimised(b[objective.name])
-        # Written as "not (va <= vb)" so that a NaN never counts as "no worse".
-        if not va <= vb:
-            return False
-        if va < vb:
-            strictly_better = True
-    return strictly_better
+    return dominates_vector(
+        [o.as_minimised(a[o.name]) for o in objectives],
+        [o.as_minimised(b[o.name]) for o in objectives],
+    )
 
 
-def _dominates_vector(a: Sequence[float], b: Sequence[float]) -> bool:
-    """Dominance on already-minimised vectors of equal length."""
-    strictly_better = False
-    for va, vb in zip(a, b, strict=True):
-        if va > vb:
-            return False
-        if va < vb:
-            strictly_better = True
-    return strictly_better
+def nondominated_ranks(
+    vectors: Sequence[Sequence[float]],
+    margins: Sequence[Sequence[float] | None] | None = None,
+) -> list[int]:
+    """Front index of every minimisation vector: 0 for the non-dominated, and so on.
+
+    Fast non-dominated sorting (Deb et al., 2002): O(m n^2) comparisons for n vectors of
+    m coordinates. Rank ``r + 1`` holds the vectors that only rank-``r`` (or lower)
+    vectors dominate.
+
+    Args:
+        vectors: minimisation vectors of equal length.
+        margins: optional, per vector and coordinate: how much better than vector ``j``
+            another must be, in at least one coordinate, to dominate it (``None`` for a
+            vector: no margin). See :func:`dominates_vector`.
+
+    Returns:
+        One rank per vector, in input order.
+    """
+    n = len(vectors)
+    per_vector = margins if margins is not None else [None] * n
+    dominated_by = [0] * n
+    beats: list[list[int]] = [[] for _ in range(n)]
+    for i in range(n):
+        for j in range(i + 1, n):
+            if dominates_vector(vectors[i], vectors[j], per_vector[j]):
+                beats[i].append(j)
+                dominated_by[j] += 1
+            elif dominates_vector(vectors[j], vectors[i], per_vector[i]):
+                beats[j].append(i)
+                dominated_by[i] += 1
+    ranks = [0] * n
+    current = [i for i in range(n) if dominated_by[i] == 0]
+    rank = 0
+    while current:
+        following = []
+        for i in current:
+            ranks[i] = rank
+            for j in beats[i]:
+                dominated_by[j] -= 1
+                if dominated_by[j] == 0:
+                    following.append(j)
+        current = following
+        rank += 1
+    return ranks
+
+
+def crowding_distances(vectors: Sequence[Sequence[float]]) -> list[float]:
+    """NSGA-II's crowding distance of each vector within the set ``vectors``.
+
+    Larger means lonelier, so preferring it keeps a front spread out. Per coordinate, the
+    vectors are sorted by it (ties keep input order); the first and the last get
+    ``inf``, and every other one adds the gap between its two neighbours divided by the
+    coordinate's range over the set. The distance is the sum over coordinates.
+
+    Edge cases, decided here once:
+
+    * a set of one or two vectors: every vector gets ``inf``. Each is an extreme point
+      with nothing beside it to measure, and NSGA-II keeps extremes first.
+    * a coordinate with zero range (every vector ties there) adds nothing, not even
+      ``inf`` at the ends: which of the tied vectors is "the boundary" would only be an
+      accident of input order. If every coordinate has zero range, every distance is 0.
+
+    Args:
+        vectors: minimisation vectors of equal length (usually one front).
+
+    Returns:
+        One distance per vector, in input order.
+    """
+    n = len(vectors)
+    if n <= 2:
+        return [math.inf] * n
+    distance = [0.0] * n
+    for k in range(len(vectors[0])):
+        order = sorted(range(n), key=lambda i: vectors[i][k])
+        low, high = vectors[order[0]][k], vectors[order[-1]][k]
+        if high == low:
+            continue
+        distance[order[0]] = distance[order[-1]] = math.inf
+        for before, member, after in zip(order, order[1:], order[2:], strict=False):
+            distance[member] += (vectors[after][k] - vectors[before][k]) / (high - low)
+    return distance
+
+
+def rank_and_crowding(
+    vectors: Sequence[Sequence[float]],
+    margins: Sequence[Sequence[float] | None] | None = None,
+) -> list[tuple[int, float]]:
+    """(front rank, crowding distance within that front) of every minimisation vector.
+
+    NSGA-II's order is then: smaller rank first, within a rank larger crowding first,
+    e.g. ``sorted(range(n), key=lambda i: (scores[i][0], -scores[i][1], i))``.
+
+    Args:
+        vectors: minimisation vectors of equal length.
+        margins: as for :func:`nondominated_ranks`.
+
+    Returns:
+        One ``(rank, distance)`` per vector, in input order; see
+        :func:`nondominated_ranks` and :func:`crowding_distances`.
+    """
+    ranks = nondominated_ranks(vectors, margins)
+    result: list[tuple[int, float]] = [(r, 0.0) for r in ranks]
+    for rank in set(ranks):
+        members = [i for i, r in enumerate(ranks) if r == rank]
+        distances = crowding_distances([vectors[i] for i in members])
+        for i, d in zip(members, distances, strict=True):
+            result[i] = (rank, d)
+    return result
 
 
 # --------------------------------------------------------------------------- constraints
+
+CONSTRAINT_OPS = ("<=", ">=")
+
+# The metric is any run of characters without whitespace or comparison symbols, so flat
+# names like ``latency_ms`` or ``arch/depth`` parse; the bound is checked by float() below.
+_CONSTRAINT_RE = re.compile(r"^\s*(?P<metric>[^\s<>=!]+)\s*(?P<op><=|>=)\s*(?P<bound>\S+)\s*$")
 
 
 @dataclass(frozen=True)
 class Constraint:
     """A bound on one metric, e.g. ``Constraint("latency_ms", "<=", 2.0)``.
+
+    A value that is missing, not a number or not finite never meets a constraint: a
+    trial whose feasibility cannot be shown must not reach the front.
 
     Args:
         metric: key looked up in a trial's ``objectives`` first, then in its ``metrics``.
@@ -115,7 +342,7 @@ class Constraint:
             raise ValueError(
                 f"constraint on {self.metric!r}: op must be '<=' or '>=', but got {self.op!r}"
             )
-        if not _is_number(self.bound) or not math.isfinite(self.bound):
+        if not is_finite_number(self.bound):
             raise ValueError(
                 f"constraint on {self.metric!r}: bound must be a finite number, "
                 f"but got {self.bound!r}"
@@ -123,11 +350,40 @@ class Constraint:
         # Normalise so that parse("x <= 2") == Constraint("x", "<=", 2) serialises identically.
         object.__setattr__(self, "bound", float(self.bound))
 
+    def gap(self, value: Any) -> float:
+        """Signed distance of ``value`` past the bound, in the metric's unit.
+
+        ``<= 0`` means the constraint holds: ``value - bound`` for ``<=``, ``bound -
+        value`` for ``>=``; ``inf`` when ``value`` is not a finite number.
+        """
+        if not is_finite_number(value):
+            return math.inf
+        gap = float(value) - self.bound
+        return -gap if self.op == ">=" else gap
+
+    def excess(self, value: Any) -> float:
+        """Signed relative distance past the bound: ``<= 0`` means the constraint holds.
+
+        :meth:`gap` divided by ``|bound|`` (by 1 for a zero bound), so that excesses of
+        constraints in different units (bytes and milliseconds) can be summed; ``inf``
+        when ``value`` is not a finite number. The sign convention of optuna's
+        constraint values.
+        """
+        return self.gap(value) / (abs(self.bound) or 1.0)
+
+    def violation(self, value: Any) -> float:
+        """How far ``value`` is from meeting the bound: ``max(0, excess(value))``.
+
+        0.0 exactly when :meth:`satisfied`; positive otherwise; ``inf`` when ``value`` is
+        missing, not a number or not finite.
+        """
+        # For finite values a positive gap stays positive after the division: gap is at
+        # least one ulp of the bound, so gap / |bound| is at least about 1e-16.
+        return max(0.0, self.excess(value))
+
     def satisfied(self, value: Any) -> bool:
-        """Whether ``value`` meets the bound; missing, non-numeric or NaN values do not."""
-        if not _is_number(value) or math.isnan(value):
-            return False
-        return value <= self.bound if self.op == "<=" else value >= self.bound
+        """Whether ``value`` meets the bound; missing, non-numeric or non-finite values do not."""
+        return self.gap(value) <= 0.0
 
     @classmethod
     def parse(cls, text: str) -> Constraint:
@@ -186,19 +442,39 @@ def is_feasible(trial: Mapping[str, Any], constraints: Sequence[Constraint]) -> 
     """Whether ``trial`` meets every constraint.
 
     Each metric is looked up in ``trial["objectives"]`` first, then ``trial["metrics"]``. A
-    metric that is missing or not a number makes the trial infeasible: a trial whose
-    feasibility cannot be shown must not reach the front. Constraint names should therefore
-    be validated against the known metrics when a run is configured, since a typo here
-    silently empties the front.
+    metric that is missing or not a finite number makes the trial infeasible: a trial
+    whose feasibility cannot be shown must not reach the front. Constraint names should
+    therefore be validated against the known metrics when a run is configured, since a
+    typo here silently empties the front.
 
     Args:
         trial: a trial record.
         constraints: the constraints; an empty sequence accepts every trial.
 
     Returns:
-        True when every constraint is satisfied.
+        True when every constraint is satisfied, i.e. when
+        :func:`constraint_violation` is 0.
     """
     return all(c.satisfied(_lookup_metric(trial, c.metric)) for c in constraints)
+
+
+def constraint_violation(trial: Mapping[str, Any], constraints: Sequence[Constraint]) -> float:
+    """How far ``trial`` is from feasibility: the sum of its relative violations.
+
+    Metrics are looked up as in :func:`is_feasible`; each constraint adds
+    :meth:`Constraint.violation` (relative to its bound, so that constraints in
+    different units add up).
+
+    Args:
+        trial: a trial record, or any mapping with ``objectives`` (and ``metrics``); a
+            strategy passes ``{"objectives": outcome.objectives}``.
+        constraints: the constraints; an empty sequence gives 0.0.
+
+    Returns:
+        0.0 when feasible, positive otherwise, ``inf`` when a constrained metric is
+        missing or not a finite number.
+    """
+    return sum((c.violation(_lookup_metric(trial, c.metric)) for c in constraints), 0.0)
 
 
 # --------------------------------------------------------------------------- front
@@ -215,7 +491,7 @@ def _is_candidate(
     constraints: Sequence[Constraint],
 ) -> bool:
     return (
-        trial.get("state") == "COMPLETE"
+        trial.get("state") == TrialState.COMPLETE
         and objective_values_are_finite(objectives, trial.get("objectives"))
         and is_feasible(trial, constraints)
     )
@@ -251,7 +527,7 @@ def pareto_front(
     return [
         trial
         for trial, vector in zip(candidates, vectors, strict=True)
-        if not any(_dominates_vector(other, vector) for other in vectors)
+        if not any(dominates_vector(other, vector) for other in vectors)
     ]
 
 
@@ -424,12 +700,12 @@ def reference_point(
     Raises:
         ValueError: ``margin`` is negative or not finite.
     """
-    if not _is_number(margin) or not math.isfinite(margin) or margin < 0:
+    if not is_finite_number(margin) or margin < 0:
         raise ValueError(f"margin must be a finite number >= 0, but got {margin!r}")
     candidates = [
         t
         for t in trials
-        if t.get("state") == "COMPLETE"
+        if t.get("state") == TrialState.COMPLETE
         and objective_values_are_finite(objectives, t.get("objectives"))
     ]
     if not candidates:
@@ -444,87 +720,3 @@ def reference_point(
         push = margin * abs(worst) if worst != 0 else margin
         reference[objective.name] = worst + push if objective.mode == "min" else worst - push
     return reference
-
-
-# --------------------------------------------------------------------------- tables
-
-
-def front_rows(
-    front: Sequence[Mapping[str, Any]], objectives: Sequence[Objective]
-) -> list[dict[str, Any]]:
-    """Flat rows for tables and CSV: ``number``, ``trial_id``, objectives, then params.
-
-    Params keep their flat names (``arch/depth``). A param whose name collides with one of
-    the leading columns is written as ``param:<name>`` instead of overwriting it.
-
-    Args:
-        front: trial records.
-        objectives: the objectives, in column order.
-
-    Returns:
-        One dict per trial, keys in column order; rows may differ in their param keys.
-    """
-    rows = []
-    for trial in front:
-        values = trial.get("objectives") or {}
-        row: dict[str, Any] = {"number": trial.get("number"), "trial_id": trial.get("trial_id")}
-        for objective in objectives:
-            row[objective.name] = values.get(objective.name)
-        for key, value in (trial.get("params") or {}).items():
-            row[f"param:{key}" if key in row else key] = value
-        rows.append(row)
-    return rows
-
-
-def _format_cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        # Whole numbers (byte counts) print whole: 12203, not 1.22e+04.
-        if value.is_integer() and abs(value) < 1e15:
-            return str(int(value))
-        return f"{value:.4g}"
-    return str(value)
-
-
-def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
-    """A plain-text table with aligned columns.
-
-    Numbers are right-aligned, everything else left-aligned; floats get 4 significant
-    digits, ints and whole floats are printed whole, missing cells are blank.
-
-    Args:
-        rows: one mapping per row.
-        columns: the columns to show, in order; default: every key, in first-seen order.
-
-    Returns:
-        Header, a dashed rule and one line per row, joined by newlines (no trailing
-        newline); ``""`` when there are neither rows nor columns.
-    """
-    if columns is None:
-        columns = list(dict.fromkeys(key for row in rows for key in row))
-    columns = list(columns)
-    if not columns:
-        return ""
-    cells = [[_format_cell(row.get(c)) for c in columns] for row in rows]
-    numeric = [
-        any(_is_number(row.get(c)) for row in rows)
-        and all(row.get(c) is None or _is_number(row.get(c)) for row in rows)
-        for c in columns
-    ]
-    widths = [max([len(str(c))] + [len(line[i]) for line in cells]) for i, c in enumerate(columns)]
-
-    def render(line: Sequence[str]) -> str:
-        parts = [
-            text.rjust(width) if is_num else text.ljust(width)
-            for text, width, is_num in zip(line, widths, numeric, strict=True)
-        ]
-        return "  ".join(parts).rstrip()
-
-    lines = [render([str(c) for c in columns]), render(["-" * w for w in widths])]
-    lines.extend(render(line) for line in cells)
-    return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""Tests for nascompress.search.pareto: dominance, constraints, fronts, hypervolume, tables."""
+"""Tests for nascompress.pareto: dominance, constraints, fronts, hypervolume."""
 
 from __future__ import annotations
 
@@ -12,16 +12,25 @@ import sys
 import pytest
 
 from nascompress.objectives import Objective
-from nascompress.search.pareto import (
+from nascompress.pareto import (
+    RECORDED_STATES,
+    TRIAL_STATES,
     Constraint,
+    TrialState,
+    constraint_violation,
+    crowding_distances,
     describe_reference_rule,
     dominates,
-    format_table,
+    dominates_vector,
     front_hypervolume,
-    front_rows,
     hypervolume,
     is_feasible,
+    is_finite_number,
+    is_number,
+    nondominated_ranks,
+    objective_values_are_finite,
     pareto_front,
+    rank_and_crowding,
     reference_point,
 )
 
@@ -40,6 +49,48 @@ def trial(number, state="COMPLETE", metrics=None, params=None, **objectives):
         "metrics": metrics or {},
         "params": params or {},
     }
+
+
+# --------------------------------------------------------------------------- states, numbers
+
+
+def test_trial_states_are_the_recorded_strings():
+    assert (TrialState.COMPLETE, TrialState.FAILED, TrialState.PRUNED, TrialState.INVALID) == (
+        "COMPLETE", "FAILED", "PRUNED", "INVALID")
+    assert set(TRIAL_STATES) == {"COMPLETE", "FAILED", "PRUNED", "INVALID"}
+    assert RECORDED_STATES == ("COMPLETE", "FAILED", "PRUNED")  # INVALID never runs
+
+
+@pytest.mark.parametrize("value", [0, 1, -3, 0.5, -1e300, 10**20])
+def test_is_finite_number_accepts_finite_reals(value):
+    assert is_number(value) and is_finite_number(value)
+
+
+@pytest.mark.parametrize(
+    "value", [True, False, None, "1.0", "nan", b"1", [1.0], math.nan, math.inf, -math.inf,
+              10**400, complex(1, 0)],
+)
+def test_is_finite_number_rejects_bools_strings_and_non_finite(value):
+    assert not is_finite_number(value)
+
+
+def test_is_number_keeps_nan_and_inf_but_not_bool_or_str():
+    assert is_number(math.nan) and is_number(math.inf)
+    assert not is_number(True) and not is_number("1") and not is_number(None)
+
+
+def test_is_finite_number_accepts_numpy_scalars():
+    np = pytest.importorskip("numpy")
+    for value in (np.float32(0.5), np.float64(2.0), np.int64(3), np.int8(-1), np.float16(1)):
+        assert is_finite_number(value), value
+    for value in (np.float32("nan"), np.float64("inf"), np.bool_(True), np.array([1.0])):
+        assert not is_finite_number(value), value
+    values = {"accuracy": np.float32(0.9), "latency_ms": np.int64(2), "size_bytes": 1.0}
+    assert objective_values_are_finite(OBJECTIVES, values)
+    assert not objective_values_are_finite(OBJECTIVES, {**values, "accuracy": True})
+    assert not objective_values_are_finite(OBJECTIVES, {**values, "accuracy": "0.9"})
+    assert not objective_values_are_finite(OBJECTIVES, {})
+    assert not objective_values_are_finite(OBJECTIVES, None)
 
 
 # --------------------------------------------------------------------------- dominance
@@ -84,6 +135,90 @@ def test_dominates_ignores_other_keys_and_needs_objectives():
 def test_dominates_nan_is_never_no_worse():
     assert not dominates({"latency_ms": math.nan}, {"latency_ms": 1.0}, (LAT,))
     assert not dominates({"latency_ms": 1.0}, {"latency_ms": math.nan}, (LAT,))
+
+
+def test_dominates_vector_nan_is_never_no_worse_on_either_side():
+    assert dominates_vector([0.0, 0.0], [1.0, 1.0])
+    assert not dominates_vector([0.0, math.nan], [1.0, 1.0])
+    assert not dominates_vector([1.0, 1.0], [0.0, math.nan])
+    assert not dominates_vector([2.0, 2.0], [1.0, math.nan])
+    assert not dominates_vector([math.nan], [math.nan])
+
+
+def test_dominates_vector_margins_need_a_clear_win():
+    assert not dominates_vector([0.95, 1.0], [1.0, 1.0], margins=[0.1, 0.1])
+    assert dominates_vector([0.85, 1.0], [1.0, 1.0], margins=[0.1, 0.1])
+    assert not dominates_vector([0.5, 1.01], [1.0, 1.0], margins=[0.1, 0.1])  # worse somewhere
+    with pytest.raises(ValueError):
+        dominates_vector([0.0, 1.0], [1.0])
+
+
+def test_dominates_on_mappings_agrees_with_vectors():
+    rng = random.Random(3)
+    for _ in range(200):
+        a = {o.name: rng.choice([0.0, 0.5, 1.0]) for o in OBJECTIVES}
+        b = {o.name: rng.choice([0.0, 0.5, 1.0]) for o in OBJECTIVES}
+        vector = [[o.as_minimised(v[o.name]) for o in OBJECTIVES] for v in (a, b)]
+        assert dominates(a, b, OBJECTIVES) == dominates_vector(*vector)
+
+
+# --------------------------------------------------------------------------- ranks, crowding
+
+
+def test_nondominated_ranks_and_crowding():
+    vectors = [[0, 3], [1, 1], [3, 0], [2, 2], [3, 3]]
+    assert nondominated_ranks(vectors) == [0, 0, 0, 1, 2]
+    distances = crowding_distances([[0, 3], [1, 1], [3, 0]])
+    assert distances[0] == distances[2] == math.inf and 0 < distances[1] < math.inf
+    assert rank_and_crowding(vectors)[3] == (1, math.inf)  # alone in its front
+
+
+def test_nondominated_ranks_match_repeated_front_peeling():
+    rng = random.Random(7)
+    for _ in range(50):
+        vectors = [[rng.randint(0, 4) for _ in range(3)] for _ in range(rng.randint(0, 15))]
+        expected, remaining, rank = [None] * len(vectors), set(range(len(vectors))), 0
+        while remaining:
+            front = {i for i in remaining
+                     if not any(dominates_vector(vectors[j], vectors[i]) for j in remaining)}
+            for i in front:
+                expected[i] = rank
+            remaining -= front
+            rank += 1
+        assert nondominated_ranks(vectors) == expected
+
+
+def test_nondominated_ranks_margins_are_per_dominated_vector():
+    vectors = [[0.0, 0.0], [0.05, 0.05]]
+    assert nondominated_ranks(vectors) == [0, 1]
+    assert nondominated_ranks(vectors, margins=[None, [0.1, 0.1]]) == [0, 0]
+    assert nondominated_ranks(vectors, margins=[[0.1, 0.1], None]) == [0, 1]
+
+
+def test_crowding_distance_values_and_edges():
+    assert crowding_distances([]) == []
+    assert crowding_distances([[1.0, 2.0]]) == [math.inf]  # one point: an extreme
+    assert crowding_distances([[1.0, 1.0], [1.0, 1.0]]) == [math.inf, math.inf]  # two: both
+    # Interior points add the neighbours' gap over the range, per objective.
+    distances = crowding_distances([[0.0, 4.0], [1.0, 3.0], [4.0, 0.0], [2.0, 2.0]])
+    assert distances[0] == distances[2] == math.inf
+    assert distances[1] == pytest.approx(2 / 4 + 2 / 4)
+    assert distances[3] == pytest.approx(3 / 4 + 3 / 4)
+    # A zero-range objective adds nothing, not even inf at the ends of its sort order.
+    tied = crowding_distances([[1.0, 5.0], [0.0, 5.0], [2.0, 5.0]])
+    assert tied == [pytest.approx(1.0), math.inf, math.inf]
+    assert crowding_distances([[1.0, 1.0]] * 3) == [0.0, 0.0, 0.0]
+
+
+def test_rank_and_crowding_is_crowding_within_each_front():
+    vectors = [[0, 4], [1, 3], [4, 0], [2, 2], [3, 3], [4, 4], [5, 5], [2, 5]]
+    scores = rank_and_crowding(vectors)
+    ranks = nondominated_ranks(vectors)
+    assert [r for r, _ in scores] == ranks
+    for rank in set(ranks):
+        members = [i for i, r in enumerate(ranks) if r == rank]
+        expected = crowding_distances([vectors[i] for i in members])
+        assert [scores[i][1] for i in members] == expected
 
 
 # --------------------------------------------------------------------------- constraints
@@ -171,6 +306,54 @@ def test_is_feasible_looks_in_objectives_then_metrics():
     assert not is_feasible(t, [Constraint("macs", "<=", 1e9)])
     assert is_feasible(t, [])
     assert is_feasible({"objectives": None, "metrics": {"m": 1}}, [Constraint("m", ">=", 1)])
+
+
+def test_constraint_gap_excess_and_violation():
+    le = Constraint("latency_ms", "<=", 2.0)
+    ge = Constraint("accuracy", ">=", 0.8)
+    zero = Constraint("delta", "<=", 0.0)
+    assert le.gap(3.0) == 1.0 and le.excess(3.0) == 0.5 and le.violation(3.0) == 0.5
+    assert le.gap(1.0) == -1.0 and le.excess(1.0) == -0.5 and le.violation(1.0) == 0.0
+    assert le.violation(2.0) == 0.0  # on the bound is feasible
+    assert ge.violation(0.6) == pytest.approx(0.25) and ge.violation(0.9) == 0.0
+    assert zero.violation(0.5) == 0.5  # a zero bound: absolute
+    for bad in (None, math.nan, math.inf, -math.inf, "1", True):
+        assert le.gap(bad) == le.excess(bad) == le.violation(bad) == math.inf
+        assert not le.satisfied(bad)
+    # The smallest possible misses are still misses, however large or small the bound.
+    for bound in (1e300, 1.0, 1e-300, 5e-324, -1e300):
+        c = Constraint("x", "<=", bound)
+        above = math.nextafter(bound, math.inf)
+        assert c.violation(above) > 0.0 and not c.satisfied(above)
+        assert c.violation(bound) == 0.0 and c.satisfied(bound)
+
+
+def test_constraint_violation_of_a_trial_sums_and_agrees_with_is_feasible():
+    constraints = [Constraint("latency_ms", "<=", 2), Constraint("accuracy", ">=", 0.8),
+                   Constraint("params_count", "<=", 1000)]
+    ok = trial(0, accuracy=0.9, latency_ms=2.0, metrics={"params_count": 1000})
+    assert constraint_violation(ok, constraints) == 0.0 and is_feasible(ok, constraints)
+    off = trial(1, accuracy=0.6, latency_ms=3.0, metrics={"params_count": 500})
+    assert constraint_violation(off, constraints) == pytest.approx(0.5 + 0.25)
+    assert not is_feasible(off, constraints)
+    missing = trial(2, accuracy=0.9, latency_ms=1.0)
+    assert constraint_violation(missing, constraints) == math.inf
+    nan = trial(3, accuracy=math.nan, latency_ms=1.0, metrics={"params_count": 1})
+    assert constraint_violation(nan, constraints) == math.inf
+    assert constraint_violation(off, []) == 0.0
+    rng = random.Random(5)
+    for number in range(100):
+        t = trial(number, accuracy=rng.choice([0.7, 0.8, 0.9, math.nan]),
+                  latency_ms=rng.choice([1.0, 2.0, 3.0]),
+                  metrics={"params_count": rng.choice([900, 1000, 1100])})
+        assert is_feasible(t, constraints) == (constraint_violation(t, constraints) == 0.0)
+
+
+def test_constraint_accepts_numpy_values_and_bounds():
+    np = pytest.importorskip("numpy")
+    le = Constraint("latency_ms", "<=", np.float32(2.0))
+    assert type(le.bound) is float and le.bound == 2.0
+    assert le.satisfied(np.float32(1.5)) and le.violation(np.float64(3.0)) == 0.5
 
 
 # --------------------------------------------------------------------------- pareto front
@@ -452,69 +635,9 @@ def test_reference_point_empty():
     assert "0.25" in describe_reference_rule(margin=0.25)
 
 
-# --------------------------------------------------------------------------- rows and tables
-
-
-def test_front_rows_columns_and_params():
-    front = [
-        trial(3, accuracy=0.9, latency_ms=1.25, params={"arch/depth": 4, "number": 7}),
-        trial(5, accuracy=0.8, latency_ms=0.5, params={"arch/depth": 2, "prune/ratio": 0.5}),
-    ]
-    rows = front_rows(front, (ACC, LAT))
-    assert list(rows[0]) == [
-        "number",
-        "trial_id",
-        "accuracy",
-        "latency_ms",
-        "arch/depth",
-        "param:number",
-    ]
-    assert rows[0]["number"] == 3 and rows[0]["param:number"] == 7
-    assert rows[1] == {
-        "number": 5,
-        "trial_id": "t005",
-        "accuracy": 0.8,
-        "latency_ms": 0.5,
-        "arch/depth": 2,
-        "prune/ratio": 0.5,
-    }
-
-
-def test_format_table_headers_alignment_and_numbers():
-    rows = [
-        {"number": 3, "trial_id": "t003", "accuracy": 0.912345, "size_bytes": 123456},
-        {"number": 12, "trial_id": "t012", "accuracy": 0.5, "size_bytes": 7, "extra": "x"},
-    ]
-    table = format_table(rows)
-    lines = table.splitlines()
-    assert len(lines) == 4
-    for name in ("number", "trial_id", "accuracy", "size_bytes", "extra"):
-        assert name in lines[0]
-    assert set(lines[1].replace(" ", "")) == {"-"}
-    assert "0.9123" in lines[2] and "123456" in lines[2] and "0.912345" not in lines[2]
-    # Numeric columns are right-aligned: the cells end where the header ends.
-    for name, cells in (("size_bytes", ("123456", "7")), ("number", ("3", "12"))):
-        end = lines[0].index(name) + len(name)
-        for line, cell in zip(lines[2:], cells, strict=True):
-            assert line[end - len(cell) : end] == cell
-    # Text columns are left-aligned: the cells start where the header starts.
-    start = lines[0].index("trial_id")
-    assert lines[2][start:].startswith("t003") and lines[3][start:].startswith("t012")
-    assert lines[2] == lines[2].rstrip()  # the blank "extra" cell leaves no trailing spaces
-
-
-def test_format_table_columns_and_empty():
-    rows = [{"a": 1.0, "b": 2}, {"a": None, "b": 3}]
-    table = format_table(rows, columns=["b", "a"])
-    assert table.splitlines()[0].split() == ["b", "a"]
-    assert table.splitlines()[2].split() == ["2", "1"]  # 1.0 printed compactly
-    assert format_table([]) == ""
-    assert format_table([], columns=["a"]).splitlines() == ["a", "-"]
-
-
 def test_pareto_module_imports_no_heavy_dependencies():
     code = (
-        "import sys, nascompress.search.pareto; "
+        "import sys, nascompress.pareto, nascompress.tables; "
         "heavy = [m for m in ('numpy', 'torch', 'ray', 'pandas') if m in sys.modules]; "
         "print(heavy); sys.exit(1 if heavy else 0)"
     )

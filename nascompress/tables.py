@@ -1,0 +1,96 @@
+"""Plain-text tables and flat rows of trial records, for the CLI and ``pareto.csv``.
+
+Presentation, kept apart from the multi-objective maths in :mod:`nascompress.pareto`;
+pure Python like it, so the CLI and the records can import it cheaply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from nascompress.objectives import Objective
+from nascompress.pareto import is_number
+
+__all__ = ["format_table", "front_rows"]
+
+
+def front_rows(
+    front: Sequence[Mapping[str, Any]], objectives: Sequence[Objective]
+) -> list[dict[str, Any]]:
+    """Flat rows for tables and CSV: ``number``, ``trial_id``, objectives, then params.
+
+    Params keep their flat names (``arch/depth``). A param whose name collides with one of
+    the leading columns is written as ``param:<name>`` instead of overwriting it.
+
+    Args:
+        front: trial records.
+        objectives: the objectives, in column order.
+
+    Returns:
+        One dict per trial, keys in column order; rows may differ in their param keys.
+    """
+    rows = []
+    for trial in front:
+        values = trial.get("objectives") or {}
+        row: dict[str, Any] = {"number": trial.get("number"), "trial_id": trial.get("trial_id")}
+        for objective in objectives:
+            row[objective.name] = values.get(objective.name)
+        for key, value in (trial.get("params") or {}).items():
+            row[f"param:{key}" if key in row else key] = value
+        rows.append(row)
+    return rows
+
+
+def _format_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        # Whole numbers (byte counts) print whole: 12203, not 1.22e+04.
+        if value.is_integer() and abs(value) < 1e15:
+            return str(int(value))
+        return f"{value:.4g}"
+    return str(value)
+
+
+def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
+    """A plain-text table with aligned columns.
+
+    Numbers are right-aligned, everything else left-aligned; floats get 4 significant
+    digits, ints and whole floats are printed whole, missing cells are blank.
+
+    Args:
+        rows: one mapping per row.
+        columns: the columns to show, in order; default: every key, in first-seen order.
+
+    Returns:
+        Header, a dashed rule and one line per row, joined by newlines (no trailing
+        newline); ``""`` when there are neither rows nor columns.
+    """
+    if columns is None:
+        columns = list(dict.fromkeys(key for row in rows for key in row))
+    columns = list(columns)
+    if not columns:
+        return ""
+    cells = [[_format_cell(row.get(c)) for c in columns] for row in rows]
+    numeric = [
+        any(is_number(row.get(c)) for row in rows)
+        and all(row.get(c) is None or is_number(row.get(c)) for row in rows)
+        for c in columns
+    ]
+    widths = [max([len(str(c))] + [len(line[i]) for line in cells]) for i, c in enumerate(columns)]
+
+    def render(line: Sequence[str]) -> str:
+        parts = [
+            text.rjust(width) if is_num else text.ljust(width)
+            for text, width, is_num in zip(line, widths, numeric, strict=True)
+        ]
+        return "  ".join(parts).rstrip()
+
+    lines = [render([str(c) for c in columns]), render(["-" * w for w in widths])]
+    lines.extend(render(line) for line in cells)
+    return "\n".join(lines)

@@ -1,0 +1,77 @@
+"""Tests for nascompress.tables: flat rows of trial records and plain-text tables."""
+
+from __future__ import annotations
+
+from nascompress.objectives import Objective
+from nascompress.tables import format_table, front_rows
+
+ACC = Objective("accuracy", "max")
+LAT = Objective("latency_ms", "min", "ms")
+
+
+def trial(number, state="COMPLETE", metrics=None, params=None, **objectives):
+    return {
+        "number": number,
+        "trial_id": f"t{number:03d}",
+        "state": state,
+        "objectives": objectives,
+        "metrics": metrics or {},
+        "params": params or {},
+    }
+
+
+def test_front_rows_columns_and_params():
+    front = [
+        trial(3, accuracy=0.9, latency_ms=1.25, params={"arch/depth": 4, "number": 7}),
+        trial(5, accuracy=0.8, latency_ms=0.5, params={"arch/depth": 2, "prune/ratio": 0.5}),
+    ]
+    rows = front_rows(front, (ACC, LAT))
+    assert list(rows[0]) == [
+        "number",
+        "trial_id",
+        "accuracy",
+        "latency_ms",
+        "arch/depth",
+        "param:number",
+    ]
+    assert rows[0]["number"] == 3 and rows[0]["param:number"] == 7
+    assert rows[1] == {
+        "number": 5,
+        "trial_id": "t005",
+        "accuracy": 0.8,
+        "latency_ms": 0.5,
+        "arch/depth": 2,
+        "prune/ratio": 0.5,
+    }
+
+
+def test_format_table_headers_alignment_and_numbers():
+    rows = [
+        {"number": 3, "trial_id": "t003", "accuracy": 0.912345, "size_bytes": 123456},
+        {"number": 12, "trial_id": "t012", "accuracy": 0.5, "size_bytes": 7, "extra": "x"},
+    ]
+    table = format_table(rows)
+    lines = table.splitlines()
+    assert len(lines) == 4
+    for name in ("number", "trial_id", "accuracy", "size_bytes", "extra"):
+        assert name in lines[0]
+    assert set(lines[1].replace(" ", "")) == {"-"}
+    assert "0.9123" in lines[2] and "123456" in lines[2] and "0.912345" not in lines[2]
+    # Numeric columns are right-aligned: the cells end where the header ends.
+    for name, cells in (("size_bytes", ("123456", "7")), ("number", ("3", "12"))):
+        end = lines[0].index(name) + len(name)
+        for line, cell in zip(lines[2:], cells, strict=True):
+            assert line[end - len(cell) : end] == cell
+    # Text columns are left-aligned: the cells start where the header starts.
+    start = lines[0].index("trial_id")
+    assert lines[2][start:].startswith("t003") and lines[3][start:].startswith("t012")
+    assert lines[2] == lines[2].rstrip()  # the blank "extra" cell leaves no trailing spaces
+
+
+def test_format_table_columns_and_empty():
+    rows = [{"a": 1.0, "b": 2}, {"a": None, "b": 3}]
+    table = format_table(rows, columns=["b", "a"])
+    assert table.splitlines()[0].split() == ["b", "a"]
+    assert table.splitlines()[2].split() == ["2", "1"]  # 1.0 printed compactly
+    assert format_table([]) == ""
+    assert format_table([], columns=["a"]).splitlines() == ["a", "-"]
