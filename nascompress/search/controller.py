@@ -293,11 +293,13 @@ def _tune(experiment: Experiment, session: SearchSession, *, resume: bool) -> No
     remaining = session.remaining_trials()
     services_started = False
     try:
+        # build_experiment set the strategy up (and so validated it) before any compute;
+        # setting it up again would reset it, and with it a resumed search's state.
         searcher = SessionSearcher(
             experiment.strategy, experiment.space, experiment.objectives, seed=config.seed,
-            constraints=experiment.constraints,
+            constraints=experiment.constraints, set_up=False,
         )
-        if resume:  # after the searcher's own strategy.setup, which resets the strategy
+        if resume:
             session.restore_strategy()
         searcher.session_key = id(session)
         _SESSIONS[id(session)] = session
