@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import sys
 import threading
 import time
@@ -240,13 +241,13 @@ def format_objectives(objectives: Sequence[Objective], values: Mapping[str, Any]
     parts = []
     for objective in objectives:
         value = values.get(objective.name)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(
-                value):
+        if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+                or not math.isfinite(value)):
             parts.append(f"{objective.name}={value!r}")
             continue
-        text = format(value, _UNIT_FORMATS.get(objective.unit, ".4g"))
+        text = format(float(value), _UNIT_FORMATS.get(objective.unit, ".4g"))
         unit = objective.unit
-        if unit and unit != "fraction" and not objective.name.endswith(f"_{unit}"):
+        if unit and unit != "fraction" and not objective.name.lower().endswith(f"_{unit.lower()}"):
             text += unit
         parts.append(f"{objective.name}={text}")
     return " ".join(parts)

@@ -7,6 +7,7 @@ import contextlib
 import json
 import math
 import multiprocessing
+import numbers
 import queue
 import tempfile
 import time
@@ -211,7 +212,7 @@ class TrialRunner:
 
     def _outcome(self, result: Mapping[str, Any], started: float, files) -> TrialOutcome:
         names = {o.name for o in self.objectives}
-        objectives = {k: result.get(k) for k in names}
+        objectives = {k: _as_float(result.get(k)) for k in names}
         metrics = {k: v for k, v in result.items() if k not in names}
         if not objective_values_are_finite(self.objectives, objectives):
             bad = {k: v for k, v in objectives.items()
@@ -273,6 +274,13 @@ class TrialRunner:
             child.join(timeout=10)
             if relay is not None:
                 relay.close()
+
+
+def _as_float(value: Any) -> Any:
+    """A real number (NumPy scalars included: np.float32 is no float) as a float."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    return value
 
 
 def _stopping_report(rule, trial_id: str, report: ReportFn) -> ReportFn:
