@@ -218,3 +218,35 @@ def test_prepared_is_checked():
         Prepared.of(Prepared(record={"x": object()}))
     with pytest.raises(ValueError, match="one line"):
         Prepared.of(Prepared(summary="a\nb"))
+
+
+def test_the_conformance_check_passes_the_plugin_and_names_what_breaks(tmp_path):
+    from nascompress.data import load_digits_splits
+    from nascompress.spaces import ImageCNNSpace
+    from nascompress.testing.evaluator_conformance import check_evaluator
+
+    space, data = ImageCNNSpace(), load_digits_splits()
+    result = check_evaluator(ProbeEvaluator(offset=0.5), space=space, dataset=data,
+                             workdir=tmp_path / "ok")
+    assert set(OBJECTIVES) <= set(result) and result["latency_gate"]
+
+    class Twice(ProbeEvaluator):
+        def objectives(self):
+            return [*super().objectives(), Objective("score", "min")]
+
+    with pytest.raises(AssertionError, match="objective names must be unique"):
+        check_evaluator(Twice(), space=space, dataset=data, workdir=tmp_path / "twice")
+
+    class Unreported(ProbeEvaluator):
+        def intermediate_metrics(self):
+            return {"probe_score": "max", "probe_loss": "min"}
+
+    with pytest.raises(AssertionError, match=r"never reported: \['probe_loss'\]"):
+        check_evaluator(Unreported(), space=space, dataset=data, workdir=tmp_path / "unrep")
+
+    class NotFinite(ProbeEvaluator):
+        def evaluate(self, params, **kwargs):
+            return {**super().evaluate(params, **kwargs), "score": float("nan")}
+
+    with pytest.raises(AssertionError, match="finite number for every objective"):
+        check_evaluator(NotFinite(), space=space, dataset=data, workdir=tmp_path / "nan")
