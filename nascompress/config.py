@@ -104,10 +104,10 @@ class EarlyStoppingConfig(_Section):
     enabled: bool = False
     rungs: list[int] = Field(default_factory=lambda: [3, 6, 12])
     eta: int = Field(2, ge=2)
-    metrics: dict[str, Literal["max", "min"]] = Field(
-        default_factory=lambda: {"val_accuracy": "max", "est_size_bytes": "min",
-                                 "est_latency_ms": "min"})
-    margins: dict[str, float] = Field(default_factory=lambda: {"val_accuracy": 0.01})
+    # None: what the evaluator declares (Evaluator.intermediate_metrics / _margins),
+    # resolved by the experiment, so any evaluator's report can be compared.
+    metrics: dict[str, Literal["max", "min"]] | None = None
+    margins: dict[str, float] | None = None
     relative_margin: float = Field(0.05, ge=0)
 
     @field_validator("rungs")

@@ -436,7 +436,8 @@ def _budget_run(out: Path, *, early_stopping: bool, seed: int, budget_s: float,
     })
     experiment = build_experiment(config)
     session = SearchSession.start(experiment, stream=None)
-    runner = session.trial_runner()
+    runner = experiment.trial_runner(shared=session.shared, records=session.records)
+    session.listeners.append(experiment.observe)
     started = time.monotonic()
     load = load_average()
     count = 0
@@ -456,6 +457,7 @@ def _budget_run(out: Path, *, early_stopping: bool, seed: int, budget_s: float,
         count += 1
     elapsed = time.monotonic() - started
     session.finish()
+    experiment.release()
     records = session.records
 
     def hypervolume_by(seconds: float) -> float:

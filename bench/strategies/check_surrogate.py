@@ -33,7 +33,7 @@ def main() -> int:
     print(f"{'depth, width, kernel, ratio, bits, alpha':<42} {'size':>7} {'table':>7} "
           f"{'latency_ms':>10} {'table':>7}  kind")
     with tempfile.TemporaryDirectory() as tmp:
-        shared = evaluator.prepare(space=space, dataset=data, seed=0, workdir=Path(tmp))
+        shared = evaluator.prepare(space=space, dataset=data, seed=0, workdir=Path(tmp)).shared
         for (depth, width, kernel, ratio, bits, alpha), _ in CALIBRATION:
             params = _evaluator_params(
                 space, **{"arch/depth": depth, "arch/width": width, "arch/kernel": kernel,

@@ -1,6 +1,14 @@
 """Evaluators: train, compress and measure candidates."""
 
-from nascompress.evaluators._base import Evaluator, ReportFn, TrialContext, no_report
+from nascompress.evaluators._base import (
+    RESERVED_RUN_FIELDS,
+    Evaluator,
+    LatencyUse,
+    Prepared,
+    ReportFn,
+    TrialContext,
+    no_report,
+)
 from nascompress.evaluators._registry import EVALUATORS, register_evaluator
 from nascompress.evaluators.compress_train import CompressTrainEvaluator
 
@@ -8,6 +16,9 @@ __all__ = [
     "EVALUATORS",
     "CompressTrainEvaluator",
     "Evaluator",
+    "LatencyUse",
+    "Prepared",
+    "RESERVED_RUN_FIELDS",
     "ReportFn",
     "TrialContext",
     "no_report",

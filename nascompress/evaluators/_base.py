@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ from nascompress.objectives import Objective
 
 if TYPE_CHECKING:
     from nascompress.data import DatasetSplits
+    from nascompress.latency.measure import LatencySetup
     from nascompress.spaces import SearchSpace
 
 #: ``report(step, metrics)``: intermediate results (Ray's report under Tune, a no-op locally).
@@ -30,7 +32,8 @@ class TrialContext:
         trial_id: the runner's id for this trial.
         seed: per-trial seed derived from the search seed.
         artifact_dir: folder for files the evaluator writes (the compressed artifact).
-        shared: the result of :meth:`Evaluator.prepare`, identical for every trial.
+        shared: :attr:`Prepared.shared` from :meth:`Evaluator.prepare`, identical for
+            every trial.
         device: ``"cpu"`` or ``"cuda"``: what this trial was given.
     """
 
@@ -41,27 +44,142 @@ class TrialContext:
     device: str = "cpu"
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """What :meth:`Evaluator.prepare` hands back: state for the trials, facts for the records.
+
+    Attributes:
+        shared: picklable state handed unchanged to every trial as ``context.shared``.
+        record: JSON-able sections added to ``run.json`` (e.g. ``{"teacher": {...}}``);
+            each key becomes a top-level field, so it must not be one the runner writes
+            itself (see :data:`RESERVED_RUN_FIELDS`).
+        summary: one line printed when the preparation is done, or ``None``.
+    """
+
+    shared: Mapping[str, Any] = field(default_factory=dict)
+    record: Mapping[str, Any] = field(default_factory=dict)
+    summary: str | None = None
+
+    @classmethod
+    def of(cls, value: Prepared | Mapping[str, Any] | None) -> Prepared:
+        """``value`` as a checked :class:`Prepared`.
+
+        A plain mapping (what ``prepare`` returned before it could say more) is the
+        shared state alone: nothing is recorded or printed.
+
+        Raises:
+            TypeError: ``value`` is neither, or ``record`` is not JSON-able.
+            ValueError: ``record`` would overwrite a field of ``run.json``, or ``summary``
+                is not one line.
+        """
+        if value is None:
+            return cls()
+        if isinstance(value, Mapping):
+            return cls(shared=value)
+        if not isinstance(value, Prepared):
+            raise TypeError(
+                f"prepare() must return a Prepared or a mapping, but got "
+                f"{type(value).__name__}"
+            )
+        if not isinstance(value.shared, Mapping) or not isinstance(value.record, Mapping):
+            raise TypeError(
+                f"Prepared.shared and Prepared.record must be mappings, but got "
+                f"{type(value.shared).__name__} and {type(value.record).__name__}"
+            )
+        clash = sorted(set(value.record) & RESERVED_RUN_FIELDS)
+        if clash:
+            raise ValueError(
+                f"Prepared.record keys must not be fields the runner writes to run.json, "
+                f"but got {clash}"
+            )
+        try:
+            json.dumps(dict(value.record), allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"Prepared.record must be JSON-able, but got: {exc}") from None
+        if value.summary is not None and (
+            not isinstance(value.summary, str) or "\n" in value.summary.strip()
+        ):
+            raise ValueError(f"Prepared.summary must be one line of text, but got "
+                             f"{value.summary!r}")
+        return value
+
+
+#: ``run.json`` fields the runner owns; a :attr:`Prepared.record` may not replace them.
+RESERVED_RUN_FIELDS = frozenset({
+    "name", "created_at", "versions", "seed", "objectives", "constraints", "space",
+    "strategy", "dataset", "evaluator", "latency", "config", "host", "status", "resumed",
+    "finished_at", "elapsed_s", "schema_version",
+})
+
+
+@dataclass(frozen=True)
+class LatencyUse:
+    """How an evaluator measures latency: what ``run.json`` records, what the predictor
+    filter's layer table times.
+
+    Attributes:
+        setup: threads, batch size, repeats, ...
+            (:class:`~nascompress.latency.measure.LatencySetup`).
+        runtime: ``"onnxruntime"`` or ``"torch"``.
+    """
+
+    setup: LatencySetup
+    runtime: str
+
+
 class Evaluator(ABC):
     """Scores one candidate of a search space.
 
-    Contract:
+    The runner (local or Ray Tune) relies on this contract and on nothing else; an
+    evaluator it has never heard of gets every feature the built-in one gets.
 
     * The constructor only stores keyword options (scikit-learn style);
       :meth:`validate` checks them before any compute is spent and raises
       ``ValueError`` naming the option and the value.
-    * :meth:`objectives` declares what :meth:`evaluate` returns, each with a mode and unit.
+    * :meth:`objectives` declares what :meth:`evaluate` returns, each with a mode and a
+      unit; the progress line prints them as ``name=value`` formatted by unit.
+    * :meth:`intermediate_metrics` declares what ``report`` emits during a trial that
+      early stopping may compare (name -> ``"max"`` / ``"min"``), and
+      :meth:`intermediate_margins` how much better one trial must be on a metric to
+      count as better (absolute; metrics left out get the rule's relative margin). With
+      none declared (the default) early stopping is unavailable: asking for it is a
+      ``ConfigError`` before any compute. ``report`` may carry other numbers too: they
+      are kept with a stopped trial's record, never compared.
     * :meth:`prepare` runs **once per search on the driver** (for example to train a
-      distillation teacher); what it returns must be picklable and is handed unchanged
-      to every trial as ``context.shared``. It is not re-run per trial.
-    * :meth:`evaluate` runs in a worker process. It returns a flat dict: a finite number
-      for every declared objective, plus any other keys, which are recorded as the
-      trial's ``metrics``. It raises on failure (the trial is recorded as FAILED with
-      the error). It never imports ray: intermediate results go through ``report``.
+      distillation teacher) and returns a :class:`Prepared`: ``shared`` (picklable,
+      handed unchanged to every trial as ``context.shared``; not re-run per trial),
+      ``record`` (JSON sections added to ``run.json``, such as ``teacher``) and an
+      optional one-line ``summary`` printed for the user. A plain mapping is accepted
+      as ``shared`` alone.
+    * The search's latency service: an evaluator that measures latency sets
+      :attr:`uses_latency_service`. The runner then calls :meth:`configure_latency`
+      with the search's ``latency:`` settings, before :meth:`validate`, and reads back
+      what the evaluator will actually use with :meth:`latency_use` (recorded in
+      ``run.json``; the latency predictor filter times layers the same way and applies
+      to a ``latency_ms <= bound`` constraint, so a latency objective should be named
+      ``latency_ms``). In :meth:`evaluate` it measures through
+      ``nascompress.latency.current().measure_onnx(...)`` / ``.measure_torch(...)``,
+      which share the node's gate, cache and pinned target with the other trials, and
+      records ``result.as_metrics()`` in its result.
+    * :meth:`evaluate` runs in a worker process. It returns a flat dict: a finite real
+      number (``float``, ``int`` or a NumPy scalar) for every declared objective, plus
+      any other keys, which are recorded as the trial's ``metrics``. It raises on
+      failure (the trial is recorded as FAILED with the error). It never imports ray:
+      intermediate results go through ``report(step, metrics)``, where ``step`` counts
+      up (epochs, say) and is what ``early_stopping.rungs`` refer to.
+    * :meth:`settings` returns the JSON options recorded in ``run.json``; the runner
+      reads nothing from it.
+
+    :mod:`nascompress.testing.evaluator_conformance` checks a plug-in against this
+    contract.
 
     Args are evaluator-specific keyword options.
     """
 
     name: ClassVar[str] = ""
+    #: True when :meth:`evaluate` measures latency through the search's latency service
+    #: (see :meth:`configure_latency`).
+    uses_latency_service: ClassVar[bool] = False
 
     def validate(self) -> None:
         """Raise ``ValueError`` for unusable options; the default accepts everything."""
@@ -71,11 +189,38 @@ class Evaluator(ABC):
     def objectives(self) -> Sequence[Objective]:
         """The objectives this evaluator measures, in a stable order."""
 
+    def intermediate_metrics(self) -> Mapping[str, str]:
+        """Metrics ``report`` emits that early stopping compares: name -> mode.
+
+        The default declares none, which makes early stopping unavailable.
+        """
+        return {}
+
+    def intermediate_margins(self) -> Mapping[str, float]:
+        """Absolute margins for some :meth:`intermediate_metrics` (name -> margin >= 0)."""
+        return {}
+
+    def configure_latency(self, *, setup: LatencySetup, runtime: str) -> None:
+        """Take the search's latency settings; called once, before :meth:`validate`.
+
+        Only called when :attr:`uses_latency_service` is set. The default keeps them for
+        :meth:`latency_use`. An evaluator whose own options can also say how to measure
+        keeps those where the user gave them (the evaluator's options are the more
+        specific ones).
+        """
+        self._search_latency = LatencyUse(setup, runtime)
+
+    def latency_use(self) -> LatencyUse | None:
+        """How :meth:`evaluate` measures latency; ``None`` when it measures none."""
+        if not self.uses_latency_service:
+            return None
+        return getattr(self, "_search_latency", None)
+
     def prepare(
         self, *, space: SearchSpace, dataset: DatasetSplits, seed: int, workdir: Path
-    ) -> Mapping[str, Any]:
-        """Once-per-search work on the driver; the result becomes ``context.shared``."""
-        return {}
+    ) -> Prepared | Mapping[str, Any]:
+        """Once-per-search work on the driver; see :class:`Prepared`."""
+        return Prepared()
 
     @abstractmethod
     def evaluate(

@@ -8,7 +8,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from nascompress.evaluators._base import Evaluator, ReportFn, TrialContext, no_report
+from nascompress.evaluators._base import (
+    Evaluator,
+    LatencyUse,
+    Prepared,
+    ReportFn,
+    TrialContext,
+    no_report,
+)
 from nascompress.evaluators._registry import register_evaluator
 from nascompress.latency.measure import LatencySetup
 from nascompress.objectives import Objective
@@ -116,8 +123,11 @@ class CompressTrainEvaluator(Evaluator):
         finetune_lr: learning rate of the fine-tuning phase.
         importance: default pruning criterion when the space has no ``prune/importance``.
         threads: torch intra-op threads while training (match the trial's CPUs).
-        latency: how latency is measured (:class:`LatencySetup` or its dict form).
-        latency_runtime: ``"onnxruntime"`` or ``"torch"``.
+        latency: how latency is measured (:class:`LatencySetup` or its dict form);
+            ``None``: the search's ``latency:`` settings (the defaults when constructed
+            outside a search).
+        latency_runtime: ``"onnxruntime"`` or ``"torch"``; ``None``: the search's
+            ``latency.runtime`` (``"onnxruntime"`` outside a search).
         teacher: the distillation teacher. ``None``: the largest architecture of the
             space, trained once per search. Or a mapping with ``params`` (an
             architecture of the space) or ``model`` (``"package.module:factory"``
@@ -127,6 +137,7 @@ class CompressTrainEvaluator(Evaluator):
     """
 
     name = "compress-train"
+    uses_latency_service = True
 
     def __init__(
         self,
@@ -140,7 +151,7 @@ class CompressTrainEvaluator(Evaluator):
         importance: str = "l1",
         threads: int = 1,
         latency: LatencySetup | Mapping[str, Any] | None = None,
-        latency_runtime: str = "onnxruntime",
+        latency_runtime: str | None = None,
         teacher: Mapping[str, Any] | None = None,
     ) -> None:
         self.epochs = epochs
@@ -167,6 +178,8 @@ class CompressTrainEvaluator(Evaluator):
             raise ValueError(
                 f"evaluator.importance must be one of {IMPORTANCES}, but got {self.importance!r}"
             )
+        if self.latency_runtime is None:
+            self.latency_runtime = RUNTIMES[0]
         if self.latency_runtime not in RUNTIMES:
             raise ValueError(
                 f"evaluator.latency_runtime must be one of {RUNTIMES}, but got "
@@ -204,6 +217,26 @@ class CompressTrainEvaluator(Evaluator):
             Objective("latency_ms", "min", "ms"),
         ]
 
+    def intermediate_metrics(self) -> dict[str, str]:
+        # What each epoch's report knows: accuracy so far, and the compressed model's
+        # size and measured latency, which do not wait for training.
+        return {"val_accuracy": "max", "est_size_bytes": "min", "est_latency_ms": "min"}
+
+    def intermediate_margins(self) -> dict[str, float]:
+        # About 3 validation samples of digits: early accuracies are noisy and bunch up.
+        return {"val_accuracy": 0.01}
+
+    def configure_latency(self, *, setup: LatencySetup, runtime: str) -> None:
+        # Options given to the evaluator itself are the more specific ones and win.
+        if self.latency is None:
+            self.latency = setup
+        if self.latency_runtime is None:
+            self.latency_runtime = runtime
+
+    def latency_use(self) -> LatencyUse:
+        self.validate()
+        return LatencyUse(self.latency, self.latency_runtime)
+
     def settings(self) -> dict[str, Any]:
         self.validate()
         return {
@@ -234,10 +267,14 @@ class CompressTrainEvaluator(Evaluator):
         return space.build_model(spec["params"], input_shape=dataset.input_shape,
                                  num_classes=dataset.num_classes)
 
-    def prepare(self, *, space, dataset, seed: int, workdir: Path) -> dict[str, Any]:
-        """Train (or load) the distillation teacher once and share it with every trial."""
+    def prepare(self, *, space, dataset, seed: int, workdir: Path) -> Prepared:
+        """Train (or load) the distillation teacher once and share it with every trial.
+
+        ``run.json`` records it as ``teacher`` (architecture or import path, validation
+        accuracy, epochs, where it came from, seconds, file).
+        """
         if not self._needs_teacher(space):
-            return {}
+            return Prepared()
         import torch
 
         from nascompress.evaluators.training import (
@@ -275,20 +312,25 @@ class CompressTrainEvaluator(Evaluator):
             path.parent.mkdir(parents=True, exist_ok=True)
             torch.save(teacher.state_dict(), path)
             source = "trained"
-        return {
+        record = {
+            **({"arch": {k: v for k, v in spec["params"].items() if k.startswith("arch/")}}
+               if spec["kind"] == "space" else {"model": spec["model"]}),
+            "val_accuracy": accuracy(teacher, x_val, y_val),
+            "epochs": self.teacher_epochs if source == "trained" else None,
+            "source": source,
+            "seconds": time.perf_counter() - started,
+            "file": TEACHER_FILE if source != "checkpoint" else given["checkpoint"],
+        }
+        shared = {
             "teacher_logits_train": predict_logits(teacher, x_train).numpy(),
             "teacher_spec": spec,
             "teacher_state": {k: v.numpy() for k, v in teacher.state_dict().items()},
-            "teacher": {
-                **({"arch": {k: v for k, v in spec["params"].items() if k.startswith("arch/")}}
-                   if spec["kind"] == "space" else {"model": spec["model"]}),
-                "val_accuracy": accuracy(teacher, x_val, y_val),
-                "epochs": self.teacher_epochs if source == "trained" else None,
-                "source": source,
-                "seconds": time.perf_counter() - started,
-                "file": TEACHER_FILE if source != "checkpoint" else given["checkpoint"],
-            },
         }
+        return Prepared(
+            shared=shared, record={"teacher": record},
+            summary=(f"teacher {source}: val accuracy {record['val_accuracy']:.4f} "
+                     f"({record['seconds']:.1f} s)"),
+        )
 
     # -- per trial ---------------------------------------------------------------------
 

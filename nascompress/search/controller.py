@@ -42,6 +42,8 @@ from nascompress.search.trial import TrialOutcome, TrialRunner
 
 FINAL_KEY = "nascompress_final"
 OUTCOME_KEY = "nascompress_outcome"
+#: Key of an intermediate result listing (JSON) the keys the evaluator's report gave.
+REPORTED_KEY = "nascompress_reported"
 #: Config key of a suggestion the latency pre-filter rejected: {"reason", "metrics"}.
 PREFILTER_KEY = "nascompress_prefilter"
 
@@ -57,7 +59,9 @@ def _trainable(config: dict[str, Any], runner: TrialRunner) -> None:
     placeholders = {o.name: float("nan") for o in runner.objectives}
 
     def report(step: int, metrics) -> None:
-        tune.report({**placeholders, **dict(metrics), "step": step, FINAL_KEY: False})
+        # Which keys are the evaluator's, among Tune's own: a stopped trial keeps them.
+        tune.report({**placeholders, **dict(metrics), "step": step, FINAL_KEY: False,
+                     REPORTED_KEY: json.dumps(sorted(metrics))})
 
     rejected = config.get(PREFILTER_KEY)
     if rejected:
@@ -109,7 +113,7 @@ class SessionSearcher(StrategySearcher):
         session = _SESSIONS.get(self.session_key)
         if isinstance(params, dict) and session is not None:
             session.note_asked(trial_id)
-            prefilter = session.prefilter(backend="ray")
+            prefilter = session.experiment.prefilter(backend="ray", records=session.records)
             verdict = prefilter(params) if prefilter is not None else None
             if verdict is not None:
                 reason, metrics = verdict
@@ -194,10 +198,14 @@ class RecordingCallback(tune.Callback):
 
 
 def _last_intermediate(result: dict[str, Any]) -> dict[str, Any]:
-    """The numbers of a trial's last intermediate result worth keeping with its record."""
+    """The numbers of a trial's last intermediate result worth keeping with its record:
+    the step and whatever the evaluator's ``report`` gave (not Tune's own keys)."""
     keep = {}
-    for key in ("step", "val_accuracy", "est_params_count", "est_macs", "est_size_bytes",
-                "est_latency_ms"):
+    try:
+        reported = json.loads(result.get(REPORTED_KEY) or "[]")
+    except (TypeError, ValueError):
+        reported = []
+    for key in ("step", *reported):
         value = result.get(key)
         if isinstance(value, int | float) and not isinstance(value, bool):
             keep[f"last_{key}"] = value
@@ -249,6 +257,7 @@ def run_ray(
         if started_ray:
             ray.shutdown()
     session.finish()
+    experiment.release()
     return session
 
 
@@ -284,18 +293,20 @@ def _tune(experiment: Experiment, session: SearchSession, *, resume: bool) -> No
     remaining = session.remaining_trials()
     services_started = False
     try:
+        # build_experiment set the strategy up (and so validated it) before any compute;
+        # setting it up again would reset it, and with it a resumed search's state.
         searcher = SessionSearcher(
             experiment.strategy, experiment.space, experiment.objectives, seed=config.seed,
-            constraints=experiment.constraints,
+            constraints=experiment.constraints, set_up=False,
         )
-        if resume:  # after the searcher's own strategy.setup, which resets the strategy
+        if resume:
             session.restore_strategy()
         searcher.session_key = id(session)
         _SESSIONS[id(session)] = session
         resources = {"cpu": config.resources.cpu, "gpu": config.resources.gpu,
                      **config.resources.custom}
         device = "cuda" if config.resources.gpu > 0 else "cpu"
-        latency_config = session.latency_service_config(backend="ray")
+        latency_config = experiment.latency_service_config(backend="ray")
         services_started = True
         try:
             ray_services.start_ray_services(latency_config)
@@ -303,12 +314,14 @@ def _tune(experiment: Experiment, session: SearchSession, *, resume: bool) -> No
             from nascompress.config import ConfigError
 
             raise ConfigError(str(exc)) from None
-        runner = session.trial_runner(device=device, backend="ray", in_process_rules=False)
+        runner = experiment.trial_runner(shared=session.shared, device=device, backend="ray",
+                                         in_process_rules=False)
+        session.listeners.append(experiment.observe)
         trainable = tune.with_resources(
             tune.with_parameters(_trainable, runner=runner),
             resources,
         )
-        rule = session.early_stopping_rule()
+        rule = experiment.early_stopping_rule()
         scheduler = (MultiObjectiveHalvingScheduler(rule, session_key=id(session))
                      if rule is not None else None)
         tuner = tune.Tuner(

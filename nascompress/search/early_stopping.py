@@ -24,8 +24,9 @@ distance (as NSGA-II does, with :func:`nascompress.pareto.rank_and_crowding`):
   order (see :func:`nascompress.pareto.crowding_distances`).
 
 Asynchronous like ASHA: decisions compare with whatever reached the rung before, never
-wait for a full cohort. The default metrics are ``val_accuracy`` (max) and what the
-default evaluator knows of the compressed model before training it: ``est_size_bytes``
+wait for a full cohort. The metrics are by default what the evaluator declares
+(``Evaluator.intermediate_metrics``); the default evaluator's are ``val_accuracy`` (max)
+and what it knows of the compressed model before training it: ``est_size_bytes``
 (estimated artifact bytes) and ``est_latency_ms`` (the untrained compressed structure,
 measured; the final measurement of the same structure is then a cache hit).
 

@@ -6,9 +6,11 @@ import platform
 import random
 import socket
 import time
-from dataclasses import dataclass
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nascompress import __version__
 from nascompress.config import ConfigError, ExperimentConfig
@@ -20,10 +22,23 @@ from nascompress.search.records import RunDirectory
 from nascompress.spaces import SPACES, SearchSpace
 from nascompress.strategies import STRATEGIES, Strategy
 
+if TYPE_CHECKING:
+    from nascompress.evaluators import LatencyUse
+    from nascompress.latency.settings import LatencyServiceConfig
+    from nascompress.search.early_stopping import MultiObjectiveHalving
+    from nascompress.search.trial import TrialRunner
+
 
 @dataclass
 class Experiment:
-    """A resolved experiment: the objects a runner needs, all validated."""
+    """A resolved experiment: the objects a runner needs, all validated.
+
+    It also builds what a runner wires around the trials, from the config and the
+    evaluator's declarations (:class:`~nascompress.evaluators.Evaluator`): the latency
+    service settings, the early-stopping rule, the latency pre-filter and the
+    :class:`~nascompress.search.trial.TrialRunner`. The strategy is set up here, once,
+    by :func:`build_experiment`.
+    """
 
     config: ExperimentConfig
     run_name: str
@@ -34,6 +49,14 @@ class Experiment:
     dataset: Any  # DatasetSplits
     objectives: list[Objective]
     constraints: list[Constraint]
+    #: names this search's latency gate / service actors and its in-process cache.
+    search_key: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
+    _prefilter: Any = field(default=None, init=False, repr=False, compare=False)
+    _prefilter_ready: bool = field(default=False, init=False, repr=False, compare=False)
+
+    def latency_use(self) -> LatencyUse | None:
+        """How the evaluator measures latency (read through its contract), or None."""
+        return self.evaluator.latency_use() if self.evaluator.uses_latency_service else None
 
     def run_metadata(self) -> dict[str, Any]:
         """What ``run.json`` records about this experiment."""
@@ -41,6 +64,7 @@ class Experiment:
         import torch
 
         settings = self.evaluator.settings()
+        use = self.latency_use()
         return {
             "name": self.run_name,
             "created_at": time.time(),
@@ -56,10 +80,144 @@ class Experiment:
             "evaluator": {"name": self.config.evaluator.name,
                           "settings": settings},
             "latency": {**self.config.latency.model_dump(),
-                        "runtime": settings.get("latency_runtime", self.config.latency.runtime)},
+                        "runtime": use.runtime if use else self.config.latency.runtime},
             "config": self.config.model_dump(),
             "host": {"platform": platform.platform(), "machine": platform.machine()},
         }
+
+    # -- what the runners wire around the trials ---------------------------------------
+
+    @property
+    def latency_search_key(self) -> str:
+        return f"{self.run_name}-{self.search_key}"
+
+    def latency_service_config(self, *, backend: str = "local") -> LatencyServiceConfig:
+        """How this search's trials share nodes and targets while measuring latency."""
+        from nascompress.latency.settings import LatencyServiceConfig
+
+        latency = self.config.latency
+        return LatencyServiceConfig(
+            backend=backend, exclusive=latency.exclusive, cache=latency.cache,
+            device_resource=latency.device_resource,
+            search_key=self.latency_search_key,
+            lease_ttl_s=latency.lease_ttl_s, max_wait_s=latency.max_wait_s,
+        )
+
+    def early_stopping_metrics(self) -> dict[str, str]:
+        """``early_stopping.metrics``, or by default the evaluator's intermediate metrics."""
+        given = self.config.early_stopping.metrics
+        return dict(self.evaluator.intermediate_metrics() if given is None else given)
+
+    def early_stopping_margins(self) -> dict[str, float]:
+        """``early_stopping.margins``, or by default the evaluator's declared margins."""
+        given = self.config.early_stopping.margins
+        return dict(self.evaluator.intermediate_margins() if given is None else given)
+
+    def early_stopping_rule(self) -> MultiObjectiveHalving | None:
+        """A fresh successive-halving rule, or None when early stopping is off."""
+        from nascompress.search.early_stopping import MultiObjectiveHalving
+
+        cfg = self.config.early_stopping
+        if not cfg.enabled:
+            return None
+        return MultiObjectiveHalving(rungs=cfg.rungs, eta=cfg.eta,
+                                     metrics=self.early_stopping_metrics(),
+                                     margins=self.early_stopping_margins(),
+                                     relative_margin=cfg.relative_margin)
+
+    def prefilter(self, *, backend: str = "local", records: Iterable[Mapping[str, Any]] = ()):
+        """The latency predictor's pre-filter, or None (off, or no latency constraint).
+
+        Built once per search, on first call, calibrated on ``records`` (a resumed search
+        starts calibrated) and then online from :meth:`observe`. With
+        ``latency.predictor: layer-table`` (the default) it times each distinct layer once
+        through this search's latency service (``backend``: where its gate lives), so on
+        the pinned target and under the gate like any trial's measurement, with the
+        evaluator's own latency setup; the ``torch`` runtime has no layer table and uses
+        the regression. It needs an evaluator that uses the latency service.
+        """
+        if self._prefilter_ready:
+            return self._prefilter
+        self._prefilter_ready = True
+        cfg = self.config
+        use = self.latency_use()
+        bounds = [c.bound for c in self.constraints
+                  if c.metric == "latency_ms" and c.op == "<="]
+        if cfg.latency.predictor_filter and bounds and use is not None:
+            from nascompress.latency.predictor import LatencyPrefilter
+
+            table = cfg.latency.predictor == "layer-table" and use.runtime == "onnxruntime"
+            self._prefilter = LatencyPrefilter(
+                bound=min(bounds), space=self.space,
+                input_shape=self.dataset.input_shape, num_classes=self.dataset.num_classes,
+                runtime=use.runtime,
+                method="layer-table" if table else "regression",
+                # Two numbers per runtime kind to calibrate, against nine features.
+                min_records=5 if table else 20,
+                time_kernel=self._kernel_timer(backend, use.setup) if table else None,
+            )
+            for record in records:
+                self._prefilter.observe(record)
+        return self._prefilter
+
+    def observe(self, record: Mapping[str, Any]) -> None:
+        """Calibrate the pre-filter (when built) on a newly recorded trial."""
+        if self._prefilter is not None:
+            self._prefilter.observe(record)
+
+    def _kernel_timer(self, backend: str, setup):
+        """``time_kernel(kernel, kind) -> ms`` through this search's latency service."""
+        from nascompress.latency.client import TrialLatency
+        from nascompress.latency.connection import connect
+        from nascompress.latency.layer_table import measure_kernel
+
+        config = self.latency_service_config(backend=backend)
+        clients: list[TrialLatency] = []
+
+        def time_kernel(kernel, kind: str) -> float:
+            if not clients:  # connect on first use: Ray may not be up when this is built
+                gate, service = connect(config)
+                clients.append(TrialLatency(config, backend=gate, service=service,
+                                            trial_id="latency-table"))
+            return measure_kernel(kernel, kind, setup, measure_onnx=clients[0].measure_onnx)
+
+        return time_kernel
+
+    def trial_runner(
+        self, *, shared: Mapping[str, Any], device: str = "cpu", backend: str = "local",
+        in_process_rules: bool = True, records: Iterable[Mapping[str, Any]] = (),
+    ) -> TrialRunner:
+        """A picklable callable that evaluates one candidate in any process.
+
+        Args:
+            shared: the evaluator's prepared state (``Prepared.shared``).
+            device: what each trial is given.
+            backend: ``"local"`` or ``"ray"``: where the latency gate lives.
+            in_process_rules: give the runner the early-stopping rule and the latency
+                pre-filter (the local runner); under Ray Tune the controller applies
+                them on the driver instead.
+            records: trials already recorded (calibrate the pre-filter on resume).
+        """
+        from nascompress.search.trial import TrialRunner
+
+        cfg = self.config
+        return TrialRunner(
+            space=self.space, evaluator=self.evaluator,
+            objectives=self.objectives, dataset_name=cfg.dataset.name,
+            dataset_options=cfg.dataset.options,
+            search_seed=cfg.seed, shared=shared, device=device,
+            timeout_s=cfg.trial_timeout_s,
+            latency_service=self.latency_service_config(backend=backend),
+            early_stopping=self.early_stopping_rule() if in_process_rules else None,
+            prefilter=(self.prefilter(backend=backend, records=records)
+                       if in_process_rules else None),
+        )
+
+    def release(self) -> None:
+        """Drop this search's in-process latency state (gate, cache) once it has ended."""
+        from nascompress.latency.gate import drop_local_state
+
+        drop_local_state(self.latency_search_key)
 
 
 def _construct(kind: str, name: str, factory, options: dict[str, Any], base: type):
@@ -149,21 +307,19 @@ def build_experiment(config: ExperimentConfig, *, allow_existing: bool = False) 
             f"space.name: the space {config.space.name!r} has no dimensions to search"
         )
 
-    evaluator_options = dict(config.evaluator.options)
-    accepted = getattr(getattr(evaluator_cls.__init__, "__code__", None), "co_varnames", ())
-    if "latency" in accepted:
-        evaluator_options.setdefault("latency", config.latency.setup())
-    if "latency_runtime" in accepted:
-        evaluator_options.setdefault("latency_runtime", config.latency.runtime)
     evaluator = _construct("evaluator", config.evaluator.name, evaluator_cls,
-                           evaluator_options, Evaluator)
+                           dict(config.evaluator.options), Evaluator)
     try:
+        if evaluator.uses_latency_service:
+            evaluator.configure_latency(setup=config.latency.setup(),
+                                        runtime=config.latency.runtime)
         evaluator.validate()
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     except TypeError as exc:  # e.g. an unknown key in a nested option mapping
         raise ConfigError(f"evaluator.options: {exc}") from None
     objectives = list(evaluator.objectives())
+    _check_early_stopping(config, evaluator)
 
     constraints = []
     known = {o.name for o in objectives}
@@ -216,6 +372,35 @@ def build_experiment(config: ExperimentConfig, *, allow_existing: bool = False) 
         )
     return Experiment(config, run_name, run_dir, space, strategy, evaluator, dataset,
                       objectives, constraints)
+
+
+def _check_early_stopping(config: ExperimentConfig, evaluator: Evaluator) -> None:
+    """Early stopping needs intermediate metrics to compare: say so before any compute."""
+    cfg = config.early_stopping
+    if not cfg.enabled:
+        return
+    declared = dict(evaluator.intermediate_metrics())
+    metrics = declared if cfg.metrics is None else dict(cfg.metrics)
+    if not metrics:
+        raise ConfigError(
+            f"early_stopping.enabled: the evaluator {config.evaluator.name!r} declares no "
+            "intermediate metrics (its report emits nothing early stopping can compare); "
+            "set early_stopping.enabled to false, or name early_stopping.metrics"
+        )
+    unknown = sorted(set(metrics) - set(declared))
+    if declared and unknown:
+        raise ConfigError(
+            f"early_stopping.metrics: the evaluator {config.evaluator.name!r} reports "
+            f"{sorted(declared)}, but got {unknown}"
+        )
+    from nascompress.search.early_stopping import MultiObjectiveHalving
+
+    margins = evaluator.intermediate_margins() if cfg.margins is None else cfg.margins
+    try:  # the declarations' modes and margins, checked as the rule will use them
+        MultiObjectiveHalving(rungs=cfg.rungs, eta=cfg.eta, metrics=metrics,
+                              margins=dict(margins), relative_margin=cfg.relative_margin)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def check_address(address: str, *, timeout_s: float = 3.0) -> None:

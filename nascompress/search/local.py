@@ -27,7 +27,8 @@ def run_local(
     session = SearchSession.start(experiment, stream=stream, resume=resume)
     if resume:
         session.restore_strategy()
-    runner = session.trial_runner()
+    runner = experiment.trial_runner(shared=session.shared, records=session.records)
+    session.listeners.append(experiment.observe)
     while session.remaining_trials() > 0:
         # Ids only need to be unique within the run, also across restarts.
         trial_id = f"local_{uuid.uuid4().hex[:8]}"
@@ -43,4 +44,5 @@ def run_local(
         if on_record and record:
             on_record(record)
     session.finish()
+    experiment.release()
     return session

@@ -58,7 +58,7 @@ class StrategySearcher(Searcher):
     ignored.
 
     Args:
-        strategy: a constructed (not yet set-up) strategy; it is set up here.
+        strategy: a constructed strategy; set up here unless ``set_up`` is False.
         space: the search space.
         objectives: what trials report; names and modes become Tune's metric and mode.
         seed: the strategy's seed.
@@ -67,6 +67,9 @@ class StrategySearcher(Searcher):
             written before constraints existed keep working without them).
         max_invalid_attempts: proposals to try per suggestion before giving up on the
             space's constraints.
+        set_up: run ``strategy.setup`` here. ``False`` when the caller already set the
+            strategy up with these same arguments (the search does, to validate before any
+            compute): a second setup would reset it, losing a resumed search's state.
     """
 
     def __init__(
@@ -78,6 +81,7 @@ class StrategySearcher(Searcher):
         seed: int,
         constraints: Sequence[Constraint] = (),
         max_invalid_attempts: int = 200,
+        set_up: bool = True,
     ) -> None:
         if not isinstance(strategy, Strategy):
             raise TypeError(f"strategy must be a Strategy, but got {strategy!r}")
@@ -95,11 +99,13 @@ class StrategySearcher(Searcher):
                 f"constraints must be a sequence of Constraint, but got {constraints!r}"
             )
         constraints = tuple(constraints)
+        if not isinstance(set_up, bool):
+            raise TypeError(f"set_up must be true or false, but got {set_up!r}")
         # setup validates space, objectives, seed and constraints, so it runs before the
         # Searcher base class (which uses assert on metric/mode) sees them.
-        if constraints:
+        if set_up and constraints:
             strategy.setup(space, objectives, seed=seed, constraints=constraints)
-        else:
+        elif set_up:
             strategy.setup(space, objectives, seed=seed)
         super().__init__(metric=[o.name for o in objectives], mode=[o.mode for o in objectives])
         self.strategy = strategy

@@ -1,24 +1,29 @@
-"""Driver-side bookkeeping shared by every runner: run.json, numbering, records, the front."""
+"""Driver-side bookkeeping shared by every runner: run.json, numbering, records, the front.
+
+The session records; it builds nothing. What runs the trials (the trial runner, the
+early-stopping rule, the latency service and pre-filter) comes from the
+:class:`~nascompress.search.experiment.Experiment`.
+"""
 
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from nascompress.latency.gate import drop_local_state
-from nascompress.latency.settings import LatencyServiceConfig
+from nascompress.evaluators import Prepared
+from nascompress.objectives import Objective
 from nascompress.pareto import pareto_front
-from nascompress.search.early_stopping import MultiObjectiveHalving
 from nascompress.search.experiment import Experiment
 from nascompress.search.records import TrialRecord, write_atomic
-from nascompress.search.trial import TrialOutcome, TrialRunner
+from nascompress.search.trial import TrialOutcome
 from nascompress.strategies import Outcome
 
 STRATEGY_FILE = "strategy.json"
@@ -30,7 +35,8 @@ class SearchSession:
 
     Numbers trials in the order they finish, appends each to ``trials.jsonl`` at once,
     and rewrites the Pareto files after every record, so the files on disk are always
-    a consistent view of what has finished.
+    a consistent view of what has finished. ``listeners`` are called with each new
+    record (the latency pre-filter calibrates on them).
     """
 
     experiment: Experiment
@@ -43,12 +49,9 @@ class SearchSession:
     _told_ids: set[str] = field(default_factory=set)
     _asked_ids: set[str] = field(default_factory=set)
     _records_at_start: int = 0
-    #: names this search's latency gate / service actors and its in-process cache.
-    search_key: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
     #: trial id -> (reason, metrics) for trials the early-stopping scheduler stopped.
     _pruned: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
-    _prefilter: Any = None
-    _prefilter_ready: bool = False
+    listeners: list[Callable[[Mapping[str, Any]], None]] = field(default_factory=list)
 
     @classmethod
     def start(
@@ -56,9 +59,10 @@ class SearchSession:
     ) -> SearchSession:
         """Write ``run.json``, run the evaluator's preparation, and (on resume) reload.
 
-        On resume the trial log is repaired (a torn last line dropped) and numbering
-        continues after the recorded trials; the runner then calls
-        :meth:`restore_strategy`.
+        The preparation's ``record`` joins ``run.json`` and its ``summary`` is printed;
+        its ``shared`` part becomes :attr:`shared`. On resume the trial log is repaired
+        (a torn last line dropped) and numbering continues after the recorded trials;
+        the runner then calls :meth:`restore_strategy`.
         """
         config = experiment.config
         if config.latency.device_resource and config.runner != "ray":
@@ -81,19 +85,16 @@ class SearchSession:
             verb = "resuming" if resume else "preparing"
             print(f"run {experiment.run_name}: {verb} in {run_dir.path}", file=stream,
                   flush=True)
-        shared = experiment.evaluator.prepare(
+        prepared = Prepared.of(experiment.evaluator.prepare(
             space=experiment.space, dataset=experiment.dataset, seed=experiment.config.seed,
             workdir=run_dir.path,
-        )
-        if "teacher" in shared:
-            metadata["teacher"] = shared["teacher"]
-            if stream:
-                teacher = shared["teacher"]
-                print(f"teacher {teacher['source']}: val accuracy "
-                      f"{teacher['val_accuracy']:.4f} ({teacher['seconds']:.1f} s)",
-                      file=stream, flush=True)
+        ))
+        metadata.update(prepared.record)
+        if stream and prepared.summary:
+            print(prepared.summary, file=stream, flush=True)
         run_dir.write_run({**metadata, "status": "running"})
-        session = cls(experiment, shared, records=run_dir.load_trials(), stream=stream)
+        session = cls(experiment, prepared.shared, records=run_dir.load_trials(),
+                      stream=stream)
         session._seen_ids = {r["trial_id"] for r in session.records}
         session._records_at_start = len(session.records)
         return session
@@ -122,7 +123,8 @@ class SearchSession:
     def restore_strategy(self) -> None:
         """Reload the strategy checkpoint and catch it up with the trial log (resume).
 
-        Call it after anything that runs ``strategy.setup`` (which resets a strategy).
+        The strategy must be set up already (:func:`build_experiment` does it, once);
+        ``strategy.setup`` resets a strategy, so it must not run again afterwards.
         """
         strategy = self.experiment.strategy
         path = self.experiment.run_dir.path / STRATEGY_FILE
@@ -147,113 +149,6 @@ class SearchSession:
     def remaining_trials(self) -> int:
         """Trials still to run to reach the budget."""
         return max(0, self.experiment.config.trials - len(self.records))
-
-    @property
-    def latency_search_key(self) -> str:
-        return f"{self.experiment.run_name}-{self.search_key}"
-
-    def latency_service_config(self, *, backend: str = "local") -> LatencyServiceConfig:
-        """How this search's trials share nodes and targets while measuring latency.
-
-        Raises:
-            ValueError: ``latency.device_resource`` is set for the local runner.
-        """
-        latency = self.experiment.config.latency
-        return LatencyServiceConfig(
-            backend=backend, exclusive=latency.exclusive, cache=latency.cache,
-            device_resource=latency.device_resource,
-            search_key=self.latency_search_key,
-            lease_ttl_s=latency.lease_ttl_s, max_wait_s=latency.max_wait_s,
-        )
-
-    def early_stopping_rule(self) -> MultiObjectiveHalving | None:
-        """The configured successive-halving rule, or None when early stopping is off."""
-        cfg = self.experiment.config.early_stopping
-        if not cfg.enabled:
-            return None
-        return MultiObjectiveHalving(rungs=cfg.rungs, eta=cfg.eta, metrics=cfg.metrics,
-                                     margins=cfg.margins, relative_margin=cfg.relative_margin)
-
-    def prefilter(self, *, backend: str = "local"):
-        """The latency predictor's pre-filter, or None (off, or no latency constraint).
-
-        Calibrated online from this search's measured trials (see
-        :class:`~nascompress.latency.predictor.LatencyPrefilter`). With
-        ``latency.predictor: layer-table`` (the default) it times each distinct layer once
-        through this search's latency service (``backend``: where its gate lives), so on
-        the pinned target and under the gate like any trial's measurement; the ``torch``
-        runtime has no layer table and uses the regression.
-        """
-        if self._prefilter_ready:
-            return self._prefilter
-        self._prefilter_ready = True
-        cfg = self.experiment.config
-        bounds = [c.bound for c in self.experiment.constraints
-                  if c.metric == "latency_ms" and c.op == "<="]
-        if cfg.latency.predictor_filter and bounds:
-            from nascompress.latency.predictor import LatencyPrefilter
-
-            dataset = self.experiment.dataset
-            settings = self.experiment.evaluator.settings()
-            runtime = settings.get("latency_runtime", cfg.latency.runtime)
-            table = cfg.latency.predictor == "layer-table" and runtime == "onnxruntime"
-            self._prefilter = LatencyPrefilter(
-                bound=min(bounds), space=self.experiment.space,
-                input_shape=dataset.input_shape, num_classes=dataset.num_classes,
-                runtime=runtime,
-                method="layer-table" if table else "regression",
-                # Two numbers per runtime kind to calibrate, against nine features.
-                min_records=5 if table else 20,
-                time_kernel=self._kernel_timer(backend, settings) if table else None,
-            )
-            for record in self.records:  # a resumed search starts calibrated
-                self._prefilter.observe(record)
-        return self._prefilter
-
-    def _kernel_timer(self, backend: str, settings: Mapping[str, Any]):
-        """``time_kernel(kernel, kind) -> ms`` through this search's latency service."""
-        from nascompress.latency.client import TrialLatency
-        from nascompress.latency.connection import connect
-        from nascompress.latency.layer_table import measure_kernel
-        from nascompress.latency.measure import LatencySetup
-
-        config = self.latency_service_config(backend=backend)
-        setup = (LatencySetup(**settings["latency"]) if settings.get("latency")
-                 else self.experiment.config.latency.setup())
-        clients: list[TrialLatency] = []
-
-        def time_kernel(kernel, kind: str) -> float:
-            if not clients:  # connect on first use: Ray may not be up when this is built
-                gate, service = connect(config)
-                clients.append(TrialLatency(config, backend=gate, service=service,
-                                            trial_id="latency-table"))
-            return measure_kernel(kernel, kind, setup, measure_onnx=clients[0].measure_onnx)
-
-        return time_kernel
-
-    def trial_runner(
-        self, *, device: str = "cpu", backend: str = "local", in_process_rules: bool = True
-    ) -> TrialRunner:
-        """A picklable callable that evaluates one candidate in any process.
-
-        Args:
-            device: what each trial is given.
-            backend: ``"local"`` or ``"ray"``: where the latency gate lives.
-            in_process_rules: give the runner the early-stopping rule and the latency
-                pre-filter (the local runner); under Ray Tune the controller applies
-                them on the driver instead.
-        """
-        cfg = self.experiment.config
-        return TrialRunner(
-            space=self.experiment.space, evaluator=self.experiment.evaluator,
-            objectives=self.experiment.objectives, dataset_name=cfg.dataset.name,
-            dataset_options=cfg.dataset.options,
-            search_seed=cfg.seed, shared=self.shared, device=device,
-            timeout_s=cfg.trial_timeout_s,
-            latency_service=self.latency_service_config(backend=backend),
-            early_stopping=self.early_stopping_rule() if in_process_rules else None,
-            prefilter=self.prefilter(backend=backend) if in_process_rules else None,
-        )
 
     def note_pruned(self, trial_id: str, reason: str, metrics: Mapping[str, Any]) -> None:
         """Remember that the early-stopping scheduler stopped ``trial_id`` (and why)."""
@@ -296,8 +191,8 @@ class SearchSession:
             front, volume = run_dir.write_pareto(self.records, self.experiment.objectives,
                                                  self.experiment.constraints)
             self._print_progress(record, front, volume)
-            if self._prefilter is not None:
-                self._prefilter.observe(self.records[-1])
+            for listener in self.listeners:
+                listener(self.records[-1])
             return record
 
     def finish(self, *, status: str = "finished") -> list[Mapping[str, Any]]:
@@ -307,7 +202,6 @@ class SearchSession:
         run.update(status=status, finished_at=time.time(),
                    elapsed_s=time.time() - self.started_at)
         run_dir.write_run(run)
-        drop_local_state(self.latency_search_key)
         return pareto_front(self.records, self.experiment.objectives,
                             self.experiment.constraints)
 
@@ -318,11 +212,7 @@ class SearchSession:
         failed = sum(1 for r in self.records if r["state"] not in ("COMPLETE", "PRUNED"))
         pruned = sum(1 for r in self.records if r["state"] == "PRUNED")
         if record.state == "COMPLETE":
-            o = record.objectives
-            what = (f"acc={o.get('accuracy', float('nan')):.4f} "
-                    f"size={o.get('size_bytes', float('nan')):.0f}B "
-                    f"lat={o.get('latency_ms', float('nan')):.3f}ms")
-            what = what if "accuracy" in o else " ".join(f"{k}={v:.4g}" for k, v in o.items())
+            what = format_objectives(self.experiment.objectives, record.objectives)
         else:
             what = f"{record.state}: {record.error}"
         stopped = f" | pruned {pruned}" if pruned else ""
@@ -336,6 +226,31 @@ class SearchSession:
               f"{len(front)} hv {volume:.4g} | running {running} | failed "
               f"{failed}{stopped} | {elapsed:.0f}s{eta}",
               file=self.stream, flush=True)
+
+
+#: How many decimals a value of a unit deserves on the progress line.
+_UNIT_FORMATS = {"fraction": ".4f", "bytes": ".0f", "ms": ".3f"}
+
+
+def format_objectives(objectives: Sequence[Objective], values: Mapping[str, Any]) -> str:
+    """``name=value`` for each declared objective, precision and suffix from its unit.
+
+    The unit is appended unless the name already says it (``size_bytes``, ``latency_ms``)
+    or it is a bare fraction: ``accuracy=0.9312 size_bytes=10240 latency_ms=0.412``.
+    """
+    parts = []
+    for objective in objectives:
+        value = values.get(objective.name)
+        if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+                or not math.isfinite(value)):
+            parts.append(f"{objective.name}={value!r}")
+            continue
+        text = format(float(value), _UNIT_FORMATS.get(objective.unit, ".4g"))
+        unit = objective.unit
+        if unit and unit != "fraction" and not objective.name.lower().endswith(f"_{unit.lower()}"):
+            text += unit
+        parts.append(f"{objective.name}={text}")
+    return " ".join(parts)
 
 
 def outcome_from_record(record: Mapping[str, Any]) -> Outcome:

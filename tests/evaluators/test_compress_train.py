@@ -15,24 +15,33 @@ FAST = {"epochs": 2, "finetune_epochs": 1, "teacher_epochs": 2,
 
 
 @pytest.fixture(scope="module")
-def setting(tmp_path_factory):
+def prepared_setting(tmp_path_factory):
     space = ImageCNNSpace()
     data = load_digits_splits()
     evaluator = CompressTrainEvaluator(**FAST)
     evaluator.validate()
-    shared = evaluator.prepare(space=space, dataset=data, seed=0,
-                               workdir=tmp_path_factory.mktemp("run"))
-    return space, data, evaluator, shared
+    prepared = evaluator.prepare(space=space, dataset=data, seed=0,
+                                 workdir=tmp_path_factory.mktemp("run"))
+    return space, data, evaluator, prepared
+
+
+@pytest.fixture(scope="module")
+def setting(prepared_setting):
+    space, data, evaluator, prepared = prepared_setting
+    return space, data, evaluator, prepared.shared
 
 
 PARAMS = {"arch/depth": 2, "arch/width": 16, "arch/kernel": 3, "prune/ratio": 0.5,
           "quant/bits": 4, "distill/alpha": 0.5, "distill/temperature": 4.0}
 
 
-def test_teacher_is_prepared_once_and_shared(setting):
-    space, data, evaluator, shared = setting
-    assert shared["teacher_logits_train"].shape == (len(data.y_train), 10)
-    assert shared["teacher"]["arch"] == {"arch/depth": 3, "arch/width": 64, "arch/kernel": 5}
+def test_teacher_is_prepared_once_and_shared(prepared_setting):
+    space, data, evaluator, prepared = prepared_setting
+    assert prepared.shared["teacher_logits_train"].shape == (len(data.y_train), 10)
+    teacher = prepared.record["teacher"]  # what run.json records
+    assert teacher["arch"] == {"arch/depth": 3, "arch/width": 64, "arch/kernel": 5}
+    assert prepared.summary.startswith(
+        f"teacher trained: val accuracy {teacher['val_accuracy']:.4f}")
 
 
 def test_the_teacher_is_the_same_for_the_same_seed(setting, tmp_path):

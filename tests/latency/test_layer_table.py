@@ -149,10 +149,9 @@ def test_prefilter_table_needs_a_timer():
     ("regression", "onnxruntime", "regression"),
     ("layer-table", "torch", "regression"),  # no table of torch kernels: the regression
 ])
-def test_the_session_builds_the_configured_prefilter(tmp_path, predictor, runtime, method):
+def test_the_experiment_builds_the_configured_prefilter(tmp_path, predictor, runtime, method):
     from nascompress.config import parse_config
     from nascompress.search.experiment import build_experiment
-    from nascompress.search.session import SearchSession
 
     config = parse_config({
         "name": "filtered", "output_dir": str(tmp_path), "trials": 2,
@@ -160,8 +159,7 @@ def test_the_session_builds_the_configured_prefilter(tmp_path, predictor, runtim
         "latency": {"predictor_filter": True, "predictor": predictor, "runtime": runtime,
                     "batch_size": 4, "warmup": 1, "min_repeats": 3, "max_repeats": 10},
     })
-    session = SearchSession(build_experiment(config), shared={}, stream=None)
-    prefilter = session.prefilter()
+    prefilter = build_experiment(config).prefilter()
     assert prefilter.method == method and prefilter.bound == 0.5
     if method == "layer-table":
         # times a kernel for real, through the search's (local) latency gate and cache

@@ -173,14 +173,14 @@ def test_tune_scheduler_prunes_and_records_pruned(ray_session, tmp_path):
 def test_prefiltered_candidates_are_pruned_untrained_under_tune(ray_session, tmp_path,
                                                                 monkeypatch):
     from nascompress.search.controller import run_ray
-    from nascompress.search.session import SearchSession
+    from nascompress.search.experiment import Experiment
 
     def reject_wide(params):
         if params["arch/width"] >= 32:
             return "latency predictor: too slow (not trained)", {"predicted_latency_ms": 9.0}
         return None
 
-    monkeypatch.setattr(SearchSession, "prefilter", lambda self, **kwargs: reject_wide)
+    monkeypatch.setattr(Experiment, "prefilter", lambda self, **kwargs: reject_wide)
     experiment, _ = _experiment(tmp_path, "ray", trials=6)
     experiment.config.early_stopping.enabled = False
     evaluated = []

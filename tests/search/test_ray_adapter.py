@@ -252,3 +252,17 @@ def test_real_tune_run(ray_session, tmp_path):
     # Tune checkpointed the searcher with our save(): a JSON file in the experiment dir
     saved = list((tmp_path / "toy").glob("searcher-state-*.pkl"))
     assert saved and json.loads(saved[0].read_text())["strategy"] == "spy"
+
+
+def test_a_strategy_set_up_by_the_caller_is_not_set_up_again():
+    strategy = Spy(RandomStrategy())
+    strategy.setup(FGSpace(), FG_OBJECTIVES, seed=0, constraints=[LIMIT])
+    calls = []
+    strategy.setup = lambda *args, **kwargs: calls.append(args)  # would reset its state
+    searcher = StrategySearcher(strategy, FGSpace(), FG_OBJECTIVES, seed=0,
+                                constraints=[LIMIT], set_up=False)
+    assert calls == []
+    assert isinstance(searcher.suggest("t0"), dict)  # runs on the caller's setup
+    assert strategy.constraints == (LIMIT,)
+    with pytest.raises(TypeError, match="set_up must be true or false"):
+        StrategySearcher(RandomStrategy(), FGSpace(), FG_OBJECTIVES, seed=0, set_up="no")
