@@ -20,6 +20,7 @@ from pydantic import (
 
 from nascompress.latency.measure import LatencySetup
 from nascompress.latency.settings import LatencySharing
+from nascompress.search.halving_settings import HalvingSettings
 from nascompress.settings import ConstraintError, Settings, describe_errors
 
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -79,24 +80,15 @@ class LatencyConfig(LatencySharing, LatencySetup):
         return LatencySetup(**self.to_dict())
 
 
-class EarlyStoppingConfig(_Section):
-    """Multi-objective successive halving (nascompress.search.early_stopping)."""
+class EarlyStoppingConfig(HalvingSettings):
+    """Multi-objective successive halving (nascompress.search.early_stopping); rungs,
+    eta and relative_margin are declared in :class:`HalvingSettings`."""
 
     enabled: bool = False
-    rungs: list[int] = Field(default_factory=lambda: [3, 6, 12])
-    eta: int = Field(2, ge=2)
     metrics: dict[str, Literal["max", "min"]] = Field(
         default_factory=lambda: {"val_accuracy": "max", "est_size_bytes": "min",
                                  "est_latency_ms": "min"})
     margins: dict[str, float] = Field(default_factory=lambda: {"val_accuracy": 0.01})
-    relative_margin: float = Field(0.05, ge=0)
-
-    @field_validator("rungs")
-    @classmethod
-    def _increasing(cls, value: list[int]) -> list[int]:
-        if not value or any(r < 1 for r in value) or sorted(set(value)) != value:
-            raise ValueError("must be a non-empty, strictly increasing list of steps >= 1")
-        return value
 
 
 class ResourcesConfig(_Section):
