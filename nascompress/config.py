@@ -12,15 +12,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     ValidationError,
-    ValidationInfo,
     field_validator,
 )
 
 from nascompress.latency.measure import LatencySetup
+from nascompress.latency.settings import LatencySharing
+from nascompress.search.halving_settings import HalvingSettings
+from nascompress.settings import ConstraintError, Settings, describe_errors
 
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -36,10 +37,8 @@ class ConfigError(ValueError):
         super().__init__(re.sub(r"\s*\n\s*", " ", str(message)).strip())
 
 
-class _Section(BaseModel):
-    # strict: no silent coercion of user input ("4" or true for a count, "1" for a
-    # number of CPUs); YAML already gives numbers and booleans their own types.
-    model_config = ConfigDict(extra="forbid", strict=True)
+class _Section(Settings):
+    """A config section: strict, unknown keys refused (see :class:`Settings`)."""
 
 
 class NamedSection(_Section):
@@ -64,58 +63,32 @@ class EvaluatorConfig(NamedSection):
     name: str = "compress-train"
 
 
-class LatencyConfig(_Section):
+class LatencyConfig(LatencySharing, LatencySetup):
+    """The ``latency`` section: how latency is measured (:class:`LatencySetup`), how
+    measurements share nodes (:class:`LatencySharing`), both declared there, and the
+    fields below."""
+
+    model_config = ConfigDict(frozen=False)
+
     runtime: Literal["onnxruntime", "torch"] = "onnxruntime"
-    device: Literal["auto", "cpu", "cuda"] = "cpu"
-    threads: int = Field(1, ge=1)
-    batch_size: int = Field(16, ge=1)
-    warmup: int = Field(10, ge=0)
-    min_repeats: int = Field(20, ge=1)
-    max_repeats: int = Field(500, ge=1)
-    target_rel_iqr: float = Field(0.1, gt=0)
-    time_cap_s: float = Field(2.0, gt=0)
-
-    @field_validator("max_repeats")
-    @classmethod
-    def _enough_repeats(cls, value: int, info: ValidationInfo) -> int:
-        low = info.data.get("min_repeats")
-        if low is not None and value < low:
-            raise ValueError(f"must be >= latency.min_repeats ({low})")
-        return value
-
-    # Where and when measurements run (nascompress.latency).
-    exclusive: bool = True
-    device_resource: str | None = None
-    cache: bool = True
-    lease_ttl_s: float = Field(10.0, gt=0)
-    max_wait_s: float = Field(120.0, gt=0)
     # Skip candidates whose predicted latency is far above a latency_ms constraint,
     # predicted by a per-layer table timed on the target or by a feature regression.
     predictor_filter: bool = False
     predictor: Literal["layer-table", "regression"] = "layer-table"
 
     def setup(self) -> LatencySetup:
-        return LatencySetup(**self.model_dump(include=set(LatencySetup.__dataclass_fields__)))
+        return LatencySetup(**self.to_dict())
 
 
-class EarlyStoppingConfig(_Section):
-    """Multi-objective successive halving (nascompress.search.early_stopping)."""
+class EarlyStoppingConfig(HalvingSettings):
+    """Multi-objective successive halving (nascompress.search.early_stopping); rungs,
+    eta and relative_margin are declared in :class:`HalvingSettings`."""
 
     enabled: bool = False
-    rungs: list[int] = Field(default_factory=lambda: [3, 6, 12])
-    eta: int = Field(2, ge=2)
     # None: what the evaluator declares (Evaluator.intermediate_metrics / _margins),
     # resolved by the experiment, so any evaluator's report can be compared.
     metrics: dict[str, Literal["max", "min"]] | None = None
     margins: dict[str, float] | None = None
-    relative_margin: float = Field(0.05, ge=0)
-
-    @field_validator("rungs")
-    @classmethod
-    def _increasing(cls, value: list[int]) -> list[int]:
-        if not value or any(r < 1 for r in value) or sorted(set(value)) != value:
-            raise ValueError("must be a non-empty, strictly increasing list of steps >= 1")
-        return value
 
 
 class ResourcesConfig(_Section):
@@ -130,8 +103,8 @@ class ResourcesConfig(_Section):
     def _non_negative(cls, value: dict[str, float]) -> dict[str, float]:
         bad = {k: v for k, v in value.items() if not v >= 0 or k in ("CPU", "GPU", "cpu", "gpu")}
         if bad:
-            raise ValueError(f"custom resources must be named amounts >= 0 other than CPU/GPU "
-                             f"(use resources.cpu / resources.gpu), but got {bad}")
+            raise ConstraintError("named amounts >= 0 other than CPU/GPU (use resources.cpu / "
+                                  "resources.gpu)", value=bad)
         return value
 
 
@@ -161,9 +134,9 @@ class ExperimentConfig(_Section):
     def _safe_name(cls, value: str | None) -> str | None:
         # The run name becomes a folder under output_dir: it must not escape it.
         if value is not None and not RUN_NAME.match(value):
-            raise ValueError(
-                "must be 1-128 characters of letters, digits, '.', '_' or '-', starting with "
-                "a letter or digit (no '/', no '..')"
+            raise ConstraintError(
+                "1-128 characters of letters, digits, '.', '_' or '-', starting with a letter "
+                "or digit (no '/', no '..')"
             )
         return value
 
@@ -172,19 +145,9 @@ class ExperimentConfig(_Section):
     def _non_empty_address(cls, value: str | None) -> str | None:
         # An empty address would silently start a local Ray instead of joining a cluster.
         if value is not None and not value.strip():
-            raise ValueError("expected HOST:PORT (e.g. 127.0.0.1:6379) or ray://HOST:PORT, "
-                             "but got an empty string; leave it out to start a local Ray")
+            raise ConstraintError("HOST:PORT (e.g. 127.0.0.1:6379) or ray://HOST:PORT, or "
+                                  "left out to start a local Ray")
         return value
-
-
-def _describe(error: Mapping[str, Any]) -> str:
-    loc = ".".join(str(part) for part in error["loc"]) or "(top level)"
-    if error["type"] == "extra_forbidden":
-        return f"{loc}: unknown field; check the spelling (value: {error['input']!r})"
-    if error["type"] == "missing":
-        return f"{loc}: required field is missing"
-    message = error["msg"].removeprefix("Value error, ")
-    return f"{loc}: {message} (got {error['input']!r})"
 
 
 def parse_config(data: Mapping[str, Any] | None) -> ExperimentConfig:
@@ -200,9 +163,11 @@ def parse_config(data: Mapping[str, Any] | None) -> ExperimentConfig:
     try:
         return ExperimentConfig.model_validate(dict(data))
     except ValidationError as exc:
-        errors = exc.errors()
-        extra = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise ConfigError(f"config error: {_describe(errors[0])}{extra}") from None
+        # The message format of every settings object (nascompress.settings), dotted
+        # from the top: "latency.threads must be >= 1, but got 0".
+        first, count = describe_errors(exc)
+        extra = f" (and {count - 1} more)" if count > 1 else ""
+        raise ConfigError(f"config error: {first}{extra}") from None
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

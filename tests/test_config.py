@@ -13,16 +13,16 @@ def test_defaults_are_the_default_experiment():
 @pytest.mark.parametrize(
     ("data", "field"),
     [
-        ({"trials": 0}, "trials:"),
-        ({"max_concurrent": -1}, "max_concurrent:"),
+        ({"trials": 0}, "config error: trials must be >= 1, but got 0"),
+        ({"max_concurrent": -1}, "config error: max_concurrent must be >= 1"),
         ({"trails": 3}, "trails: unknown field"),
-        ({"latency": {"threads": 0}}, "latency.threads:"),
+        ({"latency": {"threads": 0}}, "config error: latency.threads must be >= 1"),
         ({"strategy": {"nme": "x"}}, "strategy.nme: unknown field"),
-        ({"name": "../escape"}, "name:"),
-        ({"name": "/abs/path"}, "name:"),
-        ({"runner": "slurm"}, "runner:"),
-        ({"seed": "abc"}, "seed:"),
-        ({"resources": {"custom": {"accelerator": -1}}}, "resources.custom:"),
+        ({"name": "../escape"}, "config error: name must be"),
+        ({"name": "/abs/path"}, "config error: name must be"),
+        ({"runner": "slurm"}, "config error: runner must be"),
+        ({"seed": "abc"}, "config error: seed must be an integer"),
+        ({"resources": {"custom": {"accelerator": -1}}}, "config error: resources.custom must be"),
     ],
 )
 def test_invalid_fields_are_named(data, field):

@@ -153,7 +153,7 @@ class Bench:
         self.sizes = {"train": len(self.y), "val": len(self.yv), "test": len(self.yt)}
         self.calibration = self.x[:CALIBRATION_SAMPLES]
         self.setup = LatencySetup(device="cpu", threads=THREADS, batch_size=settings.latency_batch)
-        self.setup_b1 = dataclasses.replace(self.setup, batch_size=1)
+        self.setup_b1 = self.setup.replace(batch_size=1)
         # key -> seed -> {"val", "test", "size", "params", "macs", ...}
         self.res: dict[tuple[str, str], dict[int, dict[str, Any]]] = {}
         # (key, runtime, batch) -> callable returning a LatencyResult
@@ -218,15 +218,13 @@ class Bench:
     def time_torch(self, key, model, batches=(None,)) -> None:
         model = copy.deepcopy(model).eval()
         for batch in batches:
-            setup = self.setup if batch is None else dataclasses.replace(self.setup,
-                                                                         batch_size=batch)
+            setup = self.setup if batch is None else self.setup.replace(batch_size=batch)
             self.timers[(key, "torch", setup.batch_size)] = (
                 lambda m=model, st=setup: measure_latency(m, self.xv[:1], st))
 
     def time_ort(self, key, session, batches=(None, 1)) -> None:
         for batch in batches:
-            setup = self.setup if batch is None else dataclasses.replace(self.setup,
-                                                                         batch_size=batch)
+            setup = self.setup if batch is None else self.setup.replace(batch_size=batch)
             self.timers[(key, "ort", setup.batch_size)] = (
                 lambda se=session, st=setup: measure_ort_latency(se, self.xv[:1].numpy(), st))
 

@@ -121,13 +121,14 @@ def _dotted(keys: Sequence[str]) -> str:
 def field_tokens(keys: Sequence[str]) -> tuple[tuple[str, ...], ...]:
     """How an error message may name the field at ``keys``.
 
-    Top-level fields appear as ``field:``; fields under ``<section>.options`` may be named
+    Top-level fields appear as ``field:`` or, in the settings' message format, as
+    ``field must be ...``; fields under ``<section>.options`` may be named
     in full, as ``<section>.<key>`` (how plug-ins name their options), or as the section
     and the quoted key (``evaluator.options: ... unexpected keyword argument 'epoch'``).
     """
     keys = list(keys)
     if len(keys) == 1:
-        return ((f"{keys[0]}:",),)
+        return ((f"{keys[0]}:",), (f"{keys[0]} must be",))
     alternatives = [(_dotted(keys),)]
     if len(keys) >= 3 and keys[1] == "options":
         alternatives.append((_dotted([keys[0], *keys[2:]]),))
@@ -428,7 +429,7 @@ def bad_run_name(rng, config):
     name = rng.choice(["a/b", "../x", "..", "/abs/path", "/tmp/x", "./x", ".hidden", "",
                        "a" * 129, "name with space", "x\\y", "~user", "runs/../../etc",
                        "ok/", "_under"])
-    result = {"path": "name", "value": name, "expected": (("name:",),)}
+    result = {"path": "name", "value": name, "expected": field_tokens(["name"])}
     if rng.random() < 0.3 and name:
         result["argv"] = ("--name", name)
     else:
@@ -534,7 +535,7 @@ def bad_address(rng, config):
                           "localhost", "127.0.0.1", "127.0.0.1:", ":6379", "127.0.0.1:0",
                           "127.0.0.1:70000", "127.0.0.1:abc", "ray://", "", " ",
                           "127.0.0.1:6379 ", "127.0.0.1:-5", "with runner local"])
-    result = {"path": "address", "value": address, "expected": (("address:",),)}
+    result = {"path": "address", "value": address, "expected": field_tokens(["address"])}
     if address == "with runner local":  # a well-formed address the local runner ignores
         config.update(runner="local", address="127.0.0.1:6379")
     elif address.strip() and not address.startswith("-") and rng.random() < 0.4:

@@ -10,56 +10,59 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar, Literal, get_args
 
-DEVICES = ("auto", "cpu", "cuda")
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator
+
+from nascompress.settings import ConstraintError, Settings
+
+Device = Literal["auto", "cpu", "cuda"]
+DEVICES = get_args(Device)
 
 
-@dataclass(frozen=True)
-class LatencySetup:
+class LatencySetup(Settings):
     """How latency is measured; recorded in ``run.json`` and every trial.
 
-    Attributes:
-        device: ``"cpu"``, ``"cuda"``, or ``"auto"`` (CUDA when available, else CPU).
-        threads: intra-op threads while timing (CPU); fixed so runs are comparable.
-        batch_size: inputs per timed forward pass.
-        warmup: untimed passes first (allocator, caches, lazy init).
-        min_repeats: timed passes always taken.
-        max_repeats: stop after this many passes even if the spread is still large.
-        target_rel_iqr: stop once IQR / median is at most this (0.1 = 10%).
-        time_cap_s: stop after this much timing, whatever the spread.
+    The one declaration of these settings: the experiment config's ``latency`` section
+    (:class:`~nascompress.config.LatencyConfig`) is this plus the search-level fields.
+    Frozen and hashable; :meth:`to_dict` and ``LatencySetup(**d)`` round-trip.
+
+    Raises:
+        SettingError: a value is out of range or of the wrong type (a ``ValueError``,
+            one line: ``latency.threads must be >= 1, but got 0``).
     """
 
-    device: str = "cpu"
-    threads: int = 1
-    batch_size: int = 16
-    warmup: int = 10
-    min_repeats: int = 20
-    max_repeats: int = 500
-    target_rel_iqr: float = 0.1
-    time_cap_s: float = 2.0
+    model_config = ConfigDict(frozen=True)
+    section: ClassVar[str] = "latency"
 
-    def __post_init__(self) -> None:
-        if self.device not in DEVICES:
-            raise ValueError(f"latency.device must be one of {DEVICES}, but got {self.device!r}")
-        for name in ("threads", "batch_size", "min_repeats", "max_repeats"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"latency.{name} must be an integer >= 1, but got {value!r}")
-        if not isinstance(self.warmup, int) or self.warmup < 0:
-            raise ValueError(f"latency.warmup must be an integer >= 0, but got {self.warmup!r}")
-        if self.max_repeats < self.min_repeats:
-            raise ValueError(
-                "latency.max_repeats >= latency.min_repeats must hold, but got "
-                f"(min_repeats={self.min_repeats}, max_repeats={self.max_repeats})"
-            )
-        if not self.target_rel_iqr > 0:
-            raise ValueError(f"latency.target_rel_iqr must be > 0, but got {self.target_rel_iqr!r}")
-        if not self.time_cap_s > 0:
-            raise ValueError(f"latency.time_cap_s must be > 0, but got {self.time_cap_s!r}")
+    #: ``"cpu"``, ``"cuda"``, or ``"auto"`` (CUDA when available, else CPU).
+    device: Device = "cpu"
+    #: intra-op threads while timing (CPU); fixed so runs are comparable.
+    threads: int = Field(1, ge=1)
+    #: inputs per timed forward pass.
+    batch_size: int = Field(16, ge=1)
+    #: untimed passes first (allocator, caches, lazy init).
+    warmup: int = Field(10, ge=0)
+    #: timed passes always taken.
+    min_repeats: int = Field(20, ge=1)
+    #: stop after this many passes even if the spread is still large.
+    max_repeats: int = Field(500, ge=1)
+    #: stop once IQR / median is at most this (0.1 = 10%).
+    target_rel_iqr: float = Field(0.1, gt=0)
+    #: stop after this much timing, whatever the spread.
+    time_cap_s: float = Field(2.0, gt=0)
+
+    @field_validator("max_repeats")
+    @classmethod
+    def _enough_repeats(cls, value: int, info: ValidationInfo) -> int:
+        low = info.data.get("min_repeats")
+        if low is not None and value < low:
+            raise ConstraintError(f">= {cls.section}.min_repeats ({low})")
+        return value
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The measurement settings alone (also for a subclass such as ``LatencyConfig``)."""
+        return self.model_dump(include=set(LatencySetup.model_fields))
 
 
 @dataclass(frozen=True)

@@ -85,7 +85,7 @@ def _service_actor_class():
         """Measures every model of a search on the node holding ``device_resource``."""
 
         def __init__(self, config: LatencyServiceConfig) -> None:
-            self._config = replace(config, device_resource=None)
+            self._config = config.replace(device_resource=None)
             self._cache = GateState(ttl_s=config.lease_ttl_s)
             self._node_id = ray.get_runtime_context().get_node_id()
 

@@ -2,52 +2,64 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import ClassVar, Literal, get_args
 
-BACKENDS = ("local", "ray")
+from pydantic import ConfigDict, Field, model_validator
+
+from nascompress.settings import ConstraintError, Settings
+
+Backend = Literal["local", "ray"]
+BACKENDS = get_args(Backend)
 
 
-@dataclass(frozen=True)
-class LatencyServiceConfig:
+class LatencySharing(Settings):
+    """How measurements share a node with trainings: the user-facing half of the service.
+
+    Declared once here; the experiment config's ``latency`` section
+    (:class:`~nascompress.config.LatencyConfig`) and :class:`LatencyServiceConfig` both
+    take these fields from this class.
+    """
+
+    section: ClassVar[str] = "latency"
+
+    #: take the exclusive lease around each measurement (trainings of this search on
+    #: the node pause); ``False`` measures whenever asked.
+    exclusive: bool = True
+    #: Ray custom resource that places the single measurement service actor (Ray only).
+    device_resource: str | None = None
+    #: reuse the result of a structurally identical model measured earlier.
+    cache: bool = True
+    #: a lease not renewed for this long is dropped (dead holders).
+    lease_ttl_s: float = Field(10.0, gt=0)
+    #: longest wait for the exclusive lease before measuring anyway.
+    max_wait_s: float = Field(120.0, gt=0)
+
+
+class LatencyServiceConfig(LatencySharing):
     """How the trials of one search measure latency; picklable, shipped with each trial.
+
+    The :class:`LatencySharing` fields, and those set by the search at run time:
 
     Attributes:
         backend: ``"local"`` (in-process gate, the local runner) or ``"ray"`` (one gate
             actor per node).
-        exclusive: take the exclusive lease around each measurement (trainings of this
-            search on the node pause); ``False`` measures whenever asked.
-        cache: reuse the result of a structurally identical model measured earlier.
-        device_resource: Ray custom resource that places the single measurement service
-            actor (``backend="ray"`` only).
         search_key: names the gate and service actors of this search.
-        lease_ttl_s: a lease not renewed for this long is dropped (dead holders).
-        max_wait_s: longest wait for the exclusive lease before measuring anyway.
         checkpoint_interval_s: a training contacts the gate at most this often.
         poll_s: pause between two tries of a waiting client.
     """
 
-    backend: str = "local"
-    exclusive: bool = True
-    cache: bool = True
-    device_resource: str | None = None
+    model_config = ConfigDict(frozen=True)
+
+    backend: Backend = "local"
     search_key: str = "default"
-    lease_ttl_s: float = 10.0
-    max_wait_s: float = 120.0
-    checkpoint_interval_s: float = 0.1
-    poll_s: float = 0.02
+    checkpoint_interval_s: float = Field(0.1, ge=0)
+    poll_s: float = Field(0.02, gt=0)
 
-    def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, but got {self.backend!r}")
+    @model_validator(mode="after")
+    def _resource_needs_ray(self) -> LatencyServiceConfig:
         if self.device_resource is not None and self.backend != "ray":
-            raise ValueError(
-                f"latency.device_resource={self.device_resource!r} needs the Ray runner (it "
-                "names a Ray custom resource); use --runner ray or leave it unset"
-            )
-        for name in ("lease_ttl_s", "max_wait_s", "checkpoint_interval_s", "poll_s"):
-            value = getattr(self, name)
-            low_ok = value >= 0 if name == "checkpoint_interval_s" else value > 0
-            if isinstance(value, bool) or not isinstance(value, int | float) or not low_ok:
-                bound = ">= 0" if name == "checkpoint_interval_s" else "> 0"
-                raise ValueError(f"{name} must be a number {bound}, but got {value!r}")
-
+            raise ConstraintError(
+                "unset unless the Ray runner is used (it names a Ray custom resource; use "
+                "--runner ray or leave it unset)",
+                field="device_resource", value=self.device_resource)
+        return self

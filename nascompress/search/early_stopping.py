@@ -46,6 +46,8 @@ from typing import Any
 
 from nascompress.objectives import MODES
 from nascompress.pareto import dominates_vector, is_finite_number, is_number, rank_and_crowding
+from nascompress.search.halving_settings import HalvingSettings
+from nascompress.settings import SettingError, violation
 
 
 @dataclass(frozen=True)
@@ -79,38 +81,31 @@ class MultiObjectiveHalving:
         self,
         *,
         rungs: Sequence[int],
-        eta: int = 2,
+        eta: int = HalvingSettings.model_fields["eta"].default,
         metrics: Mapping[str, str],
         min_trials: int | None = None,
         margins: Mapping[str, float] | None = None,
-        relative_margin: float = 0.05,
+        relative_margin: float = HalvingSettings.model_fields["relative_margin"].default,
     ) -> None:
-        rungs = list(rungs)
-        if not rungs or any(not isinstance(r, int) or isinstance(r, bool) or r < 1
-                            for r in rungs) or sorted(set(rungs)) != rungs:
-            raise ValueError(
-                f"early_stopping.rungs must be strictly increasing steps >= 1, but got {rungs!r}"
-            )
-        if not isinstance(eta, int) or isinstance(eta, bool) or eta < 2:
-            raise ValueError(f"early_stopping.eta must be an integer >= 2, but got {eta!r}")
+        # Sequences and mappings of any kind, as before; the settings model is strict.
+        settings = HalvingSettings(rungs=list(rungs), eta=eta,
+                                   relative_margin=relative_margin)
         if not metrics or any(mode not in MODES for mode in metrics.values()):
-            raise ValueError(
-                "early_stopping.metrics must map at least one metric to 'max' or 'min', but "
-                f"got {dict(metrics)!r}"
-            )
-        margins = {"val_accuracy": 0.01} if margins is None else dict(margins)
-        if any(not is_number(v) or not v >= 0 for v in [*margins.values(), relative_margin]):
-            raise ValueError(
-                "early_stopping.margins and relative_margin must be numbers >= 0, but got "
-                f"{margins!r} and {relative_margin!r}"
-            )
+            raise SettingError(violation(
+                "early_stopping.metrics", "a non-empty mapping of metric names to 'max' or "
+                "'min'", dict(metrics)))
+        margins = {} if margins is None else dict(margins)
+        if any(not is_number(v) or not v >= 0 for v in margins.values()):
+            raise SettingError(violation(
+                "early_stopping.margins", "a mapping of metric names to numbers >= 0",
+                margins))
         self.margins = margins
-        self.relative_margin = float(relative_margin)
-        self.rungs = rungs
-        self.eta = eta
+        self.relative_margin = settings.relative_margin
+        self.rungs = settings.rungs
+        self.eta = settings.eta
         self.metrics = dict(metrics)
-        self.min_trials = eta if min_trials is None else int(min_trials)
-        self._records: dict[int, dict[str, dict[str, float]]] = {r: {} for r in rungs}
+        self.min_trials = self.eta if min_trials is None else int(min_trials)
+        self._records: dict[int, dict[str, dict[str, float]]] = {r: {} for r in self.rungs}
         self._next_rung: dict[str, int] = {}
         self._lock = threading.Lock()
 
