@@ -47,8 +47,8 @@ def test_teacher_is_prepared_once_and_shared(prepared_setting):
 def test_the_teacher_is_the_same_for_the_same_seed(setting, tmp_path):
     space, data, evaluator, shared = setting
     again = evaluator.prepare(space=space, dataset=data, seed=0, workdir=tmp_path)
-    assert again["teacher"]["source"] == "trained"
-    assert (again["teacher_logits_train"] == shared["teacher_logits_train"]).all()
+    assert again.record["teacher"]["source"] == "trained"
+    assert (again.shared["teacher_logits_train"] == shared["teacher_logits_train"]).all()
 
 
 def test_size_is_the_artifact_length_and_the_artifact_reproduces_accuracy(setting, tmp_path):
