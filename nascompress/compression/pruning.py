@@ -33,6 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils import parametrize
 
+from nascompress.compression.plan import IMPORTANCES
 from nascompress.compression.sparsity import SPARSITY_MASK
 
 __all__ = [
@@ -43,8 +44,8 @@ __all__ = [
     "prune_channels",
 ]
 
-#: Built-in importance criteria accepted by :func:`prune_channels`.
-IMPORTANCES: tuple[str, ...] = ("l1", "l2", "taylor", "fpgm")
+# Built-in importance criteria accepted by :func:`prune_channels`: IMPORTANCES, defined
+# with the other knob values in the compression plan (re-exported here).
 
 #: Criteria computed by NNI (needs the ``nni`` extra); accepted by :func:`prune_channels`.
 NNI_IMPORTANCES: tuple[str, ...] = ("nni-l1", "nni-l2", "nni-fpgm", "nni-taylor")
