@@ -44,7 +44,7 @@ from nascompress.compression._channels import (
     _out_channels,
     _prunable_layers,
 )
-from nascompress.compression.plan import IMPORTANCES
+from nascompress.compression._knobs import IMPORTANCES
 
 __all__ = [
     "IMPORTANCES",
@@ -55,7 +55,8 @@ __all__ = [
 ]
 
 # Built-in importance criteria accepted by :func:`prune_channels`: IMPORTANCES, defined
-# with the other knob values in the compression plan (re-exported here).
+# with the other knob values of the compression plan (its leaf module _knobs; re-exported
+# here).
 
 #: Criteria computed by NNI (needs the ``nni`` extra); accepted by :func:`prune_channels`.
 NNI_IMPORTANCES: tuple[str, ...] = ("nni-l1", "nni-l2", "nni-fpgm", "nni-taylor")

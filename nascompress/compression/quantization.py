@@ -63,7 +63,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from nascompress.compression.plan import QUANT_BITS, SCHEMES
+from nascompress.compression._knobs import QUANT_BITS, SCHEMES
 
 __all__ = [
     "CLIP_FRACTIONS",
@@ -100,7 +100,7 @@ QUANTIZABLE_TYPES: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Linea
 CLIP_FRACTIONS: torch.Tensor = torch.linspace(1.0, 0.5, 41)
 
 # Weight quantization schemes: SCHEMES, defined with the other knob values in the
-# compression plan (re-exported here).
+# compression plan (from its leaf module _knobs; re-exported here).
 
 #: Lloyd iterations of :func:`kmeans_codebook`. From its start (see ``_kmeans_1d``) the error
 #: changes by under 1% after about 20; each costs one binary search per centroid.
