@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from nascompress import __version__
-from nascompress.evaluators.compress_train import artifact_template
+from nascompress.compression.plan import artifact_template
 
 __all__ = [
     "FORMATS",

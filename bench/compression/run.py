@@ -47,15 +47,8 @@ import torch  # noqa: E402
 
 from nascompress.compression import (  # noqa: E402
     FeatureDistiller,
-    apply_lowrank_,
     default_feature_pairs,
-    enable_qat,
-    enable_sparse_training,
-    finalize_quantization,
-    finalize_sparsity,
     load_artifact,
-    magnitude_prune_,
-    prune_channels,
     save_artifact,
 )
 from nascompress.compression.onnx_export import (  # noqa: E402
@@ -66,6 +59,7 @@ from nascompress.compression.onnx_export import (  # noqa: E402
     ort_session,
     quantize_onnx_int8,
 )
+from nascompress.compression.plan import CompressionPlan, artifact_template  # noqa: E402
 from nascompress.data import load_digits_splits  # noqa: E402
 from nascompress.evaluators.compress_train import CALIBRATION_SAMPLES  # noqa: E402
 from nascompress.evaluators.training import (  # noqa: E402
@@ -131,9 +125,8 @@ def build(arch: dict[str, int]) -> torch.nn.Module:
 
 def lowrank_template(arch: dict[str, int], ratio: float):
     def make() -> torch.nn.Module:
-        model = build(arch)
-        apply_lowrank_(model, rank_ratio=ratio)
-        return model
+        return artifact_template(SPACE, {**arch, "lowrank/ratio": ratio}, input_shape=(1, 8, 8),
+                                 num_classes=10)
     return make
 
 
@@ -176,7 +169,7 @@ class Bench:
 
     def count(self, model) -> tuple[int, int]:
         """(params, MACs per sample) from torch-pruning's counter (ratio 0 prunes nothing)."""
-        report = prune_channels(copy.deepcopy(model), self.x[:2], ratio=0.0)
+        report = CompressionPlan().prune_(copy.deepcopy(model), self.x[:2])
         return report.params_after, report.macs_after
 
     # recording ------------------------------------------------------------------------
@@ -266,16 +259,21 @@ def run_seed(b: Bench, seed: int, keep_for_latency: bool, tmp: Path) -> None:
         b.finetune(control, seed)
         b.record((label, "fp32+ft"), seed, control, quantized=None, template=template)
 
+        # Every variant is one knob of a compression plan, applied the way the
+        # evaluator applies it.
         for bits, scheme in PTQ:
             model = copy.deepcopy(base)
-            q = finalize_quantization(model, bits=bits, scheme=scheme)
+            plan = CompressionPlan(bits=bits, scheme=scheme)
+            _, q = plan.finalize_(model, plan.layer_bits(model))
             b.record((label, f"ptq{bits}-{scheme}"), seed, model, quantized=q,
                      template=template, params_macs=base_pm)
         for bits, scheme in QAT:
             model = copy.deepcopy(base)
-            enable_qat(model, bits=bits, scheme=scheme)
+            plan = CompressionPlan(bits=bits, scheme=scheme)
+            layer_bits = plan.layer_bits(model)
+            plan.prepare_finetune_(model, layer_bits, calibration=b.calibration)
             b.finetune(model, seed)
-            q = finalize_quantization(model, bits=bits, scheme=scheme)
+            _, q = plan.finalize_(model, layer_bits)
             b.record((label, f"qat{bits}-{scheme}"), seed, model, quantized=q,
                      template=template, params_macs=base_pm)
 
@@ -286,7 +284,8 @@ def run_seed(b: Bench, seed: int, keep_for_latency: bool, tmp: Path) -> None:
 
         # 5. structured pruning
         pruned = copy.deepcopy(base)
-        report = prune_channels(pruned, b.x[:2], ratio=PRUNE_RATIO, importance="l1")
+        _, report = CompressionPlan(prune_ratio=PRUNE_RATIO, importance="l1").apply_structure_(
+            pruned, b.x[:2])
         pruned_before_ft = accuracy(pruned, b.xv, b.yv)
         b.finetune(pruned, seed)
         b.record(("W", "prune"), seed, pruned, quantized=None, template=template,
@@ -297,7 +296,7 @@ def run_seed(b: Bench, seed: int, keep_for_latency: bool, tmp: Path) -> None:
         lowrank = {}
         for ratio in RANK_RATIOS:
             model = copy.deepcopy(base)
-            lr_report = apply_lowrank_(model, rank_ratio=ratio)
+            lr_report = CompressionPlan(lowrank_ratio=ratio).apply_lowrank_(model)
             before_ft = accuracy(model, b.xv, b.yv)
             b.finetune(model, seed)
             b.record(("W", f"lowrank{ratio}"), seed, model, quantized=None,
@@ -309,10 +308,11 @@ def run_seed(b: Bench, seed: int, keep_for_latency: bool, tmp: Path) -> None:
         sparse = {}
         for sparsity in SPARSITIES:
             model = copy.deepcopy(base)
-            sp_report = magnitude_prune_(model, sparsity=sparsity)
-            enable_sparse_training(model)
+            plan = CompressionPlan(sparsity=sparsity)
+            layer_bits = plan.layer_bits(model)
+            sp_report = plan.prepare_finetune_(model, layer_bits, calibration=b.calibration)
             b.finetune(model, seed)
-            achieved = finalize_sparsity(model)
+            achieved, _ = plan.finalize_(model, layer_bits)
             weights = [m.weight for m in model.modules()
                        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
             zeros = sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights)

@@ -25,7 +25,7 @@ import torch_pruning as tp
 from torch import nn
 from torch.nn import functional as F
 
-from nascompress.compression.pruning import (
+from nascompress.compression._channels import (
     TAYLOR_BATCHES,
     _check_calibration,
     _check_layer_ratios,

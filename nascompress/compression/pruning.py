@@ -31,9 +31,20 @@ import torch
 import torch_pruning as tp
 from torch import nn
 from torch.nn import functional as F
-from torch.nn.utils import parametrize
 
-from nascompress.compression.sparsity import SPARSITY_MASK
+from nascompress.compression._channels import (
+    TAYLOR_BATCHES,
+    Calibration,
+    LossFn,
+    _check_calibration,
+    _check_layer_ratios,
+    _check_not_parametrized,
+    _check_ratio,
+    _classifier_layers,
+    _out_channels,
+    _prunable_layers,
+)
+from nascompress.compression._knobs import IMPORTANCES
 
 __all__ = [
     "IMPORTANCES",
@@ -43,16 +54,12 @@ __all__ = [
     "prune_channels",
 ]
 
-#: Built-in importance criteria accepted by :func:`prune_channels`.
-IMPORTANCES: tuple[str, ...] = ("l1", "l2", "taylor", "fpgm")
+# Built-in importance criteria accepted by :func:`prune_channels`: IMPORTANCES, defined
+# with the other knob values of the compression plan (its leaf module _knobs; re-exported
+# here).
 
 #: Criteria computed by NNI (needs the ``nni`` extra); accepted by :func:`prune_channels`.
 NNI_IMPORTANCES: tuple[str, ...] = ("nni-l1", "nni-l2", "nni-fpgm", "nni-taylor")
-
-#: The calibration set of Taylor importance is split into at most this many batches.
-#: Gradients accumulate over all of them (weighted by batch size, so they equal the
-#: gradient of the loss over the whole calibration set); splitting only bounds memory.
-TAYLOR_BATCHES = 4
 
 # Absorbs float noise such as 10 * (1 - 0.7) == 3.0000000000000004 or 2.9999999999999996
 # when turning a ratio into a channel count.
@@ -60,8 +67,6 @@ _COUNT_EPS = 1e-9
 
 _MAGNITUDE_P = {"l1": 1, "l2": 2}
 
-Calibration = tuple[torch.Tensor, torch.Tensor]
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass
@@ -276,69 +281,12 @@ def prune_channels(
     )
 
 
-def _check_ratio(ratio: float, name: str = "ratio") -> float:
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)):
-        raise TypeError(f"{name} must be a float, but got {name}={ratio!r}")
-    ratio = float(ratio)
-    if not 0.0 <= ratio < 1.0:  # also rejects NaN
-        raise ValueError(f"{name} must satisfy 0 <= ratio < 1, but got {name}={ratio}")
-    return ratio
-
-
 def _check_steps(steps: int) -> int:
     if isinstance(steps, bool) or not isinstance(steps, int):
         raise TypeError(f"iterative_steps must be an int, but got iterative_steps={steps!r}")
     if steps < 1:
         raise ValueError(f"iterative_steps must be >= 1, but got iterative_steps={steps}")
     return steps
-
-
-def _check_calibration(calibration: object, importance: str) -> Calibration:
-    if calibration is None:
-        raise ValueError(
-            f"importance={importance!r} needs gradients: pass calibration=(inputs, labels), "
-            "but got calibration=None"
-        )
-    if (
-        not isinstance(calibration, (tuple, list))
-        or len(calibration) != 2
-        or not all(isinstance(t, torch.Tensor) for t in calibration)
-    ):
-        raise ValueError(
-            "calibration must be a pair of tensors (inputs, labels), "
-            f"but got calibration of type {type(calibration).__name__}"
-        )
-    inputs, labels = calibration
-    if inputs.ndim == 0 or labels.ndim == 0 or len(inputs) != len(labels) or len(inputs) == 0:
-        raise ValueError(
-            "calibration inputs and labels must be non-empty batches of the same length, but "
-            f"got shapes {tuple(inputs.shape)} and {tuple(labels.shape)}"
-        )
-    return inputs, labels
-
-
-def _check_layer_ratios(
-    model: nn.Module, layer_ratios: Mapping[str, float] | None
-) -> dict[str, float]:
-    if layer_ratios is None:
-        return {}
-    if not isinstance(layer_ratios, Mapping):
-        raise TypeError(
-            "layer_ratios must be a mapping of module name to ratio, "
-            f"but got layer_ratios of type {type(layer_ratios).__name__}"
-        )
-    modules = dict(model.named_modules())
-    checked: dict[str, float] = {}
-    for name, value in layer_ratios.items():
-        module = modules.get(name)
-        if not isinstance(module, (nn.modules.conv._ConvNd, nn.Linear)):
-            prunable = sorted(_out_channels(model))
-            raise ValueError(
-                f"layer_ratios keys must name Conv/Linear modules of the model ({prunable}), "
-                f"but got layer_ratios[{name!r}]"
-            )
-        checked[name] = _check_ratio(value, f"layer_ratios[{name!r}]")
-    return checked
 
 
 def _check_not_ignored(
@@ -354,73 +302,12 @@ def _check_not_ignored(
         )
 
 
-def _check_not_parametrized(model: nn.Module) -> None:
-    parametrized = [name for name, m in model.named_modules() if parametrize.is_parametrized(m)]
-    if parametrized:
-        # torch-pruning assigns new Parameters to `weight`, which a parametrization forbids.
-        raise ValueError(
-            f"model must not carry parametrizations when pruning, but got them on {parametrized}; "
-            "prune before enabling quantization-aware or sparse training"
-        )
-    masked = [name for name, m in model.named_modules() if hasattr(m, SPARSITY_MASK)]
-    if masked:
-        # torch-pruning would shrink the weights but not the masks kept beside them.
-        raise ValueError(
-            f"model must not carry unstructured sparsity masks when pruning channels, but got "
-            f"them on {masked}; prune channels first, or call finalize_sparsity"
-        )
-
-
 def _count(model: nn.Module, example_inputs: torch.Tensor) -> tuple[int, int]:
     # count_ops_and_params works on a deep copy in eval mode, so the model is not touched.
     # It divides by the batch size but adds Linear biases once per batch, so the count
     # drifts with the batch size; a single sample makes it a well-defined per-sample count.
     macs, params = tp.utils.count_ops_and_params(model, example_inputs[:1])
     return int(round(macs)), int(params)
-
-
-def _out_channels(model: nn.Module) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for name, module in model.named_modules():
-        if isinstance(module, nn.modules.conv._ConvNd):
-            counts[name] = int(module.out_channels)
-        elif isinstance(module, nn.Linear):
-            counts[name] = int(module.out_features)
-    return counts
-
-
-def _classifier_layers(model: nn.Module, example_inputs: torch.Tensor) -> list[nn.Module]:
-    model.eval()  # modes are restored by the caller
-    with torch.no_grad():
-        output = model(example_inputs)
-    if not isinstance(output, torch.Tensor):
-        raise TypeError(
-            "cannot find the classifier: the model output is not a tensor "
-            f"(got {type(output).__name__}); pass ignored_layers explicitly"
-        )
-    width = output.shape[-1]
-    return [
-        m
-        for m in model.modules()
-        if (isinstance(m, nn.modules.conv._ConvNd) and m.out_channels == width)
-        or (isinstance(m, nn.Linear) and m.out_features == width)
-    ]
-
-
-def _prunable_layers(
-    model: nn.Module, ignored_layers: Sequence[nn.Module]
-) -> list[tuple[str, nn.Module, int]]:
-    """``(name, module, out_channels)`` of every Conv/Linear outside ``ignored_layers``."""
-    ignored = {id(m) for layer in ignored_layers for m in layer.modules()}
-    layers = []
-    for name, module in model.named_modules():
-        if id(module) in ignored:
-            continue
-        if isinstance(module, nn.modules.conv._ConvNd):
-            layers.append((name, module, int(module.out_channels)))
-        elif isinstance(module, nn.Linear):
-            layers.append((name, module, int(module.out_features)))
-    return layers
 
 
 def _kept(n: int, ratio: float) -> int:

@@ -63,6 +63,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from nascompress.compression._knobs import QUANT_BITS, SCHEMES
+
 __all__ = [
     "CLIP_FRACTIONS",
     "KMEANS_ITERATIONS",
@@ -97,8 +99,8 @@ QUANTIZABLE_TYPES: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Linea
 #: fractions of the range. Largest first, so that ties keep the wider range (less clipping).
 CLIP_FRACTIONS: torch.Tensor = torch.linspace(1.0, 0.5, 41)
 
-#: Weight quantization schemes.
-SCHEMES: tuple[str, ...] = ("symmetric", "affine", "kmeans")
+# Weight quantization schemes: SCHEMES, defined with the other knob values in the
+# compression plan (from its leaf module _knobs; re-exported here).
 
 #: Lloyd iterations of :func:`kmeans_codebook`. From its start (see ``_kmeans_1d``) the error
 #: changes by under 1% after about 20; each costs one binary search per centroid.
@@ -108,7 +110,7 @@ KMEANS_ITERATIONS = 20
 # k-means codebook (2**bits entries) are limited to MODEL_BITS, which is what the search
 # space and the artifact are meant for.
 _TENSOR_BITS = (2, 16)
-MODEL_BITS: tuple[int, int] = (2, 8)
+MODEL_BITS: tuple[int, int] = (min(QUANT_BITS), max(QUANT_BITS))
 _TINY = torch.finfo(torch.float32).tiny
 
 

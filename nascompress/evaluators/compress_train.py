@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from nascompress.compression.plan import IMPORTANCES, CompressionPlan
 from nascompress.evaluators._base import (
     Evaluator,
     LatencyUse,
@@ -20,7 +21,6 @@ from nascompress.evaluators._registry import register_evaluator
 from nascompress.latency.measure import LatencySetup
 from nascompress.objectives import Objective
 
-IMPORTANCES = ("l1", "l2", "taylor", "fpgm")
 RUNTIMES = ("onnxruntime", "torch")
 TEACHER_FILE = "teacher.pt"
 TEACHER_KEYS = {"params", "model", "model_kwargs", "checkpoint"}
@@ -44,22 +44,6 @@ def training_device(given: str) -> str:
     import torch
 
     return "cuda" if given == "cuda" and torch.cuda.is_available() else "cpu"
-
-
-def artifact_template(space, params: Mapping[str, Any], *, input_shape, num_classes):
-    """A freshly built model with the layer structure the trial's artifact was saved from.
-
-    Low-rank factorization changes which layers exist (a conv becomes three), so the
-    template is built and then factorized the same way (shapes only; weights are then
-    loaded from the artifact by :func:`nascompress.compression.load_artifact`).
-    """
-    model = space.build_model(params, input_shape=input_shape, num_classes=num_classes)
-    ratio = float(params.get("lowrank/ratio", 1.0))
-    if ratio < 1.0:
-        from nascompress.compression import apply_lowrank_
-
-        apply_lowrank_(model, rank_ratio=ratio)
-    return model
 
 
 def largest_architecture(space) -> dict[str, Any]:
@@ -360,18 +344,7 @@ class CompressTrainEvaluator(Evaluator):
     def _evaluate(self, params, *, space, dataset, context, report, gate) -> dict[str, Any]:
         import torch
 
-        from nascompress.compression import (
-            apply_lowrank_,
-            enable_activation_quant,
-            enable_qat,
-            enable_sparse_training,
-            finalize_quantization,
-            finalize_sparsity,
-            magnitude_prune_,
-            prune_channels,
-            quantizable_modules,
-            save_artifact,
-        )
+        from nascompress.compression import save_artifact
         from nascompress.evaluators.training import accuracy, seed_everything, train_epochs
 
         self.validate()
@@ -390,12 +363,7 @@ class CompressTrainEvaluator(Evaluator):
         xv, yv = x_val.to(device), y_val.to(device)
         alpha = float(params.get("distill/alpha", 0.0))
         feature_weight = float(params.get("distill/feature_weight", 0.0))
-        ratio = float(params.get("prune/ratio", 0.0))
-        importance = str(params.get("prune/importance", self.importance))
-        sparsity = float(params.get("prune/sparsity", 0.0))
-        rank_ratio = float(params.get("lowrank/ratio", 1.0))
-        scheme = str(params.get("quant/scheme", "symmetric"))
-        activation_bits = int(params.get("quant/activations", 32))
+        plan = CompressionPlan.from_params(params, importance=self.importance)
         if (alpha > 0 or feature_weight > 0) and "teacher_logits_train" not in context.shared:
             raise RuntimeError("distillation was asked for but no teacher was prepared")
 
@@ -427,7 +395,7 @@ class CompressTrainEvaluator(Evaluator):
         # epoch, so a multi-objective early-stopping rule can compare trials on more than
         # accuracy.
         estimates = ({} if report is no_report else self._early_estimates(
-            space, params, dataset, x_train[:2], sparsity, x_val=x_val, y_val=y_val,
+            space, params, plan, dataset, x_train[:2], x_val=x_val, y_val=y_val,
             calibration=calibration, gate=gate))
         gate.checkpoint()
 
@@ -449,35 +417,24 @@ class CompressTrainEvaluator(Evaluator):
         gate.checkpoint()
 
         clock = time.perf_counter()
-        if rank_ratio < 1.0:
-            lowrank = apply_lowrank_(model, rank_ratio=rank_ratio)
+        # Compression, step by step as the plan orders it: low-rank -> prune (structure),
+        # then sparsity masks or QAT for the fine-tune, then the final weights.
+        lowrank, pruning = plan.apply_structure_(
+            model, xt[:2], calibration=(xt[:CALIBRATION_SAMPLES], yt[:CALIBRATION_SAMPLES]))
+        if lowrank is not None:
             metrics["lowrank_layers"] = len(lowrank.layers)
-        pruning = prune_channels(
-            model, xt[:2], ratio=ratio, importance=importance,
-            calibration=(xt[:CALIBRATION_SAMPLES], yt[:CALIBRATION_SAMPLES])
-            if importance == "taylor" else None,
-        )
-        layer_bits = self._layer_bits(space, params, quantizable_modules(model))
-        quantized_layers = {name: b for name, b in layer_bits.items() if b < 32}
-        if sparsity > 0:
-            sparse = magnitude_prune_(model, sparsity=sparsity)
-            enable_sparse_training(model)
+        layer_bits = plan.layer_bits(model)
+        sparse = plan.prepare_finetune_(model, layer_bits, calibration=xt[:CALIBRATION_SAMPLES])
+        if sparse is not None:
             metrics["sparsity_requested"] = sparse.sparsity
-        elif quantized_layers:
-            enable_qat(model, bits=quantized_layers, scheme=scheme)
-        if activation_bits < 32:
-            enable_activation_quant(model, bits=activation_bits,
-                                    calibration=xt[:CALIBRATION_SAMPLES])
         gate.checkpoint()
         train_epochs(model, xt, yt, epochs=self.finetune_epochs, lr=self.finetune_lr,
                      batch_size=self.batch_size, generator=generator, on_epoch_end=report_epoch,
                      on_batch_end=gate.checkpoint, **distill)
         model = model.cpu()
-        if sparsity > 0:
-            achieved = finalize_sparsity(model)
+        achieved, quantized = plan.finalize_(model, layer_bits)
+        if achieved is not None:
             metrics["sparsity"] = sum(achieved.values()) / max(1, len(achieved))
-        quantized = (finalize_quantization(model, bits=quantized_layers, scheme=scheme)
-                     if quantized_layers else None)
         timings["compress_s"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
@@ -486,10 +443,10 @@ class CompressTrainEvaluator(Evaluator):
         artifact = context.artifact_dir / f"{context.trial_id}.nasc"
         size = save_artifact(
             model, artifact, quantized=quantized,
-            metadata={"space": space.name, "params": dict(params),
-                      "layer_bits": layer_bits, "scheme": scheme,
-                      "input_shape": list(dataset.input_shape),
-                      "num_classes": dataset.num_classes},
+            metadata=plan.artifact_metadata(space=space.name, params=params,
+                                            layer_bits=layer_bits,
+                                            input_shape=dataset.input_shape,
+                                            num_classes=dataset.num_classes),
         )
         if size != artifact.stat().st_size:  # the reported size must be the file's size
             raise RuntimeError(f"artifact size {size} != file size {artifact.stat().st_size}")
@@ -497,11 +454,8 @@ class CompressTrainEvaluator(Evaluator):
         gate.checkpoint()
 
         clock = time.perf_counter()
-        all_int8 = bool(layer_bits) and all(b == 8 for b in layer_bits.values()) and \
-            scheme in ("symmetric", "affine")
         latency, kind, extra = self._measure_latency(
-            model, x_val, y_val, calibration, quantized=bool(quantized_layers),
-            all_int8=all_int8, gate=gate,
+            model, x_val, y_val, calibration, plan=plan, layer_bits=layer_bits, gate=gate,
         )
         metrics.update(extra)
         timings["measure_s"] = time.perf_counter() - clock
@@ -522,17 +476,7 @@ class CompressTrainEvaluator(Evaluator):
             **{f"time_{k}": v for k, v in timings.items()},
         }
 
-    @staticmethod
-    def _layer_bits(space, params, layers) -> dict[str, int]:
-        """Bit-width of every quantizable layer (factorized parts share their layer's)."""
-        tops = list(dict.fromkeys(name.split(".")[0] for name, _ in layers))
-        if hasattr(space, "layer_bits"):
-            by_top = space.layer_bits(params, tops)
-        else:
-            by_top = dict.fromkeys(tops, int(params.get("quant/bits", 32)))
-        return {name: by_top[name.split(".")[0]] for name, _ in layers}
-
-    def _early_estimates(self, space, params, dataset, example, sparsity, *, x_val, y_val,
+    def _early_estimates(self, space, params, plan, dataset, example, *, x_val, y_val,
                          calibration, gate) -> dict[str, float]:
         """Parameters, MACs, bytes and latency the compressed model will have, pre-training.
 
@@ -549,19 +493,12 @@ class CompressTrainEvaluator(Evaluator):
 
         import torch
 
-        from nascompress.compression import (
-            finalize_quantization,
-            finalize_sparsity,
-            magnitude_prune_,
-            prune_channels,
-            quantizable_modules,
-            save_artifact,
-        )
+        from nascompress.compression import save_artifact
 
-        model = artifact_template(space, params, input_shape=dataset.input_shape,
+        model = space.build_model(params, input_shape=dataset.input_shape,
                                   num_classes=dataset.num_classes)
-        pruning = prune_channels(model, example, ratio=float(params.get("prune/ratio", 0.0)),
-                                 importance="l1")
+        # Channel counts do not depend on the ranking: l1 needs no data.
+        _, pruning = plan.apply_structure_(model, example, importance="l1")
         # Fresh BatchNorm layers are all identical, so their folded biases are equal and
         # the ONNX exporter would share one tensor between layers: a graph a trained
         # model never has, and a different cache key. Random values avoid that.
@@ -573,36 +510,34 @@ class CompressTrainEvaluator(Evaluator):
                     if module.affine:
                         module.weight.uniform_(0.5, 1.5)
                         module.bias.normal_()
-        layer_bits = self._layer_bits(space, params, quantizable_modules(model))
-        quantized_layers = {name: b for name, b in layer_bits.items() if b < 32}
-        scheme = str(params.get("quant/scheme", "symmetric"))
+        layer_bits = plan.layer_bits(model)
         shipped = copy.deepcopy(model)
-        if sparsity > 0:
-            magnitude_prune_(shipped, sparsity=sparsity)
-            finalize_sparsity(shipped)
-        quantized = (finalize_quantization(shipped, bits=quantized_layers, scheme=scheme)
-                     if quantized_layers else None)
+        plan.sparsify_(shipped)
+        _, quantized = plan.finalize_(shipped, layer_bits)
         with tempfile.TemporaryDirectory(prefix="nascompress-estimate-") as tmp:
             size = save_artifact(
                 shipped, Path(tmp) / "estimate.nasc", quantized=quantized,
-                metadata={"space": space.name, "params": dict(params),
-                          "layer_bits": layer_bits, "scheme": scheme,
-                          "input_shape": list(dataset.input_shape),
-                          "num_classes": dataset.num_classes})
+                metadata=plan.artifact_metadata(space=space.name, params=params,
+                                                layer_bits=layer_bits,
+                                                input_shape=dataset.input_shape,
+                                                num_classes=dataset.num_classes))
         latency, _, _ = self._measure_latency(
-            model, x_val, y_val, calibration, quantized=bool(quantized_layers),
-            all_int8=False, gate=gate, with_accuracy=False)
+            model, x_val, y_val, calibration, plan=plan, layer_bits=layer_bits, gate=gate,
+            with_accuracy=False)
         return {"est_params_count": float(pruning.params_after),
                 "est_macs": float(pruning.macs_after),
                 "est_size_bytes": float(size),
                 "est_latency_ms": latency.median_ms}
 
-    def _measure_latency(self, model, x_val, y_val, calibration, *, quantized, all_int8,
+    def _measure_latency(self, model, x_val, y_val, calibration, *, plan, layer_bits,
                          gate=None, with_accuracy=True):
         """Time the compressed model on the configured runtime; returns (result, kind, metrics).
 
         The measurement goes through the trial's latency client (``gate``): cached result,
         or a fresh one under the node's exclusive lease, here or on the pinned target.
+        The kind is the plan's (:meth:`CompressionPlan.latency_kind`); an int8 claim is
+        checked in the optimized graph, except for the pre-training estimate
+        (``with_accuracy=False``), whose kind is not recorded.
         """
         import copy
 
@@ -614,9 +549,10 @@ class CompressTrainEvaluator(Evaluator):
         # Activation fake-quant ops would be timed as extra float work: the int8 runtime
         # quantizes activations itself, and a float deployment has none.
         disable_activation_quant(timed)
+        quantized = bool(plan.quantized_layers(layer_bits))
         if self.latency_runtime == "torch":
             result = gate.measure_torch(timed, x_val[:1], self.latency)
-            return result, ("simulated" if quantized else "fp32"), {}
+            return result, plan.latency_kind(layer_bits, runtime="torch"), {}
 
         from nascompress.compression.onnx_export import (
             INTEGER_OP_TYPES,
@@ -631,17 +567,17 @@ class CompressTrainEvaluator(Evaluator):
         with tempfile.TemporaryDirectory(prefix="nascompress-onnx-") as tmp:
             path = Path(tmp) / "model.onnx"
             extra["onnx_fp32_bytes"] = export_onnx(timed, x_val[:1], path)
-            kind = "fp32"
+            integer_kernels = False
             if quantized:
                 int8_path = Path(tmp) / "model.int8.onnx"
                 extra["onnx_int8_bytes"] = quantize_onnx_int8(path, int8_path,
                                                               calibration=calibration)
                 path = int8_path
-                kind = "simulated"
-                if all_int8:
+                if with_accuracy and plan.int8_deployable(layer_bits):
                     integer_kernels = bool(set(optimized_op_types(
                         path, threads=self.latency.threads)) & INTEGER_OP_TYPES)
-                    kind = "int8" if integer_kernels else "simulated"
+            kind = plan.latency_kind(layer_bits, runtime=self.latency_runtime,
+                                     integer_kernels=integer_kernels)
             if quantized and with_accuracy:
                 session = ort_session(path, threads=self.latency.threads)
                 extra["onnx_int8_accuracy"] = onnx_accuracy(session, x_val.numpy(),

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nascompress.compression.plan import CompressionPlan, compressed_structure
 from nascompress.latency.layer_table import LayerTable, TablePredictor, split_kernels
 from nascompress.latency.trace import leaf_calls
 
@@ -98,34 +99,12 @@ def model_features(model, input_shape: Sequence[int]) -> dict[str, float]:
     return totals
 
 
-def compressed_structure(space, params: Mapping[str, Any], *, input_shape, num_classes):
-    """An untrained model with the layer shapes the trial's compressed model will have.
-
-    Factorized as ``lowrank/ratio`` says and pruned as ``prune/ratio`` says (channel
-    counts kept do not depend on the weights), so its features are the final model's.
-    """
-    import torch
-
-    from nascompress.compression import prune_channels
-    from nascompress.evaluators.compress_train import artifact_template
-
-    model = artifact_template(space, params, input_shape=input_shape, num_classes=num_classes)
-    ratio = float(params.get("prune/ratio", 0.0))
-    if ratio > 0:
-        prune_channels(model, torch.zeros(2, *input_shape), ratio=ratio, importance="l1")
-    return model
-
-
 def runtime_kind(params: Mapping[str, Any], runtime: str = "onnxruntime") -> str:
-    """The kernels the default evaluator times ``params`` on.
+    """The kernels the default evaluator times ``params`` on (``"int8"`` or ``"fp32"``).
 
-    ``"int8"`` for quantized weights on ONNX Runtime (real or simulated low-bit: both run
-    the int8 QDQ graph), ``"fp32"`` otherwise (the torch runtime always times float).
+    See :meth:`~nascompress.compression.plan.CompressionPlan.runtime_kind`.
     """
-    if runtime == "torch":
-        return "fp32"
-    bits = [int(v) for k, v in params.items() if k == "quant/bits" or k.startswith("quant/bits/")]
-    return "int8" if any(b < 32 for b in bits) else "fp32"
+    return CompressionPlan.from_params(params).runtime_kind(runtime)
 
 
 # --------------------------------------------------------------------------- the model
@@ -408,8 +387,8 @@ class LatencyPrefilter:
         if record.get("state") != "COMPLETE" or not isinstance(latency, int | float) \
                 or not latency > 0 or metrics.get("latency_cached"):
             return
-        kind = runtime_kind(record["params"], self.runtime)
         try:
+            kind = runtime_kind(record["params"], self.runtime)
             model = compressed_structure(self.space, record["params"],
                                          input_shape=self.input_shape,
                                          num_classes=self.num_classes)

@@ -5,18 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from nascompress.compression.plan import CompressionPlan, find_knob
 from nascompress.spaces._base import SearchSpace
 from nascompress.spaces._dimensions import Categorical, Dimension, Float, Int
 from nascompress.spaces._registry import register_space
-
-#: Bit-widths the quantizer supports; 32 means "keep float32 weights".
-SUPPORTED_BITS = (2, 3, 4, 5, 6, 7, 8, 32)
-IMPORTANCES = ("l1", "l2", "taylor", "fpgm")
-SCHEMES = ("symmetric", "affine", "kmeans")
-ACTIVATION_BITS = (8, 32)
-#: Dimension keys whose value must be a choice from a fixed set.
-_CHOICES = {"prune/importance": IMPORTANCES, "quant/scheme": SCHEMES,
-            "quant/activations": ACTIVATION_BITS}
 
 
 def _all_values(dimension: Dimension) -> list[Any] | None:
@@ -29,30 +21,21 @@ def _all_values(dimension: Dimension) -> list[Any] | None:
 def dimension_problem(key: str, dimension: Dimension) -> str | None:
     """Why ``dimension`` is not a usable range for the knob ``key`` (or ``None``).
 
-    Shared by every built-in space that exposes these knobs.
+    Shared by every built-in space that exposes these knobs. Compression knobs follow
+    the rules of :data:`nascompress.compression.plan.KNOBS`; the architecture and
+    distillation rules are the spaces' own.
     """
     values = _all_values(dimension)
     if any(isinstance(v, bool) for v in values):
         return "values must be numbers or names, not true/false"
-    discrete = key.startswith("arch/") or key.startswith("quant/") or key == "prune/importance"
+    knob = find_knob(key)
+    discrete = key.startswith("arch/") or (knob is not None and knob.discrete)
     if discrete and dimension.grid() is None:
         # A continuous range is checked by its ends only, and would propose 4.37 bits.
         return "must be a categorical or integer dimension (a finite set of values)"
-    if key == "prune/ratio":
-        if any(not 0.0 <= v < 1.0 for v in values):
-            return "every pruning ratio must lie in [0, 1) (1.0 would remove every channel)"
-    elif key == "quant/bits" or key.startswith("quant/bits/"):
-        if any(v not in SUPPORTED_BITS for v in values):
-            return f"bit-widths must be among {list(SUPPORTED_BITS)} (32 keeps float weights)"
-    elif key in _CHOICES:
-        if any(v not in _CHOICES[key] for v in values):
-            return f"values must be among {list(_CHOICES[key])}"
-    elif key in ("prune/sparsity",):
-        if any(not 0.0 <= v < 1.0 for v in values):
-            return "unstructured sparsity must lie in [0, 1)"
-    elif key == "lowrank/ratio":
-        if any(not 0.0 < v <= 1.0 for v in values):
-            return "rank ratios must lie in (0, 1] (1.0 keeps layers unfactorized)"
+    if knob is not None:
+        if any(not knob.accepts(v) for v in values):
+            return f"every value {knob.requirement}"
     elif key == "distill/feature_weight":
         if any(not v >= 0 for v in values):
             return "feature distillation weight must be >= 0"
@@ -150,13 +133,7 @@ class ImageCNNSpace(SearchSpace):
 
     def layer_bits(self, params: Mapping[str, Any], layer_names: list[str]) -> dict[str, int]:
         """Bit-width per quantizable layer (conv blocks in order, then the head)."""
-        if "quant/bits" in params:
-            return {name: int(params["quant/bits"]) for name in layer_names}
-        bits = {}
-        for index, name in enumerate(layer_names):
-            key = "quant/bits/head" if index == len(layer_names) - 1 else f"quant/bits/block{index}"
-            bits[name] = int(params.get(key, 32))
-        return bits
+        return CompressionPlan.from_params(params).bits_by_top(layer_names)
 
     def validate_dimension(self, key: str, dimension: Dimension) -> str | None:
         return dimension_problem(key, dimension)

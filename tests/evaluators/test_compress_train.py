@@ -107,7 +107,7 @@ def test_every_compression_knob_round_trips_through_the_artifact(setting, tmp_pa
     result = evaluator.evaluate(params, space=space, dataset=data, context=context)
     artifact = tmp_path / result["artifact"]
     assert result["size_bytes"] == artifact.stat().st_size
-    from nascompress.evaluators.compress_train import artifact_template
+    from nascompress.compression.plan import artifact_template
 
     template = artifact_template(space, params, input_shape=data.input_shape, num_classes=10)
     model, _ = load_artifact(artifact, template)
