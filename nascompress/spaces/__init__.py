@@ -10,6 +10,8 @@ from nascompress.spaces._dimensions import (
 )
 from nascompress.spaces._registry import SPACES, register_space
 from nascompress.spaces.image_cnn import ImageCNNSpace
+from nascompress.spaces.mobilenet import MobileNetSpace
+from nascompress.spaces.resnet import ResNetSpace
 from nascompress.spaces.user_model import UserModelSpace
 
 __all__ = [
@@ -19,7 +21,9 @@ __all__ = [
     "Float",
     "ImageCNNSpace",
     "Int",
+    "MobileNetSpace",
     "Params",
+    "ResNetSpace",
     "SearchSpace",
     "UserModelSpace",
     "dimension_from_dict",

@@ -53,6 +53,22 @@ def dimension_problem(key: str, dimension: Dimension) -> str | None:
     return None
 
 
+def compression_dimensions() -> dict[str, Dimension]:
+    """The default ranges of the compression knobs, shared by the built-in spaces."""
+    return {
+        "prune/ratio": Float(0.0, 0.7, step=0.05),
+        "prune/importance": Categorical(["l1", "taylor", "fpgm"]),
+        "prune/sparsity": Float(0.0, 0.8, step=0.1),
+        "quant/bits": Categorical([2, 4, 6, 8, 32]),
+        "quant/scheme": Categorical(["symmetric", "affine", "kmeans"]),
+        "quant/activations": Categorical([8, 32]),
+        "lowrank/ratio": Float(0.25, 1.0, step=0.25),
+        "distill/alpha": Float(0.0, 0.9, step=0.1),
+        "distill/temperature": Float(1.0, 8.0, step=0.5),
+        "distill/feature_weight": Float(0.0, 1.0, step=0.25),
+    }
+
+
 @register_space("image-cnn")
 class ImageCNNSpace(SearchSpace):
     """Stacks of ``conv(k×k) → BatchNorm → ReLU → max-pool`` blocks and a linear head.
@@ -112,16 +128,7 @@ class ImageCNNSpace(SearchSpace):
             "arch/depth": Int(1, 3),
             "arch/width": Categorical([8, 16, 32, 64]),
             "arch/kernel": Categorical([3, 5]),
-            "prune/ratio": Float(0.0, 0.7, step=0.05),
-            "prune/importance": Categorical(["l1", "taylor", "fpgm"]),
-            "prune/sparsity": Float(0.0, 0.8, step=0.1),
-            "quant/bits": Categorical([2, 4, 6, 8, 32]),
-            "quant/scheme": Categorical(["symmetric", "affine", "kmeans"]),
-            "quant/activations": Categorical([8, 32]),
-            "lowrank/ratio": Float(0.25, 1.0, step=0.25),
-            "distill/alpha": Float(0.0, 0.9, step=0.1),
-            "distill/temperature": Float(1.0, 8.0, step=0.5),
-            "distill/feature_weight": Float(0.0, 1.0, step=0.25),
+            **compression_dimensions(),
         }
         if getattr(self, "mixed_precision", False):
             per_layer = dims.pop("quant/bits")
