@@ -69,6 +69,21 @@ def compression_dimensions() -> dict[str, Dimension]:
     }
 
 
+def too_few_channels(params: Mapping[str, Any], channels: int, *, min_channels: int,
+                     where: str) -> str | None:
+    """Why ``prune/ratio`` leaves fewer than ``min_channels`` of ``channels`` (or ``None``).
+
+    ``where`` names the layer in the reason (``"arch/width=16"``, ``"the narrowest
+    stage's 8"``). Structured pruning removes the same fraction from every layer, so the
+    narrowest one decides.
+    """
+    kept = int(channels * (1.0 - params["prune/ratio"]))
+    if kept >= min_channels:
+        return None
+    return (f"prune/ratio={params['prune/ratio']} leaves {kept} of {where} channels; at "
+            f"least min_channels={min_channels} must remain")
+
+
 @register_space("image-cnn")
 class ImageCNNSpace(SearchSpace):
     """Stacks of ``conv(k×k) → BatchNorm → ReLU → max-pool`` blocks and a linear head.
@@ -149,14 +164,8 @@ class ImageCNNSpace(SearchSpace):
         reason = super().check(params)
         if reason:
             return reason
-        kept = int(params["arch/width"] * (1.0 - params["prune/ratio"]))
-        if kept < self.min_channels:
-            return (
-                f"prune/ratio={params['prune/ratio']} leaves {kept} of arch/width="
-                f"{params['arch/width']} channels; at least min_channels={self.min_channels} "
-                "must remain"
-            )
-        return None
+        return too_few_channels(params, params["arch/width"], min_channels=self.min_channels,
+                                where=f"arch/width={params['arch/width']}")
 
     def build_model(
         self, params: Mapping[str, Any], *, input_shape: tuple[int, ...], num_classes: int

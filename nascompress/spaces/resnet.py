@@ -8,7 +8,11 @@ from typing import Any
 from nascompress.spaces._base import SearchSpace
 from nascompress.spaces._dimensions import Categorical, Dimension, Int
 from nascompress.spaces._registry import register_space
-from nascompress.spaces.image_cnn import compression_dimensions, dimension_problem
+from nascompress.spaces.image_cnn import (
+    compression_dimensions,
+    dimension_problem,
+    too_few_channels,
+)
 
 #: Width choices per stage and the stride of each stage's first block (CIFAR-style
 #: ResNet: three stages, the later ones halving the map and widening).
@@ -87,12 +91,8 @@ class ResNetSpace(SearchSpace):
         if reason:
             return reason
         narrowest = min(params[f"arch/stage{i}/width"] for i in range(len(self.widths)))
-        kept = int(narrowest * (1.0 - params["prune/ratio"]))
-        if kept < self.min_channels:
-            return (f"prune/ratio={params['prune/ratio']} leaves {kept} of the narrowest "
-                    f"stage's {narrowest} channels; at least min_channels="
-                    f"{self.min_channels} must remain")
-        return None
+        return too_few_channels(params, narrowest, min_channels=self.min_channels,
+                                where=f"the narrowest stage's {narrowest}")
 
     def build_model(self, params: Mapping[str, Any], *, input_shape: tuple[int, ...],
                     num_classes: int):
