@@ -13,18 +13,21 @@ from pathlib import Path
 from typing import Any
 
 from nascompress.spaces._base import SearchSpace
-from nascompress.spaces._dimensions import Categorical, Dimension, Float
+from nascompress.spaces._dimensions import Dimension
 from nascompress.spaces._registry import register_space
-from nascompress.spaces.image_cnn import dimension_problem
+from nascompress.spaces.image_cnn import compression_dimensions, dimension_problem
 
 
 @register_space("user-model")
 class UserModelSpace(SearchSpace):
     """Pruning, quantization, distillation and low-rank search around one user model.
 
-    Dimensions: ``prune/ratio``, ``prune/importance``, ``quant/bits``, ``quant/scheme``,
-    ``lowrank/ratio``, ``distill/alpha``, ``distill/temperature`` (same meaning and
-    validation as in ``image-cnn``).
+    Dimensions: the compression knobs of ``image-cnn`` (``prune/*``, ``quant/*``,
+    ``lowrank/ratio``, ``distill/*``), with the same default ranges, meaning and
+    validation. Pruning follows the model's own structure (torch-pruning's dependency
+    graph keeps residual-coupled channels together and shrinks a depthwise convolution
+    with the channels that feed it); low-rank factorization leaves depthwise and 1×1
+    convolutions alone.
 
     Args:
         model: ``"package.module:factory"``; ``factory(**model_kwargs)`` returns the
@@ -59,15 +62,7 @@ class UserModelSpace(SearchSpace):
         super().__init__(dimensions=dimensions)
 
     def default_dimensions(self) -> dict[str, Dimension]:
-        return {
-            "prune/ratio": Float(0.0, 0.7, step=0.05),
-            "prune/importance": Categorical(["l1", "taylor", "fpgm"]),
-            "quant/bits": Categorical([2, 4, 6, 8, 32]),
-            "quant/scheme": Categorical(["symmetric", "affine", "kmeans"]),
-            "lowrank/ratio": Float(0.25, 1.0, step=0.25),
-            "distill/alpha": Float(0.0, 0.9, step=0.1),
-            "distill/temperature": Float(1.0, 8.0, step=0.5),
-        }
+        return compression_dimensions()
 
     def validate_dimension(self, key: str, dimension: Dimension) -> str | None:
         return dimension_problem(key, dimension)  # the same knobs as image-cnn
