@@ -103,11 +103,12 @@ class Recipe(Settings):
 class Metric(Settings):
     """The user's metric, scored instead of accuracy: ``fn(model, loader, device)``.
 
-    ``fn`` gets the model in eval mode, the validation loader (``(inputs, labels)``
-    batches, inputs still on the CPU) and the device the model is on, and returns a
-    finite real number. ``name`` becomes the objective (and ``val_<name>`` the
-    intermediate metric early stopping compares), optimised in ``mode``; ``unit`` is
-    shown in tables (``fraction`` is printed like accuracy).
+    ``fn`` gets the model in eval mode (gradients off), the validation loader
+    (``(inputs, labels)`` batches; in-memory data may already be on the device, so move
+    them with ``.to(device)``) and the device the model is on, and returns a finite real
+    number (a one-element tensor is accepted). ``name`` becomes the objective (and
+    ``val_<name>`` the intermediate metric early stopping compares), optimised in
+    ``mode``; ``unit`` is shown in tables (``fraction`` is printed like accuracy).
     """
 
     section: ClassVar[str] = "evaluator.metric"
