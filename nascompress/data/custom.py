@@ -96,7 +96,7 @@ class LoaderDataset(Dataset):
     labels)`` batches, used as given: its batch size, sampler, workers and transforms
     (augment the train split only) are the user's. On CUDA a ``DataLoader`` is switched
     to pinned memory so the trainer's non-blocking copies overlap compute; choose its
-    ``num_workers`` for the machine (the factory may read the ``device`` keyword).
+    ``num_workers`` for the machine (``factory_kwargs`` can pass it).
 
     Args:
         loaders: ``{"train": ..., "val": ..., "test": ...}``.
