@@ -280,15 +280,31 @@ def rebuild_model(run_dir: str | os.PathLike, record: Mapping[str, Any], *, run=
     return model, metadata, space, dataset
 
 
-def _torch_accuracy(model, x, y, *, batch_size: int = 512) -> float:
+def _loader_accuracy(count_correct, loader) -> tuple[float, int]:
+    """Top-1 accuracy over ``loader``'s batches (streamed, never gathered), and the number
+    of examples; ``count_correct(inputs, labels)`` takes float32 / integer arrays."""
+    import numpy as np
+
+    correct, total = 0, 0
+    for inputs, labels in loader:
+        inputs = np.asarray(inputs, dtype=np.float32)
+        labels = np.asarray(labels)
+        correct += int(count_correct(inputs, labels))
+        total += len(labels)
+    if not total:
+        raise ExportError("dataset: the test split yielded no examples")
+    return correct / total, total
+
+
+def _torch_accuracy(model, loader, *, with_count: bool = False):
     import torch
 
-    correct = 0
-    with torch.no_grad():
-        for start in range(0, len(x), batch_size):
-            logits = model(torch.from_numpy(x[start:start + batch_size]))
-            correct += int((logits.argmax(dim=1).numpy() == y[start:start + batch_size]).sum())
-    return correct / len(y)
+    def count_correct(inputs, labels):
+        with torch.no_grad():
+            return (model(torch.from_numpy(inputs)).argmax(dim=1).numpy() == labels).sum()
+
+    accuracy, count = _loader_accuracy(count_correct, loader)
+    return (accuracy, count) if with_count else accuracy
 
 
 def _resize_and_load(model, state: Mapping[str, Any]) -> None:
@@ -383,7 +399,7 @@ def load_state_dict_export(
 # --------------------------------------------------------------------------- export
 
 
-def _write_format(model, example, out: Path, fmt: str, x_test, y_test, architecture):
+def _write_format(model, example, out: Path, fmt: str, test_loader, architecture):
     """Write ``out`` and measure the test accuracy by running the written file."""
     import torch
 
@@ -396,7 +412,11 @@ def _write_format(model, example, out: Path, fmt: str, x_test, y_test, architect
 
         export_onnx(model, example, out)
         session = ort_session(out)
-        accuracy = onnx_accuracy(session, x_test, y_test)
+        # onnx_accuracy handles models exported with a fixed batch size; its fraction
+        # times the batch's length is the batch's exact count of hits.
+        accuracy = _loader_accuracy(
+            lambda inputs, labels: round(onnx_accuracy(session, inputs, labels) * len(labels)),
+            test_loader)[0]
         versions.update(onnx=onnx.__version__, onnxruntime=onnxruntime.__version__)
         runner = f"onnxruntime {onnxruntime.__version__} CPUExecutionProvider"
     elif fmt == "torchscript":
@@ -407,12 +427,12 @@ def _write_format(model, example, out: Path, fmt: str, x_test, y_test, architect
             traced = torch.jit.trace(model, example, check_trace=True)
             traced.save(str(out))
             loaded = torch.jit.load(str(out), map_location="cpu").eval()
-        accuracy = _torch_accuracy(loaded, x_test, y_test)
+        accuracy = _torch_accuracy(loaded, test_loader)
         runner = f"torch.jit.load (torch {torch.__version__})"
     else:
         torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, out)
         rebuilt = _model_from_state_dict(out, architecture)
-        accuracy = _torch_accuracy(rebuilt, x_test, y_test)
+        accuracy = _torch_accuracy(rebuilt, test_loader)
         runner = (f"model rebuilt from the saved state_dict with torch.load(weights_only=True)"
                   f" (torch {torch.__version__})")
     return accuracy, runner, versions
@@ -464,9 +484,11 @@ def export_pick(
     out.parent.mkdir(parents=True, exist_ok=True)
 
     model, metadata, space, dataset = rebuild_model(run_dir, record, run=run)
-    x_test, y_test = dataset.x_test, dataset.y_test
-    reference_accuracy = _torch_accuracy(model, x_test, y_test)
-    example = torch.from_numpy(x_test[:1].copy())
+    from nascompress.data import EVAL_BATCH_SIZE, take
+
+    test_loader = dataset.loader("test", batch_size=EVAL_BATCH_SIZE)
+    reference_accuracy, test_examples = _torch_accuracy(model, test_loader, with_count=True)
+    example = take(dataset.loader("test", batch_size=1), 1)[0].float().clone()
     architecture = {
         "space": {**space.to_dict(),
                   "options": dict(((run.get("config") or {}).get("space") or {})
@@ -479,7 +501,7 @@ def export_pick(
         "activation_quant": activation_quant_params(model),
     }
     accuracy, runner, extra_versions = _write_format(
-        model, example, out, format, x_test, y_test, architecture
+        model, example, out, format, test_loader, architecture
     )
     artifact = _artifact_path(run_dir, record)
     preprocessing = {**dict(dataset.preprocessing), "input_shape": list(dataset.input_shape)}
@@ -489,14 +511,14 @@ def export_pick(
         sha256=_sha256(out),
         size_bytes=out.stat().st_size,
         test_accuracy=accuracy,
-        test={"split": "test", "examples": len(y_test), "measured_with": runner,
+        test={"split": "test", "examples": test_examples, "measured_with": runner,
               "artifact_accuracy_torch": reference_accuracy},
         objectives=dict(record.get("objectives") or {}),
         params=dict(record.get("params") or {}),
         num_classes=int(dataset.num_classes),
         input={"name": "input" if format == "onnx" else None,
                "shape": [None, *dataset.input_shape],
-               "dtype": str(dataset.x_test.dtype),
+               "dtype": "float32",
                "layout": dataset.preprocessing.get("layout")},
         preprocessing=preprocessing,
         source={"run": run.get("name"), "run_dir": str(run_dir.resolve()),

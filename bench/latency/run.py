@@ -402,10 +402,12 @@ def _reference() -> dict[str, float]:
     data = load_digits_splits()
     evaluator = CompressTrainEvaluator(latency={"time_cap_s": 2.0})
     evaluator.validate()
+    from nascompress.compression.plan import CompressionPlan
+
     x_train, x_val = torch.from_numpy(data.x_train), torch.from_numpy(data.x_val)
     estimate = evaluator._early_estimates(
-        ImageCNNSpace(), LARGEST, data, x_train[:2], 0.0, x_val=x_val,
-        y_val=torch.from_numpy(data.y_val), calibration=x_train[:256], gate=current())
+        ImageCNNSpace(), LARGEST, CompressionPlan.from_params(LARGEST), data, x_train[:2],
+        val_example=x_val[:1], calibration=x_train[:256], gate=current())
     return {"accuracy": 0.0, "size_bytes": 1.1 * estimate["est_size_bytes"],
             "latency_ms": 1.1 * estimate["est_latency_ms"]}
 

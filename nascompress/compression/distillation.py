@@ -23,6 +23,7 @@ def distillation_loss(
     *,
     alpha: float,
     temperature: float,
+    label_smoothing: float = 0.0,
 ) -> torch.Tensor:
     """Blend of hard-label cross-entropy and softened teacher-student KL divergence.
 
@@ -40,6 +41,7 @@ def distillation_loss(
         targets: ``[batch]`` class indices; may be ``None`` only when ``alpha == 1``.
         alpha: Weight of the distillation term, in ``[0, 1]``.
         temperature: Softmax temperature ``T > 0``.
+        label_smoothing: smoothing of the hard-label cross-entropy, in ``[0, 1)``.
 
     Returns:
         A scalar loss tensor.
@@ -68,7 +70,9 @@ def distillation_loss(
     if alpha < 1.0:
         if targets is None:
             raise ValueError(f"targets must be given when alpha < 1, but got alpha={alpha}")
-        loss = loss + (1.0 - alpha) * F.cross_entropy(student_logits, targets)
+        hard = (F.cross_entropy(student_logits, targets, label_smoothing=label_smoothing)
+                if label_smoothing else F.cross_entropy(student_logits, targets))
+        loss = loss + (1.0 - alpha) * hard
     if alpha > 0.0:
         teacher = teacher_logits.detach().to(student_logits.dtype)
         kl = F.kl_div(

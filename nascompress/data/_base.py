@@ -1,20 +1,132 @@
-"""In-memory datasets with fixed train / validation / test splits."""
+"""The :class:`Dataset` contract, and in-memory arrays as one implementation of it."""
 
 from __future__ import annotations
 
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+#: The splits every dataset has, in the order they are checked.
+SPLITS = ("train", "val", "test")
+#: Batch size of the built-in evaluation passes (validation, test re-checks).
+EVAL_BATCH_SIZE = 512
+
+
+class Dataset(ABC):
+    """Where a search's data comes from: batches of ``(inputs, labels)`` per split.
+
+    The whole contract; the evaluators, the search's checks and export rely on nothing
+    else:
+
+    * :meth:`loader` returns an iterable of ``(inputs, labels)`` batches for a split
+      (``"train"``, ``"val"`` or ``"test"``): ``inputs`` a float tensor shaped
+      ``(batch, *input_shape)``, ``labels`` an int64 tensor ``(batch,)`` of class indices
+      in ``[0, num_classes)``. It is iterated once per epoch, so it must be re-iterable
+      (a ``torch.utils.data.DataLoader`` is). Data is streamed batch by batch; nothing
+      gathers a split into one array. Augmentation belongs to the train split's loader
+      alone: the validation and test splits score candidates and must not be random.
+    * The test split is held back: searches score on ``val``; only the final re-check
+      of picked models reads ``test``.
+    * :attr:`input_shape` (one example, without the batch dimension) and
+      :attr:`num_classes`; :attr:`name` and :attr:`preprocessing` (how inputs were made,
+      copied into export manifests); :meth:`describe` (recorded in ``run.json``).
+    * :func:`check_dataset` validates the first batch of every split before a search
+      spends compute (shape, finite inputs, labels in range) and names the split.
+
+    In-memory arrays (:class:`DatasetSplits`) and user loaders
+    (:class:`~nascompress.data.LoaderDataset`) are the two built-in implementations.
+    """
+
+    #: Attributes every dataset has (set by the implementation).
+    name: str
+    num_classes: int
+    preprocessing: dict[str, Any]
+
+    @property
+    @abstractmethod
+    def input_shape(self) -> tuple[int, ...]:
+        """One example's shape, without the batch dimension."""
+
+    @abstractmethod
+    def loader(
+        self,
+        split: str,
+        *,
+        batch_size: int | None = None,
+        shuffle: bool = False,
+        generator: Any = None,
+        device: str = "cpu",
+    ) -> Iterable[tuple[Any, Any]]:
+        """Batches of ``split``, re-iterable every epoch.
+
+        Args:
+            split: ``"train"``, ``"val"`` or ``"test"``.
+            batch_size: wanted batch size; a dataset whose loaders are built by the user
+                keeps theirs.
+            shuffle: a new order every epoch (the built-in trainer asks for it on
+                ``train``); user loaders keep their own sampler.
+            generator: ``torch.Generator`` for that order, so a seeded trial repeats.
+            device: where the training runs. In-memory data is moved there once; a
+                ``DataLoader`` gets pinned memory on CUDA (transfers are non-blocking).
+        """
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able summary recorded in ``run.json``."""
+        return {"name": self.name, "input_shape": list(self.input_shape),
+                "num_classes": self.num_classes, "preprocessing": dict(self.preprocessing)}
+
+
+class ArrayLoader:
+    """Batches of in-memory tensors, in a new random order every epoch when shuffling.
+
+    The order is ``torch.randperm(n, generator=generator)`` drawn when iteration starts
+    and the batches are consecutive slices of it: the order the trainer has always used,
+    so seeded searches repeat their results exactly.
+    """
+
+    def __init__(self, x, y, *, batch_size: int, shuffle: bool = False,
+                 generator: Any = None) -> None:
+        self.x, self.y = x, y
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.generator = generator
+
+    def __len__(self) -> int:
+        return max(1, math.ceil(len(self.x) / self.batch_size))
+
+    def indexed(self) -> Iterator[tuple[Any, Any, Any]]:
+        """``(positions, inputs, labels)``: where each batch's samples sit in the split.
+
+        What lets per-sample tables computed once (a teacher's logits) follow the
+        shuffled order.
+        """
+        import torch
+
+        n = len(self.x)
+        if self.shuffle:
+            order = torch.randperm(n, generator=self.generator)
+            for start in range(0, n, self.batch_size):
+                idx = order[start:start + self.batch_size]
+                yield idx, self.x[idx], self.y[idx]
+        else:
+            for start in range(0, n, self.batch_size):
+                end = start + self.batch_size
+                yield slice(start, end), self.x[start:end], self.y[start:end]
+
+    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+        for _, x, y in self.indexed():
+            yield x, y
+
 
 @dataclass
-class DatasetSplits:
-    """Arrays for one dataset, already split and preprocessed.
+class DatasetSplits(Dataset):
+    """Arrays for one dataset, already split and preprocessed (a :class:`Dataset`).
 
     Inputs are float32 arrays shaped ``(N, *input_shape)``; labels int64 ``(N,)``.
-    The test split is held back: searches score on ``val``; only the final re-check of
-    picked models uses ``test``.
     """
 
     name: str
@@ -26,13 +138,40 @@ class DatasetSplits:
     y_test: np.ndarray
     num_classes: int
     preprocessing: dict[str, Any] = field(default_factory=dict)
+    # Tensors per (split, device), made once: moving a split to a GPU every phase of
+    # every trial would repeat the same copy.
+    _tensors: dict[tuple[str, str], Any] = field(default_factory=dict, init=False,
+                                                 repr=False, compare=False)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(int(d) for d in self.x_train.shape[1:])
 
+    def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """The ``(inputs, labels)`` arrays of ``split``."""
+        _check_split(split)
+        return getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
+
+    def tensors(self, split: str, device: str = "cpu"):
+        """``split`` as tensors on ``device`` (shared memory with the arrays on the CPU)."""
+        import torch
+
+        key = (split, str(device))
+        if key not in self._tensors:
+            x, y = self.arrays(split)
+            x, y = torch.from_numpy(x), torch.from_numpy(y)
+            if str(device) != "cpu":
+                x, y = x.to(device), y.to(device)
+            self._tensors[key] = (x, y)
+        return self._tensors[key]
+
+    def loader(self, split: str, *, batch_size: int | None = None, shuffle: bool = False,
+               generator: Any = None, device: str = "cpu") -> ArrayLoader:
+        x, y = self.tensors(split, device)
+        return ArrayLoader(x, y, batch_size=batch_size or EVAL_BATCH_SIZE, shuffle=shuffle,
+                           generator=generator)
+
     def describe(self) -> dict[str, Any]:
-        """JSON-able summary recorded in ``run.json``."""
         return {
             "name": self.name,
             "input_shape": list(self.input_shape),
@@ -40,6 +179,92 @@ class DatasetSplits:
             "sizes": {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)},
             "preprocessing": self.preprocessing,
         }
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_tensors"] = {}  # device tensors stay in the process that made them
+        return state
+
+
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, but got {split!r}")
+
+
+def take(loader: Iterable[tuple[Any, Any]], count: int):
+    """The first ``count`` samples of ``loader`` as ``(inputs, labels)`` CPU tensors.
+
+    Reads only as many batches as it needs (calibration data, example inputs).
+    """
+    import torch
+
+    xs, ys, have = [], [], 0
+    for inputs, labels in loader:
+        inputs, labels = torch.as_tensor(inputs), torch.as_tensor(labels)
+        xs.append(inputs[:count - have].cpu())
+        ys.append(labels[:count - have].cpu())
+        have += len(xs[-1])
+        if have >= count:
+            break
+    if not xs:
+        raise ValueError("loader must yield at least one batch, but yielded none")
+    if len(xs) == 1:
+        return xs[0], ys[0]
+    return torch.cat(xs), torch.cat(ys)
+
+
+def check_batch(split: str, batch: Any, *, input_shape: tuple[int, ...],
+                num_classes: int) -> None:
+    """Raise ``ValueError`` naming ``dataset.<split>`` when a batch breaks the contract."""
+    import torch
+
+    where = f"dataset.{split}"
+    if not isinstance(batch, tuple | list) or len(batch) != 2:
+        raise ValueError(f"{where} batches must be (inputs, labels) pairs, but got "
+                         f"{type(batch).__name__}"
+                         + (f" of length {len(batch)}" if isinstance(batch, tuple | list)
+                            else ""))
+    inputs, labels = batch
+    try:
+        inputs, labels = torch.as_tensor(inputs), torch.as_tensor(labels)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"{where} batches must hold tensors or arrays, but got: {exc}") from None
+    shape = tuple(inputs.shape[1:])
+    if inputs.dim() < 1 or shape != tuple(input_shape):
+        raise ValueError(f"{where} inputs must have shape (batch, *{tuple(input_shape)}), "
+                         f"but got {tuple(inputs.shape)}")
+    if not inputs.is_floating_point():
+        raise ValueError(f"{where} inputs must be floating point, but got {inputs.dtype}")
+    if not bool(torch.isfinite(inputs).all()):
+        bad = int((~torch.isfinite(inputs)).sum())
+        raise ValueError(f"{where} inputs must be finite, but got {bad} NaN or infinite "
+                         f"value(s) in the first batch")
+    if labels.dim() != 1 or len(labels) != len(inputs):
+        raise ValueError(f"{where} labels must have shape ({len(inputs)},), but got "
+                         f"{tuple(labels.shape)}")
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise ValueError(f"{where} labels must be integer class indices, but got "
+                         f"{labels.dtype}")
+    if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise ValueError(f"{where} labels must be in [0, {num_classes}), but got values "
+                         f"from {int(labels.min())} to {int(labels.max())}")
+
+
+def check_dataset(dataset: Dataset) -> None:
+    """Validate the first batch of every split (see :func:`check_batch`).
+
+    Raises:
+        ValueError: one line naming the split and what is wrong with it.
+    """
+    shape = tuple(dataset.input_shape)
+    classes = dataset.num_classes
+    if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
+        raise ValueError(f"dataset.num_classes must be an integer >= 1, but got {classes!r}")
+    for split in SPLITS:
+        batch = next(iter(dataset.loader(split)), None)
+        if batch is None:
+            raise ValueError(f"dataset.{split} must yield at least one batch, but yielded none")
+        check_batch(split, batch, input_shape=shape, num_classes=classes)
 
 
 def stratified_split(

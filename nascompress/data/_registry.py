@@ -2,8 +2,8 @@
 
 from collections.abc import Callable
 
-from nascompress.data._base import DatasetSplits
+from nascompress.data._base import Dataset
 from nascompress.registry import Registry
 
-DATASETS: Registry[Callable[..., DatasetSplits]] = Registry("datasets")
+DATASETS: Registry[Callable[..., Dataset]] = Registry("datasets")
 register_dataset = DATASETS.register

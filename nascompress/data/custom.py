@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from nascompress.data._base import DatasetSplits, stratified_split
+from nascompress.data._base import SPLITS, Dataset, DatasetSplits, stratified_split
 from nascompress.data._registry import register_dataset
-
-SPLITS = ("train", "val", "test")
 
 
 @register_dataset("npz")
@@ -91,41 +89,119 @@ def splits_from_arrays(
     )
 
 
+class LoaderDataset(Dataset):
+    """User loaders as a :class:`Dataset`: batches are streamed, never gathered.
+
+    Each split is a ``torch.utils.data.DataLoader`` or any re-iterable of ``(inputs,
+    labels)`` batches, used as given: its batch size, sampler, workers and transforms
+    (augment the train split only) are the user's. On CUDA a ``DataLoader`` is switched
+    to pinned memory so the trainer's non-blocking copies overlap compute; choose its
+    ``num_workers`` for the machine (``factory_kwargs`` can pass it).
+
+    Args:
+        loaders: ``{"train": ..., "val": ..., "test": ...}``.
+        name: recorded in ``run.json``.
+        num_classes: class count. ``None``: ``len(loader.dataset.classes)`` when the
+            train loader's dataset has ``classes`` (torchvision's do), else one pass over
+            the labels of every split (give it to skip that pass).
+        input_shape: one example's shape; ``None``: read from the first train batch.
+        preprocessing: what export manifests record about the inputs.
+    """
+
+    def __init__(self, loaders: Mapping[str, Any], *, name: str = "loaders",
+                 num_classes: int | None = None, input_shape: tuple[int, ...] | None = None,
+                 preprocessing: Mapping[str, Any] | None = None) -> None:
+        if not isinstance(loaders, Mapping):
+            raise ValueError(f"loaders must be a mapping of split name to loader, but got "
+                             f"{type(loaders).__name__}")
+        for split in SPLITS:
+            if split not in loaders:
+                raise ValueError(f"loaders must have a {split!r} loader, but got only "
+                                 f"{sorted(loaders)}")
+            if not isinstance(loaders[split], Iterable) or isinstance(
+                    loaders[split], Iterator):
+                raise ValueError(
+                    f"dataset.{split} must be a re-iterable of (inputs, labels) batches "
+                    f"(a DataLoader, a list), but got {type(loaders[split]).__name__}")
+        self.loaders = {split: loaders[split] for split in SPLITS}
+        self.name = name
+        self.preprocessing = dict(preprocessing or {})
+        self._input_shape = tuple(input_shape) if input_shape is not None else None
+        self.num_classes = num_classes if num_classes is not None else self._count_classes()
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        if self._input_shape is None:
+            batch = next(iter(self.loaders["train"]), None)
+            if batch is None:
+                raise ValueError("dataset.train must yield at least one batch, but yielded "
+                                 "none")
+            self._input_shape = tuple(int(d) for d in np.shape(batch[0])[1:])
+        return self._input_shape
+
+    def _count_classes(self) -> int:
+        classes = getattr(getattr(self.loaders["train"], "dataset", None), "classes", None)
+        if classes is not None:
+            return len(classes)
+        top = -1
+        for split in SPLITS:
+            for batch in self.loaders[split]:
+                labels = np.asarray(batch[1])
+                if labels.size:
+                    top = max(top, int(labels.max()))
+        return top + 1
+
+    def loader(self, split: str, *, batch_size: int | None = None, shuffle: bool = False,
+               generator: Any = None, device: str = "cpu") -> Any:
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, but got {split!r}")
+        given = self.loaders[split]
+        if str(device).startswith("cuda") and getattr(given, "pin_memory", True) is False:
+            # Pinned host memory is what makes the trainer's non_blocking copies async.
+            given.pin_memory = True
+        return given
+
+    def describe(self) -> dict[str, Any]:
+        sizes = {}
+        for split in SPLITS:
+            inner = getattr(self.loaders[split], "dataset", None)
+            try:
+                sizes[split] = len(inner) if inner is not None else None
+            except TypeError:  # an iterable-style dataset has no length
+                sizes[split] = None
+        return {**super().describe(), "sizes": sizes, "streamed": True}
+
+
 @register_dataset("loaders")
 def load_from_loaders(
     *, factory: str, factory_kwargs: Mapping[str, Any] | None = None,
     num_classes: int | None = None,
-) -> DatasetSplits:
+) -> LoaderDataset:
     """A dataset from a factory returning ``{"train": loader, "val": ..., "test": ...}``.
 
     Each loader yields ``(inputs, labels)`` batches (a ``torch.utils.data.DataLoader``
-    or any iterable). The batches are gathered into arrays once per worker process:
-    meant for datasets that fit in memory, as the built-in evaluator trains from arrays.
+    or any re-iterable); they are streamed every epoch, never gathered into arrays
+    (see :class:`LoaderDataset`). Put augmentation in the train loader only.
 
     Args:
         factory: ``"package.module:function"``.
         factory_kwargs: keyword arguments for it.
-        num_classes: class count; default ``max(label) + 1``.
+        num_classes: class count; see :class:`LoaderDataset`.
     """
     from nascompress.registry import import_object
 
     make = import_object(factory, "dataset.options.factory")
+    if not callable(make):
+        raise ValueError(f"dataset.options.factory must name a callable, but got {factory!r} "
+                         f"({type(make).__name__})")
     loaders = make(**dict(factory_kwargs or {}))
     if not isinstance(loaders, Mapping):
         raise ValueError(
             f"dataset.options.factory: {factory!r} must return a mapping of split name to "
             f"loader, but returned {type(loaders).__name__}"
         )
-    splits = {}
-    for split in SPLITS:
-        if split not in loaders:
-            raise ValueError(f"dataset.options.factory: {factory!r} returned no {split!r}")
-        xs, ys = [], []
-        for inputs, labels in loaders[split]:
-            xs.append(np.asarray(inputs))
-            ys.append(np.asarray(labels))
-        if not xs:
-            raise ValueError(f"dataset: the {split!r} loader yielded no batches")
-        splits[split] = (np.concatenate(xs), np.concatenate(ys))
-    return splits_from_arrays(factory.rpartition(":")[2], splits, num_classes=num_classes,
-                              preprocessing={"source": factory})
+    missing = [split for split in SPLITS if split not in loaders]
+    if missing:
+        raise ValueError(f"dataset.options.factory: {factory!r} returned no {missing[0]!r}")
+    return LoaderDataset(loaders, name=factory.rpartition(":")[2], num_classes=num_classes,
+                         preprocessing={"source": factory})

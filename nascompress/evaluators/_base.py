@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from nascompress.objectives import Objective
 
 if TYPE_CHECKING:
-    from nascompress.data import DatasetSplits
+    from nascompress.data import Dataset
     from nascompress.latency.measure import LatencySetup
     from nascompress.spaces import SearchSpace
 
@@ -217,7 +217,7 @@ class Evaluator(ABC):
         return getattr(self, "_search_latency", None)
 
     def prepare(
-        self, *, space: SearchSpace, dataset: DatasetSplits, seed: int, workdir: Path
+        self, *, space: SearchSpace, dataset: Dataset, seed: int, workdir: Path
     ) -> Prepared | Mapping[str, Any]:
         """Once-per-search work on the driver; see :class:`Prepared`."""
         return Prepared()
@@ -228,7 +228,7 @@ class Evaluator(ABC):
         params: Mapping[str, Any],
         *,
         space: SearchSpace,
-        dataset: DatasetSplits,
+        dataset: Dataset,
         context: TrialContext,
         report: ReportFn = no_report,
     ) -> dict[str, Any]:

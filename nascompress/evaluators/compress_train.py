@@ -20,6 +20,7 @@ from nascompress.evaluators._base import (
 from nascompress.evaluators._registry import register_evaluator
 from nascompress.latency.measure import LatencySetup
 from nascompress.objectives import Objective
+from nascompress.training.recipe import PHASES, Metric, Recipe, load_function
 
 RUNTIMES = ("onnxruntime", "torch")
 TEACHER_FILE = "teacher.pt"
@@ -37,6 +38,47 @@ def _positive_int(name: str, value: Any, *, allow_zero: bool = False) -> None:
 def _positive_float(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         raise ValueError(f"evaluator.{name} must be a number > 0, but got {value!r}")
+
+
+def _onnx_loader_accuracy(session, loader) -> float:
+    """Top-1 accuracy of an ONNX session over a loader: one call for in-memory arrays
+    (as it always was), else batch by batch, counting hits."""
+    import numpy as np
+
+    from nascompress.compression.onnx_export import onnx_accuracy
+
+    x = getattr(loader, "x", None)
+    if x is not None and getattr(loader, "y", None) is not None:
+        return onnx_accuracy(session, x.cpu().numpy(), loader.y.cpu().numpy())
+    hits, total = 0, 0
+    for inputs, labels in loader:
+        inputs, labels = np.asarray(inputs, dtype=np.float32), np.asarray(labels)
+        hits += round(onnx_accuracy(session, inputs, labels) * len(labels))
+        total += len(labels)
+    return hits / total
+
+
+def _in_memory(dataset) -> bool:
+    """Whether the dataset is arrays in memory, with fixed sample positions."""
+    from nascompress.data import DatasetSplits
+
+    return isinstance(dataset, DatasetSplits)
+
+
+def _phase_metrics(phase: str, stats) -> dict[str, Any]:
+    """What a training phase records: its throughput when known, its arithmetic."""
+    metrics: dict[str, Any] = {f"{phase}_precision": stats.precision}
+    if stats.images:
+        metrics[f"{phase}_images_per_s"] = stats.images_per_s
+    return metrics
+
+
+def _options(name: str, value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"evaluator.{name} must be a mapping, but got {value!r}")
+    return dict(value)
 
 
 def training_device(given: str) -> str:
@@ -118,6 +160,20 @@ class CompressTrainEvaluator(Evaluator):
             returning an ``nn.Module``, with ``model_kwargs``), and optionally
             ``checkpoint`` (a ``state_dict`` file, loaded with ``weights_only=True``;
             given a checkpoint the teacher is not trained).
+        recipe: how each training phase trains (:class:`~nascompress.training.Recipe` or
+            its dict form): the built-in trainer's optimizer, schedule, label smoothing,
+            mixed precision and ``channels_last``, or the user's function per phase
+            (``teacher``, ``train``, ``finetune``, or ``function`` for all), called with
+            a :class:`~nascompress.training.TrainingContext`. ``None``: Adam with a
+            cosine schedule, as always.
+        metric: the user's metric scored instead of accuracy
+            (:class:`~nascompress.training.Metric` or its dict form: ``function``,
+            ``name``, ``mode``, ``unit``); the objective, the per-epoch report
+            (``val_<name>``) and the teacher's record then use its name.
+
+    Every training phase records its wall time; the built-in trainer also its
+    throughput (``train_images_per_s``, ``finetune_images_per_s``) and arithmetic
+    (``train_precision``).
     """
 
     name = "compress-train"
@@ -137,6 +193,8 @@ class CompressTrainEvaluator(Evaluator):
         latency: LatencySetup | Mapping[str, Any] | None = None,
         latency_runtime: str | None = None,
         teacher: Mapping[str, Any] | None = None,
+        recipe: Recipe | Mapping[str, Any] | None = None,
+        metric: Metric | Mapping[str, Any] | None = None,
     ) -> None:
         self.epochs = epochs
         self.finetune_epochs = finetune_epochs
@@ -149,6 +207,8 @@ class CompressTrainEvaluator(Evaluator):
         self.latency = latency
         self.latency_runtime = latency_runtime
         self.teacher = teacher
+        self.recipe = recipe
+        self.metric = metric
 
     def validate(self) -> None:
         _positive_int("epochs", self.epochs)
@@ -172,6 +232,23 @@ class CompressTrainEvaluator(Evaluator):
         if not isinstance(self.latency, LatencySetup):
             self.latency = LatencySetup(**(self.latency or {}))
         self._validate_teacher()
+        if not isinstance(self.recipe, Recipe):
+            self.recipe = Recipe(**_options("recipe", self.recipe))
+        if self.metric is not None and not isinstance(self.metric, Metric):
+            self.metric = Metric(**_options("metric", self.metric))
+        # Import the user's functions now: a typo costs a line, not a trained teacher.
+        for phase in PHASES:
+            self._function(phase)
+        if self.metric is not None:
+            load_function(self.metric.function, "evaluator.metric.function")
+
+    def _function(self, phase: str):
+        """The user's function for ``phase`` and the field naming it, or ``(None, None)``."""
+        path = self.recipe.function_for(phase)
+        if path is None:
+            return None, None
+        field = f"evaluator.recipe.{phase if getattr(self.recipe, phase) else 'function'}"
+        return load_function(path, field), field
 
     def _validate_teacher(self) -> None:
         if self.teacher is None:
@@ -194,9 +271,19 @@ class CompressTrainEvaluator(Evaluator):
                 f"evaluator.teacher.checkpoint: file {str(checkpoint)!r} does not exist"
             )
 
+    def _score_name(self) -> str:
+        metric = self.metric
+        if metric is None:
+            return "accuracy"
+        return metric.name if isinstance(metric, Metric) else Metric(**metric).name
+
     def objectives(self) -> list[Objective]:
+        metric = self.metric
+        if metric is not None and not isinstance(metric, Metric):
+            metric = Metric(**metric)
         return [
-            Objective("accuracy", "max", "fraction"),
+            (Objective(metric.name, metric.mode, metric.unit) if metric is not None
+             else Objective("accuracy", "max", "fraction")),
             Objective("size_bytes", "min", "bytes"),
             Objective("latency_ms", "min", "ms"),
         ]
@@ -204,11 +291,14 @@ class CompressTrainEvaluator(Evaluator):
     def intermediate_metrics(self) -> dict[str, str]:
         # What each epoch's report knows: accuracy so far, and the compressed model's
         # size and measured latency, which do not wait for training.
-        return {"val_accuracy": "max", "est_size_bytes": "min", "est_latency_ms": "min"}
+        score = self.objectives()[0]
+        return {f"val_{score.name}": score.mode, "est_size_bytes": "min",
+                "est_latency_ms": "min"}
 
     def intermediate_margins(self) -> dict[str, float]:
         # About 3 validation samples of digits: early accuracies are noisy and bunch up.
-        return {"val_accuracy": 0.01}
+        # A user's metric has a scale we do not know: the rule's relative margin applies.
+        return {"val_accuracy": 0.01} if self.metric is None else {}
 
     def configure_latency(self, *, setup: LatencySetup, runtime: str) -> None:
         # Options given to the evaluator itself are the more specific ones and win.
@@ -230,6 +320,8 @@ class CompressTrainEvaluator(Evaluator):
             "threads": self.threads, "latency": self.latency.to_dict(),
             "latency_runtime": self.latency_runtime,
             "teacher": dict(self.teacher) if self.teacher else None,
+            "recipe": self.recipe.to_dict(),
+            "metric": self.metric.to_dict() if self.metric is not None else None,
         }
 
     # -- once per search ---------------------------------------------------------------
@@ -255,18 +347,15 @@ class CompressTrainEvaluator(Evaluator):
         """Train (or load) the distillation teacher once and share it with every trial.
 
         ``run.json`` records it as ``teacher`` (architecture or import path, validation
-        accuracy, epochs, where it came from, seconds, file).
+        score, epochs, where it came from, seconds, file). With in-memory data the
+        teacher's logits on the train split are computed here once (no augmentation:
+        they are the same every epoch); streamed data runs the teacher on each batch.
         """
         if not self._needs_teacher(space):
             return Prepared()
         import torch
 
-        from nascompress.evaluators.training import (
-            accuracy,
-            predict_logits,
-            seed_everything,
-            train_epochs,
-        )
+        from nascompress.training import predict_logits, seed_everything
 
         self.validate()
         given = dict(self.teacher or {})
@@ -280,8 +369,6 @@ class CompressTrainEvaluator(Evaluator):
         # seeded search must reproduce.
         generator = seed_everything(seed)
         teacher = self._build_teacher(space, dataset, spec)
-        x_train, y_train = torch.from_numpy(dataset.x_train), torch.from_numpy(dataset.y_train)
-        x_val, y_val = torch.from_numpy(dataset.x_val), torch.from_numpy(dataset.y_val)
         path = Path(workdir) / TEACHER_FILE
         started = time.perf_counter()
         if given.get("checkpoint"):
@@ -291,30 +378,88 @@ class CompressTrainEvaluator(Evaluator):
             teacher.load_state_dict(torch.load(path, weights_only=True))
             source = "reloaded"
         else:
-            train_epochs(teacher, x_train, y_train, epochs=self.teacher_epochs, lr=self.lr,
-                         batch_size=self.batch_size, generator=generator)
+            self._train_phase("teacher", teacher, dataset=dataset, device="cpu",
+                              epochs=self.teacher_epochs, lr=self.lr, generator=generator,
+                              seed=seed)
             path.parent.mkdir(parents=True, exist_ok=True)
             torch.save(teacher.state_dict(), path)
             source = "trained"
+        score = f"val_{self._score_name()}"
         record = {
             **({"arch": {k: v for k, v in spec["params"].items() if k.startswith("arch/")}}
                if spec["kind"] == "space" else {"model": spec["model"]}),
-            "val_accuracy": accuracy(teacher, x_val, y_val),
+            score: self._score(teacher, dataset.loader("val"), "cpu"),
             "epochs": self.teacher_epochs if source == "trained" else None,
             "source": source,
             "seconds": time.perf_counter() - started,
             "file": TEACHER_FILE if source != "checkpoint" else given["checkpoint"],
         }
         shared = {
-            "teacher_logits_train": predict_logits(teacher, x_train).numpy(),
             "teacher_spec": spec,
             "teacher_state": {k: v.numpy() for k, v in teacher.state_dict().items()},
         }
+        if _in_memory(dataset):
+            shared["teacher_logits_train"] = predict_logits(
+                teacher, dataset.loader("train")).numpy()
         return Prepared(
             shared=shared, record={"teacher": record},
-            summary=(f"teacher {source}: val accuracy {record['val_accuracy']:.4f} "
+            summary=(f"teacher {source}: {score.replace('_', ' ', 1)} {record[score]:.4f} "
                      f"({record['seconds']:.1f} s)"),
         )
+
+    # -- training phases and the score -------------------------------------------------
+
+    def _train_phase(self, phase: str, model, *, dataset, device: str, epochs: int,
+                     lr: float, generator, seed: int, distill=None, on_epoch_end=None,
+                     on_batch_end=None):
+        """Train ``model`` for one phase: the built-in trainer, or the user's function.
+
+        Returns the phase's :class:`~nascompress.training.PhaseStats` (the images count
+        is unknown, 0, for a user function).
+        """
+        from nascompress.training import (
+            PhaseStats,
+            TrainingContext,
+            distill_loss_for,
+            run_training_function,
+            select_channels_last,
+            select_precision,
+            train_epochs,
+        )
+
+        train_loader = dataset.loader("train", batch_size=self.batch_size, shuffle=True,
+                                      generator=generator, device=device)
+        function, field = self._function(phase)
+        if function is None:
+            return train_epochs(model, train_loader, epochs=epochs, lr=lr,
+                                recipe=self.recipe, device=device, distill=distill,
+                                on_epoch_end=on_epoch_end, on_batch_end=on_batch_end)
+        precision = select_precision(device, self.recipe.amp)
+        context = TrainingContext(
+            phase=phase, model=model, train_loader=train_loader,
+            val_loader=dataset.loader("val", device=device), device=device, epochs=epochs,
+            lr=lr, batch_size=self.batch_size, seed=seed, generator=generator,
+            recipe=self.recipe, precision=precision,
+            channels_last=select_channels_last(device, self.recipe.channels_last,
+                                               1 + len(dataset.input_shape)),
+            distill_loss=distill_loss_for(distill),
+            checkpoint=on_batch_end or (lambda: None),
+            epoch_end=on_epoch_end or (lambda epoch: None),
+        )
+        started = time.perf_counter()
+        run_training_function(function, context, field=field,
+                              path=self.recipe.function_for(phase))
+        return PhaseStats(seconds=time.perf_counter() - started, precision=precision.name)
+
+    def _score(self, model, loader, device: str) -> float:
+        """Validation accuracy, or the user's metric, of ``model`` on ``device``."""
+        from nascompress.training import accuracy, score_metric
+
+        if self.metric is None:
+            return accuracy(model, loader, device=device)
+        function = load_function(self.metric.function, "evaluator.metric.function")
+        return score_metric(function, model, loader, device,
+                            field="evaluator.metric.function", path=self.metric.function)
 
     # -- per trial ---------------------------------------------------------------------
 
@@ -345,7 +490,8 @@ class CompressTrainEvaluator(Evaluator):
         import torch
 
         from nascompress.compression import save_artifact
-        from nascompress.evaluators.training import accuracy, seed_everything, train_epochs
+        from nascompress.data import take
+        from nascompress.training import Distillation, seed_everything
 
         self.validate()
         timings: dict[str, float] = {}
@@ -353,66 +499,80 @@ class CompressTrainEvaluator(Evaluator):
         clock = time.perf_counter()
         torch.set_num_threads(self.threads)
         generator = seed_everything(context.seed)
-        x_train, y_train = torch.from_numpy(dataset.x_train), torch.from_numpy(dataset.y_train)
-        x_val, y_val = torch.from_numpy(dataset.x_val), torch.from_numpy(dataset.y_val)
-        calibration = x_train[:CALIBRATION_SAMPLES]
+        score_name = self._score_name()
+        # The first samples of the train split calibrate pruning importance, activation
+        # ranges and int8 ONNX; only the batches needed are read.
+        calibration, calibration_labels = take(
+            dataset.loader("train", batch_size=CALIBRATION_SAMPLES), CALIBRATION_SAMPLES)
+        val_example = take(dataset.loader("val", batch_size=1), 1)[0]
         # Training and fine-tuning run on the device the trial was given (a GPU when
         # resources.gpu > 0); compression is finalized, saved and timed on the CPU copy.
         device = training_device(context.device)
-        xt, yt = x_train.to(device), y_train.to(device)
-        xv, yv = x_val.to(device), y_val.to(device)
+        calib_x, calib_y = calibration.to(device), calibration_labels.to(device)
+        val_loader = dataset.loader("val", device=device)
         alpha = float(params.get("distill/alpha", 0.0))
         feature_weight = float(params.get("distill/feature_weight", 0.0))
         plan = CompressionPlan.from_params(params, importance=self.importance)
-        if (alpha > 0 or feature_weight > 0) and "teacher_logits_train" not in context.shared:
+        if (alpha > 0 or feature_weight > 0) and "teacher_state" not in context.shared:
             raise RuntimeError("distillation was asked for but no teacher was prepared")
 
         model = space.build_model(
             params, input_shape=dataset.input_shape, num_classes=dataset.num_classes
         ).to(device)
         metrics["train_device"] = device
-        distill: dict[str, Any] = {}
-        if alpha > 0:
-            distill.update(teacher_logits=torch.from_numpy(
-                               context.shared["teacher_logits_train"]).to(device),
-                           alpha=alpha,
-                           temperature=float(params.get("distill/temperature", 1.0)))
-        distiller = None
-        if feature_weight > 0:
-            from nascompress.compression import FeatureDistiller, default_feature_pairs
+        distill = None
+        if alpha > 0 or feature_weight > 0:
+            table = context.shared.get("teacher_logits_train")
+            # The teacher itself runs per batch for feature distillation, for streamed
+            # data (no fixed sample positions) and inside a user's training function.
+            live = (feature_weight > 0 or table is None
+                    or any(self._function(p)[0] is not None for p in ("train", "finetune")))
+            teacher = None
+            if live:
+                teacher = self._build_teacher(space, dataset, context.shared["teacher_spec"])
+                teacher.load_state_dict({k: torch.from_numpy(v)
+                                         for k, v in context.shared["teacher_state"].items()})
+                teacher.eval().requires_grad_(False).to(device)
+            distiller = None
+            if feature_weight > 0:
+                from nascompress.compression import FeatureDistiller, default_feature_pairs
 
-            teacher = self._build_teacher(space, dataset, context.shared["teacher_spec"])
-            teacher.load_state_dict({k: torch.from_numpy(v)
-                                     for k, v in context.shared["teacher_state"].items()})
-            teacher.eval().requires_grad_(False).to(device)
-            distiller = FeatureDistiller(model, teacher, default_feature_pairs(model, teacher),
-                                         example_input=xt[:2]).to(device)
-            distill.update(teacher_model=teacher, feature_distiller=distiller,
-                           feature_weight=feature_weight)
+                distiller = FeatureDistiller(model, teacher,
+                                             default_feature_pairs(model, teacher),
+                                             example_input=calib_x[:2]).to(device)
+            distill = Distillation(
+                alpha=alpha, temperature=float(params.get("distill/temperature", 1.0)),
+                teacher=teacher,
+                teacher_logits=(torch.from_numpy(table).to(device) if table is not None
+                                and alpha > 0 else None),
+                feature_distiller=distiller, feature_weight=feature_weight,
+                label_smoothing=self.recipe.label_smoothing)
         step = 0
         # Size, cost and latency of the compressed model are known before training
         # (pruning keeps a fixed channel count whatever the weights): reported with every
         # epoch, so a multi-objective early-stopping rule can compare trials on more than
         # accuracy.
         estimates = ({} if report is no_report else self._early_estimates(
-            space, params, plan, dataset, x_train[:2], x_val=x_val, y_val=y_val,
+            space, params, plan, dataset, calibration[:2], val_example=val_example,
             calibration=calibration, gate=gate))
         gate.checkpoint()
 
         def report_epoch(_epoch: int) -> None:
             nonlocal step
             step += 1
-            report(step, {"val_accuracy": accuracy(model, xv, yv), **estimates})
+            report(step, {f"val_{score_name}": self._score(model, val_loader, device),
+                          **estimates})
 
-        train_epochs(model, xt, yt, epochs=self.epochs, lr=self.lr,
-                     batch_size=self.batch_size, generator=generator, on_epoch_end=report_epoch,
-                     on_batch_end=gate.checkpoint, **distill)
-        if distiller is not None:
+        phase = dict(dataset=dataset, device=device, generator=generator, seed=context.seed,
+                     on_epoch_end=report_epoch, on_batch_end=gate.checkpoint)
+        stats = self._train_phase("train", model, epochs=self.epochs, lr=self.lr,
+                                  distill=distill, **phase)
+        metrics.update(_phase_metrics("train", stats))
+        if distill is not None and distill.features:
             # Projections are training aids: they leave with the hooks, before compression.
-            distiller.remove()
-            distill = {k: v for k, v in distill.items()
-                       if k not in ("teacher_model", "feature_distiller", "feature_weight")}
-        metrics["accuracy_before_compression"] = accuracy(model, xv, yv)
+            distill.feature_distiller.remove()
+            distill = distill.without_features()
+        metrics[f"{score_name}_before_compression"] = self._score(model, val_loader, device)
         timings["train_s"] = time.perf_counter() - clock
         gate.checkpoint()
 
@@ -420,17 +580,17 @@ class CompressTrainEvaluator(Evaluator):
         # Compression, step by step as the plan orders it: low-rank -> prune (structure),
         # then sparsity masks or QAT for the fine-tune, then the final weights.
         lowrank, pruning = plan.apply_structure_(
-            model, xt[:2], calibration=(xt[:CALIBRATION_SAMPLES], yt[:CALIBRATION_SAMPLES]))
+            model, calib_x[:2], calibration=(calib_x, calib_y))
         if lowrank is not None:
             metrics["lowrank_layers"] = len(lowrank.layers)
         layer_bits = plan.layer_bits(model)
-        sparse = plan.prepare_finetune_(model, layer_bits, calibration=xt[:CALIBRATION_SAMPLES])
+        sparse = plan.prepare_finetune_(model, layer_bits, calibration=calib_x)
         if sparse is not None:
             metrics["sparsity_requested"] = sparse.sparsity
         gate.checkpoint()
-        train_epochs(model, xt, yt, epochs=self.finetune_epochs, lr=self.finetune_lr,
-                     batch_size=self.batch_size, generator=generator, on_epoch_end=report_epoch,
-                     on_batch_end=gate.checkpoint, **distill)
+        stats = self._train_phase("finetune", model, epochs=self.finetune_epochs,
+                                  lr=self.finetune_lr, distill=distill, **phase)
+        metrics.update(_phase_metrics("finetune", stats))
         model = model.cpu()
         achieved, quantized = plan.finalize_(model, layer_bits)
         if achieved is not None:
@@ -438,7 +598,7 @@ class CompressTrainEvaluator(Evaluator):
         timings["compress_s"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
-        val_accuracy = accuracy(model, x_val, y_val)
+        score = self._score(model, dataset.loader("val"), "cpu")
         context.artifact_dir.mkdir(parents=True, exist_ok=True)
         artifact = context.artifact_dir / f"{context.trial_id}.nasc"
         size = save_artifact(
@@ -455,13 +615,14 @@ class CompressTrainEvaluator(Evaluator):
 
         clock = time.perf_counter()
         latency, kind, extra = self._measure_latency(
-            model, x_val, y_val, calibration, plan=plan, layer_bits=layer_bits, gate=gate,
+            model, val_example, calibration, plan=plan, layer_bits=layer_bits, gate=gate,
+            val_loader=dataset.loader("val") if self.metric is None else None,
         )
         metrics.update(extra)
         timings["measure_s"] = time.perf_counter() - clock
 
         return {
-            "accuracy": val_accuracy,
+            score_name: score,
             "size_bytes": float(size),
             "latency_ms": latency.median_ms,
             **latency.as_metrics(),
@@ -476,7 +637,7 @@ class CompressTrainEvaluator(Evaluator):
             **{f"time_{k}": v for k, v in timings.items()},
         }
 
-    def _early_estimates(self, space, params, plan, dataset, example, *, x_val, y_val,
+    def _early_estimates(self, space, params, plan, dataset, example, *, val_example,
                          calibration, gate) -> dict[str, float]:
         """Parameters, MACs, bytes and latency the compressed model will have, pre-training.
 
@@ -522,16 +683,19 @@ class CompressTrainEvaluator(Evaluator):
                                                 input_shape=dataset.input_shape,
                                                 num_classes=dataset.num_classes))
         latency, _, _ = self._measure_latency(
-            model, x_val, y_val, calibration, plan=plan, layer_bits=layer_bits, gate=gate,
+            model, val_example, calibration, plan=plan, layer_bits=layer_bits, gate=gate,
             with_accuracy=False)
         return {"est_params_count": float(pruning.params_after),
                 "est_macs": float(pruning.macs_after),
                 "est_size_bytes": float(size),
                 "est_latency_ms": latency.median_ms}
 
-    def _measure_latency(self, model, x_val, y_val, calibration, *, plan, layer_bits,
-                         gate=None, with_accuracy=True):
+    def _measure_latency(self, model, example, calibration, *, plan, layer_bits,
+                         gate=None, with_accuracy=True, val_loader=None):
         """Time the compressed model on the configured runtime; returns (result, kind, metrics).
+
+        ``example`` is one input (batch of 1). With a ``val_loader``, a model re-quantized
+        to int8 ONNX also records its accuracy there (``onnx_int8_accuracy``).
 
         The measurement goes through the trial's latency client (``gate``): cached result,
         or a fresh one under the node's exclusive lease, here or on the pinned target.
@@ -551,13 +715,12 @@ class CompressTrainEvaluator(Evaluator):
         disable_activation_quant(timed)
         quantized = bool(plan.quantized_layers(layer_bits))
         if self.latency_runtime == "torch":
-            result = gate.measure_torch(timed, x_val[:1], self.latency)
+            result = gate.measure_torch(timed, example, self.latency)
             return result, plan.latency_kind(layer_bits, runtime="torch"), {}
 
         from nascompress.compression.onnx_export import (
             INTEGER_OP_TYPES,
             export_onnx,
-            onnx_accuracy,
             optimized_op_types,
             ort_session,
             quantize_onnx_int8,
@@ -566,7 +729,7 @@ class CompressTrainEvaluator(Evaluator):
         extra: dict[str, Any] = {}
         with tempfile.TemporaryDirectory(prefix="nascompress-onnx-") as tmp:
             path = Path(tmp) / "model.onnx"
-            extra["onnx_fp32_bytes"] = export_onnx(timed, x_val[:1], path)
+            extra["onnx_fp32_bytes"] = export_onnx(timed, example, path)
             integer_kernels = False
             if quantized:
                 int8_path = Path(tmp) / "model.int8.onnx"
@@ -578,10 +741,9 @@ class CompressTrainEvaluator(Evaluator):
                         path, threads=self.latency.threads)) & INTEGER_OP_TYPES)
             kind = plan.latency_kind(layer_bits, runtime=self.latency_runtime,
                                      integer_kernels=integer_kernels)
-            if quantized and with_accuracy:
+            if quantized and with_accuracy and val_loader is not None:
                 session = ort_session(path, threads=self.latency.threads)
-                extra["onnx_int8_accuracy"] = onnx_accuracy(session, x_val.numpy(),
-                                                            y_val.numpy())
+                extra["onnx_int8_accuracy"] = _onnx_loader_accuracy(session, val_loader)
             model_bytes = path.read_bytes()
-        result = gate.measure_onnx(model_bytes, x_val[:1].numpy(), self.latency)
+        result = gate.measure_onnx(model_bytes, example.numpy(), self.latency)
         return result, kind, extra

@@ -46,7 +46,7 @@ class Experiment:
     space: SearchSpace
     strategy: Strategy
     evaluator: Evaluator
-    dataset: Any  # DatasetSplits
+    dataset: Any  # a nascompress.data.Dataset
     objectives: list[Objective]
     constraints: list[Constraint]
     #: names this search's latency gate / service actors and its in-process cache.
@@ -251,9 +251,8 @@ def _prefixed(kind: str, exc: Exception) -> str:
 _UNIT_RANGES = {"fraction": (0.0, 1.0), "bytes": (0.0, None), "ms": (0.0, None)}
 
 
-#: What the rest of the search reads from a dataset (see ``nascompress.data.DatasetSplits``).
-_DATASET_ATTRIBUTES = ("x_train", "y_train", "x_val", "y_val", "num_classes", "input_shape",
-                       "describe")
+#: What the rest of the search reads from a dataset (see ``nascompress.data.Dataset``).
+_DATASET_ATTRIBUTES = ("loader", "num_classes", "input_shape", "describe")
 
 
 def _load_dataset(config: ExperimentConfig):
@@ -274,8 +273,17 @@ def _load_dataset(config: ExperimentConfig):
     if missing:
         raise ConfigError(
             f"dataset.name: {name!r} made a {type(dataset).__name__} object without "
-            f"{missing}; a dataset must return nascompress.data.DatasetSplits"
+            f"{missing}; a dataset must return a nascompress.data.Dataset"
         )
+    from nascompress.data import check_dataset
+
+    try:  # the first batch of every split, before any compute is spent on it
+        check_dataset(dataset)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    except Exception as exc:  # a user loader's own failure
+        raise ConfigError(f"dataset.name: {name!r} failed to yield a batch: "
+                          f"{type(exc).__name__}: {exc}") from None
     return dataset
 
 
@@ -479,16 +487,19 @@ def _smoke_test_space(space: SearchSpace, dataset, *, seed: int, name: str) -> N
     try:
         import torch
 
+        from nascompress.data import take
+
         model = space.build_model(params, input_shape=dataset.input_shape,
                                   num_classes=dataset.num_classes)
+        example = take(dataset.loader("val", batch_size=2), 2)[0]
         with torch.no_grad():
-            out = model.eval()(torch.from_numpy(dataset.x_val[:2]))
+            out = model.eval()(example)
     except Exception as exc:
         raise ConfigError(
             f"space.name: the space {name!r} failed to build or run a model for {params}: "
             f"{type(exc).__name__}: {exc}"
         ) from None
-    if tuple(getattr(out, "shape", ())) != (2, dataset.num_classes):
+    if tuple(getattr(out, "shape", ())) != (len(example), dataset.num_classes):
         raise ConfigError(
             f"space.name: models of the space {name!r} must output (batch, "
             f"{dataset.num_classes}) logits, but got shape {tuple(getattr(out, 'shape', ()))}"

@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
 
-from nascompress.data import DATASETS, load_npz
+from nascompress.data import DATASETS, check_dataset, load_npz
+
+torch = pytest.importorskip("torch")
 
 
 def test_npz_with_x_and_y_is_split(tmp_path):
@@ -47,6 +49,12 @@ def make_loaders():
     return {"train": loader(100), "val": loader(30), "test": loader(30)}
 
 
-def test_a_factory_of_torch_loaders():
+def test_a_factory_of_torch_loaders_is_streamed_not_gathered():
     data = DATASETS.resolve("loaders")(factory=f"{__name__}:make_loaders")
-    assert data.input_shape == (1, 8, 8) and len(data.y_train) == 100 and data.num_classes == 10
+    assert data.input_shape == (1, 8, 8) and data.num_classes == 10
+    assert not hasattr(data, "x_train")  # nothing was gathered into arrays
+    assert data.describe()["sizes"] == {"train": 100, "val": 30, "test": 30}
+    train = data.loader("train")
+    assert isinstance(train, torch.utils.data.DataLoader)  # the user's own loader
+    assert sum(len(y) for _, y in train) == 100 == sum(len(y) for _, y in train)  # per epoch
+    check_dataset(data)
