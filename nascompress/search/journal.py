@@ -23,6 +23,7 @@ import json
 import math
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -147,9 +148,15 @@ class JournalWriter:
                 violation = constraint_violation(record, [constraint])
                 constraints[str(constraint)] = (float(violation) if math.isfinite(violation)
                                                 else 1.0)
-        return create_trial(state=state, values=values, params=params,
-                            distributions=distributions, user_attrs=attrs,
-                            constraints=constraints)
+        trial = create_trial(state=state, values=values, params=params,
+                             distributions=distributions, user_attrs=attrs,
+                             constraints=constraints)
+        # The trial's own times (the dashboard's timeline), not the moment of recording.
+        started, finished = record.get("started_at"), record.get("finished_at")
+        if is_finite_number(started) and is_finite_number(finished) and started <= finished:
+            trial.datetime_start = datetime.fromtimestamp(started)
+            trial.datetime_complete = datetime.fromtimestamp(finished)
+        return trial
 
     def _to_optuna(self, key: str, value: Any) -> Any:
         choices = self._index_coded.get(key)

@@ -84,7 +84,8 @@ def test_dashboard_serves_the_run_on_loopback_only(tiny_run_dir, tmp_path):
         listening = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout
         mine = [row for row in listening.splitlines() if f"pid={proc.pid}," in row]
         assert mine and all(row.split()[3].startswith("127.0.0.1:") for row in mine), mine
-        _maybe_screenshot(url, tmp_path / "dashboard.png")
+        # The study's page: Pareto front, history, trials.
+        _maybe_screenshot(f"{url}dashboard/studies/{study_id}", tmp_path / "dashboard.png")
     finally:
         proc.terminate()
         proc.wait(timeout=20)
@@ -96,7 +97,7 @@ def _maybe_screenshot(url: str, out: Path) -> None:
     if not os.access(chromium, os.X_OK):
         return
     subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu",
-                    "--hide-scrollbars", "--window-size=1400,1000",
+                    "--hide-scrollbars", "--window-size=1400,2400",
                     "--virtual-time-budget=8000", f"--screenshot={out}", url],
                    capture_output=True, timeout=120)
     assert out.stat().st_size > 20000, "the dashboard screenshot looks blank"
