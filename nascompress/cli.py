@@ -1,4 +1,5 @@
-"""Command line: ``nascompress search``, ``resume``, ``pareto``, ``pick``, ``report``, ``spaces``.
+"""Command line: ``nascompress search``, ``resume``, ``pareto``, ``pick``, ``report``,
+``dashboard``, ``spaces``.
 
 ``main(argv)`` returns the exit status: 0 on success, 2 for bad input (one message on
 stderr naming the field, printed before any compute starts), 1 for other failures.
@@ -48,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="ray (default) or local (in-process, one trial at a time)")
     search.add_argument("--address", help="join an existing Ray cluster at HOST:PORT")
     search.add_argument("--quiet", action="store_true", help="no per-trial progress lines")
+    search.add_argument("--wide", action="store_true",
+                        help="final front table with every parameter (default: fits 100 columns)")
 
     resume = sub.add_parser(
         "resume", help="continue an interrupted (or extend a finished) search to its budget"
@@ -57,10 +60,15 @@ def _parser() -> argparse.ArgumentParser:
     resume.add_argument("--max-concurrent", type=int, help="trials running at once")
     resume.add_argument("--address", help="join an existing Ray cluster at HOST:PORT")
     resume.add_argument("--quiet", action="store_true", help="no per-trial progress lines")
+    resume.add_argument("--wide", action="store_true",
+                        help="final front table with every parameter (default: fits 100 columns)")
 
     pareto = sub.add_parser("pareto", help="print the Pareto front of a run from its records")
     pareto.add_argument("run_dir", help="results/<run-name>")
     pareto.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    pareto.add_argument("--wide", action="store_true",
+                        help="table with every parameter and trial ids (default: the objectives "
+                             "and the parameters that differ, within 100 columns)")
 
     pick = sub.add_parser(
         "pick", help="choose one Pareto point under constraints, optionally export it",
@@ -87,6 +95,19 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("run_dir", help="results/<run-name>")
     report.add_argument("--out", help="HTML file to write (default: <run_dir>/report.html)")
 
+    dashboard = sub.add_parser(
+        "dashboard", help="live view of a run in optuna-dashboard, on 127.0.0.1 only "
+                          "(needs the 'dashboard' extra)",
+        description="Serve optuna-dashboard (Pareto front, history, trial table) for the "
+                    "run's optuna.journal, which the search writes as trials finish; it "
+                    "listens on 127.0.0.1 only (it has no authentication: reach it from "
+                    "elsewhere through an SSH tunnel). Ctrl-C stops it.",
+    )
+    dashboard.add_argument("run_dir", help="results/<run-name>")
+    dashboard.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    dashboard.add_argument("--stop-after", type=float, metavar="SECONDS",
+                           help="stop by itself after this many seconds")
+
     spaces = sub.add_parser("spaces", help="list the search spaces that can be named")
     spaces.add_argument("--format", choices=["table", "json"], default="table")
     return parser
@@ -109,10 +130,10 @@ def _search(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _error(str(exc))
 
-    return _run(experiment, quiet=args.quiet, resume=False)
+    return _run(experiment, quiet=args.quiet, resume=False, wide=args.wide)
 
 
-def _run(experiment, *, quiet: bool, resume: bool) -> int:
+def _run(experiment, *, quiet: bool, resume: bool, wide: bool = False) -> int:
     from nascompress.config import ConfigError
     from nascompress.pareto import TrialState
 
@@ -131,14 +152,14 @@ def _run(experiment, *, quiet: bool, resume: bool) -> int:
     run_dir = experiment.run_dir.path
     complete = sum(1 for r in session.records if r["state"] == TrialState.COMPLETE)
     print(f"\n{len(session.records)} trials ({complete} complete) in {run_dir}")
-    print(_render_front(run_dir, "table"))
+    print(_render_front(run_dir, "table", wide=wide))
     return EXIT_OK if complete else EXIT_FAILURE
 
 
-def _render_front(run_dir: Path, fmt: str) -> str:
+def _render_front(run_dir: Path, fmt: str, *, wide: bool = False) -> str:
     from nascompress.pareto import pareto_front
     from nascompress.search.records import RunDirectory, rows_to_csv
-    from nascompress.tables import format_table, front_rows
+    from nascompress.tables import front_rows, front_table
 
     run = RunDirectory(run_dir)
     objectives = run.objectives()
@@ -146,13 +167,14 @@ def _render_front(run_dir: Path, fmt: str) -> str:
     trials = run.load_trials()
     # Recomputed from trials.jsonl (the source of truth), not read from pareto.json.
     front = pareto_front(trials, objectives, constraints)
+    if fmt == "table":
+        header = f"Pareto front: {len(front)} of {len(trials)} trials"
+        table = front_table(front, objectives, wide=wide)
+        return f"{header}\n{table}" if table else f"{header} (empty)"
     rows = front_rows(front, objectives)
     if fmt == "json":
         return json.dumps(rows, indent=2)
-    if fmt == "csv":
-        return rows_to_csv(rows).rstrip("\n")
-    header = f"Pareto front: {len(front)} of {len(trials)} trials"
-    return f"{header}\n{format_table(rows)}" if rows else f"{header} (empty)"
+    return rows_to_csv(rows).rstrip("\n")
 
 
 def _resume(args: argparse.Namespace) -> int:
@@ -184,7 +206,7 @@ def _resume(args: argparse.Namespace) -> int:
         experiment = build_experiment(config, allow_existing=True)
     except ConfigError as exc:
         return _error(str(exc))
-    return _run(experiment, quiet=args.quiet, resume=True)
+    return _run(experiment, quiet=args.quiet, resume=True, wide=args.wide)
 
 
 def _pareto(args: argparse.Namespace) -> int:
@@ -192,7 +214,7 @@ def _pareto(args: argparse.Namespace) -> int:
     problem = _check_run_dir(run_dir)
     if problem:
         return _error(problem)
-    print(_render_front(run_dir, args.format))
+    print(_render_front(run_dir, args.format, wide=args.wide))
     return EXIT_OK
 
 
@@ -299,6 +321,29 @@ def _report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _dashboard(args: argparse.Namespace) -> int:
+    run_dir = Path(args.run_dir)
+    problem = _check_run_dir(run_dir)
+    if problem:
+        return _error(problem)
+    if not 0 <= args.port < 65536:
+        return _error(f"--port: expected 0-65535, but got {args.port}")
+    from nascompress.search.journal import DashboardDependencyError, serve_dashboard
+
+    def ready(url: str) -> None:
+        print(f"optuna-dashboard for {run_dir} at {url} (Ctrl-C stops it)", flush=True)
+
+    try:
+        serve_dashboard(run_dir, port=args.port, stop_after_s=args.stop_after, ready=ready)
+    except DashboardDependencyError as exc:
+        return _error(str(exc), EXIT_FAILURE)
+    except FileNotFoundError as exc:
+        return _error(f"run_dir: {exc}; runs recorded before the journal existed have none")
+    except OSError as exc:
+        return _error(f"--port: cannot listen on 127.0.0.1:{args.port} ({exc})")
+    return EXIT_OK
+
+
 def _spaces(args: argparse.Namespace) -> int:
     from nascompress.spaces import SPACES
 
@@ -330,6 +375,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _report(args)
     if args.command == "spaces":
         return _spaces(args)
+    if args.command == "dashboard":
+        return _dashboard(args)
     return EXIT_USAGE  # pragma: no cover - argparse enforces a command
 
 

@@ -108,6 +108,33 @@ class ResourcesConfig(_Section):
         return value
 
 
+class MlflowTrackingConfig(_Section):
+    """MLflow logging: one run per search (its settings), one child run per trial."""
+
+    enabled: bool = False
+    #: ``file:/path/mlruns``, ``http://host:5000``, ...; None: MLflow's own default
+    #: (``MLFLOW_TRACKING_URI``, else its local store in the working directory).
+    tracking_uri: str | None = None
+    experiment: str = "nascompress"
+    #: Upload each trial's artifact (``models/<trial_id>.nasc``) to its child run.
+    artifacts: bool = True
+
+
+class TensorBoardTrackingConfig(_Section):
+    """TensorBoard scalars (objectives and hypervolume per trial number)."""
+
+    enabled: bool = False
+    #: Event folder; None: ``<run>/tensorboard``.
+    log_dir: str | None = None
+
+
+class TrackingConfig(_Section):
+    """Optional trackers fed with every record; nothing is sent unless enabled here."""
+
+    mlflow: MlflowTrackingConfig = Field(default_factory=MlflowTrackingConfig)
+    tensorboard: TensorBoardTrackingConfig = Field(default_factory=TensorBoardTrackingConfig)
+
+
 class ExperimentConfig(_Section):
     """Everything a search needs; see ``examples/experiment.yaml`` for a commented copy."""
 
@@ -128,6 +155,7 @@ class ExperimentConfig(_Section):
     latency: LatencyConfig = Field(default_factory=LatencyConfig)
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
     @field_validator("name")
     @classmethod

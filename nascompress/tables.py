@@ -12,7 +12,7 @@ from typing import Any
 from nascompress.objectives import Objective
 from nascompress.pareto import is_number
 
-__all__ = ["format_table", "front_rows"]
+__all__ = ["format_table", "front_rows", "front_table"]
 
 
 def front_rows(
@@ -94,3 +94,83 @@ def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | Non
     lines = [render([str(c) for c in columns]), render(["-" * w for w in widths])]
     lines.extend(render(line) for line in cells)
     return "\n".join(lines)
+
+
+def _params_key(trial: Mapping[str, Any]) -> str:
+    import json
+
+    return json.dumps(trial.get("params") or {}, sort_keys=True, default=str)
+
+
+def front_table(
+    front: Sequence[Mapping[str, Any]],
+    objectives: Sequence[Objective],
+    *,
+    wide: bool = False,
+    width: int = 100,
+) -> str:
+    """The front as a terminal table: ``trial``, the objectives, then the parameters.
+
+    Trials with identical params (the same candidate proposed twice) are shown once, the
+    first of them, with how many there were in column ``n``. By default only the
+    parameters whose values differ across the front are shown and columns that would
+    go beyond ``width`` characters are left out (a last line says which); ``wide=True``
+    shows every parameter and the trial ids, whatever the width.
+
+    Args:
+        front: the front's trial records, in the order to show.
+        objectives: the objectives, in column order.
+        wide: every column.
+        width: the widest line allowed when not ``wide``.
+
+    Returns:
+        The table (no trailing newline); ``""`` for an empty front.
+    """
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for trial in front:
+        groups.setdefault(_params_key(trial), []).append(trial)
+    rows, param_names = [], []
+    for trials in groups.values():
+        first = trials[0]
+        row: dict[str, Any] = {"trial": first.get("number")}
+        if wide:
+            row["trial_id"] = first.get("trial_id")
+        if len(trials) > 1 or any(len(g) > 1 for g in groups.values()):
+            row["n"] = len(trials)
+        values = first.get("objectives") or {}
+        for objective in objectives:
+            row[objective.name] = values.get(objective.name)
+        params = first.get("params") or {}
+        for key in params:
+            if key not in param_names:
+                param_names.append(key)
+        rows.append((row, params))
+    if not rows:
+        return ""
+    shown = [name for name in param_names
+             if wide or len({repr((p or {}).get(name)) for _, p in rows}) > 1]
+    table_rows = []
+    for row, params in rows:
+        for name in shown:
+            row[f"param:{name}" if name in row else name] = params.get(name)
+        table_rows.append(row)
+    columns = list(dict.fromkeys(key for row in table_rows for key in row))
+    if wide:
+        return format_table(table_rows, columns)
+    lead = 1 + ("n" in columns) + len(objectives)
+    left_out: list[str] = []
+    while len(columns) > lead:
+        table = format_table(table_rows, columns)
+        if max(len(line) for line in table.splitlines()) <= width:
+            break
+        left_out.insert(0, columns.pop())
+    table = format_table(table_rows, columns)
+    same = len(param_names) - len(shown)
+    notes = []
+    if same:
+        notes.append(f"{same} params equal across the front")
+    if left_out:
+        notes.append(f"{len(left_out)} more columns ({left_out[0]}, ...)")
+    if notes:
+        table += f"\nnot shown: {'; '.join(notes)} (--wide shows all)"
+    return table

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from nascompress.objectives import Objective
-from nascompress.tables import format_table, front_rows
+from nascompress.tables import format_table, front_rows, front_table
 
 ACC = Objective("accuracy", "max")
 LAT = Objective("latency_ms", "min", "ms")
@@ -75,3 +75,44 @@ def test_format_table_columns_and_empty():
     assert table.splitlines()[2].split() == ["2", "1"]  # 1.0 printed compactly
     assert format_table([]) == ""
     assert format_table([], columns=["a"]).splitlines() == ["a", "-"]
+
+
+def _wide_front(n=19, dims=20):
+    """A front like the default search's: many params, most of them differing."""
+    front = []
+    for i in range(n):
+        params = {f"group{d % 5}/knob_{d}": round(0.123456 * (i + 1) * (d + 1), 5)
+                  for d in range(dims - 1)}
+        params["quant/scheme"] = "symmetric"  # the same everywhere
+        front.append(trial(i, accuracy=0.9 + i / 1000, latency_ms=1.0 / (i + 1),
+                           params=params))
+    return front
+
+
+def test_front_table_fits_100_columns_and_wide_shows_everything():
+    front = _wide_front()
+    table = front_table(front, (ACC, LAT))
+    lines = table.splitlines()
+    assert max(len(line) for line in lines) <= 100
+    assert lines[0].split()[:3] == ["trial", "accuracy", "latency_ms"]
+    assert "quant/scheme" not in lines[0]  # equal across the front
+    assert "--wide" in lines[-1] and "1 params equal" in lines[-1]
+    assert len(lines) == 2 + 19 + 1
+    wide = front_table(front, (ACC, LAT), wide=True)
+    header = wide.splitlines()[0]
+    assert "trial_id" in header and "quant/scheme" in header
+    assert all(f"knob_{d}" in header for d in range(19))
+    assert "--wide" not in wide
+
+
+def test_front_table_shows_identical_trials_once_with_a_count():
+    same = {"arch/depth": 2, "prune/ratio": 0.5}
+    front = [trial(4, accuracy=0.9, latency_ms=0.5, params=same),
+             trial(9, accuracy=0.9, latency_ms=0.52, params=dict(same)),
+             trial(7, accuracy=0.95, latency_ms=0.8, params={"arch/depth": 3,
+                                                              "prune/ratio": 0.5})]
+    lines = front_table(front, (ACC, LAT)).splitlines()
+    assert lines[0].split() == ["trial", "n", "accuracy", "latency_ms", "arch/depth"]
+    assert [line.split()[:2] for line in lines[2:4]] == [["4", "2"], ["7", "1"]]
+    assert len(lines) == 5 and "1 params equal" in lines[-1]
+    assert front_table([], (ACC,)) == ""

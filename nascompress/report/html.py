@@ -1,7 +1,8 @@
 """The self-contained HTML report of a run.
 
-One file with everything inline (plotly.js, styles, the table-sorting script, the PNGs as
-base64), so it opens offline and can be mailed or archived as is. Sections, top to bottom:
+One file with everything inline (plotly.js's basic bundle, gzipped, unpacked by the
+browser; styles; the table-sorting script; the PNGs as base64), so it opens offline and
+can be mailed or archived as is. Sections, top to bottom:
 
 1. a summary (trials, front size, hypervolume and its reference point);
 2. one interactive scatter per pair of objectives: every COMPLETE trial, the Pareto front
@@ -274,19 +275,16 @@ def build_report(run_dir: str | Path, *, out: str | Path | None = None) -> Path:
     assets.mkdir(parents=True, exist_ok=True)
 
     plots, pngs = [], []
-    include_js = True  # plotly.js goes inline once, with the first figure
     for x, y in data.pairs():
         div_id = figures.pair_id(x, y)
-        fragment = figures.figure_html(figures.plotly_pair(data, x, y), div_id=div_id,
-                                       include_plotlyjs=include_js)
-        include_js = False
+        fragment = figures.figure_html(figures.plotly_pair(data, x, y), div_id=div_id)
         plots.append(f'<div class="plot" data-pair="{_e(x.name)}|{_e(y.name)}">{fragment}</div>')
         png = figures.png_pair(data, x, y)
         filename = f"{div_id}.png"
         (assets / filename).write_bytes(png)
         pngs.append((f"{y.name} vs {x.name}", f"{assets.name}/{filename}", png))
     hv_fragment = figures.figure_html(figures.plotly_hypervolume(data), div_id="hypervolume",
-                                      include_plotlyjs=include_js)
+                                      height_px=380)
     hv_png = figures.png_hypervolume(data)
     (assets / "hypervolume.png").write_bytes(hv_png)
     pngs.append(("Hypervolume over trials", f"{assets.name}/hypervolume.png", hv_png))
@@ -306,6 +304,7 @@ def build_report(run_dir: str | Path, *, out: str | Path | None = None) -> Path:
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>nascompress report: {_e(name)}</title>
 <style>{_STYLE}</style>
+{figures.plotly_loader_html()}
 </head>
 <body>
 <h1>nascompress report: {_e(name)}</h1>

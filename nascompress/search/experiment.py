@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import platform
 import random
-import socket
 import time
 import uuid
 from collections.abc import Iterable, Mapping
@@ -411,29 +410,17 @@ def _check_early_stopping(config: ExperimentConfig, evaluator: Evaluator) -> Non
         raise ConfigError(str(exc)) from None
 
 
-def check_address(address: str, *, timeout_s: float = 3.0) -> None:
-    """Fail fast (before any compute) when a Ray cluster address cannot be reached.
+def check_address(address: str) -> None:
+    """Fail fast (before any compute) when a Ray cluster address cannot be joined.
 
     Accepts ``HOST:PORT`` (the GCS address that ``ray start --head`` prints) and
-    ``ray://HOST:PORT`` (Ray Client). ``auto`` is passed through to Ray.
+    ``ray://HOST:PORT`` (Ray Client). ``auto`` is passed through to Ray. The checks
+    (reachable, answers as Ray, token accepted, same versions) live in
+    :func:`nascompress.search.cluster.check_cluster`.
     """
-    if address == "auto":
-        return
-    target = address.removeprefix("ray://")
-    host, sep, port = target.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(
-            f"address: expected HOST:PORT (e.g. 127.0.0.1:6379) or ray://HOST:PORT, "
-            f"but got {address!r}"
-        )
-    try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
-            pass
-    except OSError as exc:
-        raise ConfigError(
-            f"address: cannot reach a Ray cluster at {address!r} ({exc}); start one with "
-            "'ray start --head' or check host, port and firewall"
-        ) from None
+    from nascompress.search.cluster import check_cluster
+
+    check_cluster(address)
 
 
 def _check_local_gpu(config: ExperimentConfig) -> None:

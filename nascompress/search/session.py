@@ -52,6 +52,8 @@ class SearchSession:
     #: trial id -> (reason, metrics) for trials the early-stopping scheduler stopped.
     _pruned: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
     listeners: list[Callable[[Mapping[str, Any]], None]] = field(default_factory=list)
+    _closers: list[Callable[[str], None]] = field(default_factory=list)
+    _warned: set[str] = field(default_factory=set)
 
     @classmethod
     def start(
@@ -97,7 +99,42 @@ class SearchSession:
                       stream=stream)
         session._seen_ids = {r["trial_id"] for r in session.records}
         session._records_at_start = len(session.records)
+        session._start_views(resume=resume)
         return session
+
+    # -- views of the records: the optuna journal, trackers --------------------------
+
+    def _start_views(self, *, resume: bool) -> None:
+        """Attach the optuna journal and the configured trackers as listeners.
+
+        They are views: one that cannot start is reported once and left out, and the
+        search goes on (the trial log stays complete).
+        """
+        experiment = self.experiment
+        try:
+            from nascompress.search.journal import JournalWriter
+
+            self.listeners.append(JournalWriter(
+                experiment.run_dir.path, study_name=experiment.run_name,
+                objectives=experiment.objectives, dimensions=experiment.space.dimensions(),
+                constraints=experiment.constraints, records=self.records,
+            ))
+        except Exception as exc:  # noqa: BLE001 - a view must never stop the search
+            self._warn("optuna journal", exc)
+        from nascompress.tracking import start_trackers
+
+        for tracker in start_trackers(experiment, records=self.records, resume=resume,
+                                      warn=self._warn):
+            self.listeners.append(tracker)
+            self._closers.append(tracker.close)
+
+    def _warn(self, what: str, exc: BaseException) -> None:
+        if what in self._warned:
+            return
+        self._warned.add(what)
+        message = f"warning: {what}: {type(exc).__name__}: {exc}"
+        print(message.splitlines()[0][:300] + " (records are still written; warned once)",
+              file=sys.stderr, flush=True)
 
     # -- strategy checkpoint -----------------------------------------------------------
 
@@ -192,7 +229,10 @@ class SearchSession:
                                                  self.experiment.constraints)
             self._print_progress(record, front, volume)
             for listener in self.listeners:
-                listener(self.records[-1])
+                try:
+                    listener(self.records[-1])
+                except Exception as exc:  # noqa: BLE001 - the record is on disk already
+                    self._warn(getattr(listener, "name", None) or _name_of(listener), exc)
             return record
 
     def finish(self, *, status: str = "finished") -> list[Mapping[str, Any]]:
@@ -202,6 +242,12 @@ class SearchSession:
         run.update(status=status, finished_at=time.time(),
                    elapsed_s=time.time() - self.started_at)
         run_dir.write_run(run)
+        for close in self._closers:
+            try:
+                close(status)
+            except Exception as exc:  # noqa: BLE001
+                self._warn("closing a tracker", exc)
+        self._closers.clear()
         return pareto_front(self.records, self.experiment.objectives,
                             self.experiment.constraints)
 
@@ -251,6 +297,10 @@ def format_objectives(objectives: Sequence[Objective], values: Mapping[str, Any]
             text += unit
         parts.append(f"{objective.name}={text}")
     return " ".join(parts)
+
+
+def _name_of(listener: Any) -> str:
+    return getattr(listener, "__qualname__", None) or type(listener).__name__
 
 
 def outcome_from_record(record: Mapping[str, Any]) -> Outcome:
