@@ -62,15 +62,15 @@ from nascompress.compression.onnx_export import (  # noqa: E402
 from nascompress.compression.plan import CompressionPlan, artifact_template  # noqa: E402
 from nascompress.data import load_digits_splits  # noqa: E402
 from nascompress.evaluators.compress_train import CALIBRATION_SAMPLES  # noqa: E402
-from nascompress.evaluators.training import (  # noqa: E402
+from nascompress.latency.measure import LatencySetup, measure_latency  # noqa: E402
+from nascompress.latency.ort import measure_ort_latency  # noqa: E402
+from nascompress.spaces.image_cnn import ImageCNNSpace  # noqa: E402
+from nascompress.training.arrays import (  # noqa: E402
     accuracy,
     predict_logits,
     seed_everything,
     train_epochs,
 )
-from nascompress.latency.measure import LatencySetup, measure_latency  # noqa: E402
-from nascompress.latency.ort import measure_ort_latency  # noqa: E402
-from nascompress.spaces.image_cnn import ImageCNNSpace  # noqa: E402
 
 THREADS = 1
 torch.set_num_threads(THREADS)

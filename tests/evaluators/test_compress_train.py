@@ -7,8 +7,8 @@ torch = pytest.importorskip("torch")
 from nascompress.compression import load_artifact  # noqa: E402
 from nascompress.data import load_digits_splits  # noqa: E402
 from nascompress.evaluators import CompressTrainEvaluator, TrialContext  # noqa: E402
-from nascompress.evaluators.training import accuracy  # noqa: E402
 from nascompress.spaces import ImageCNNSpace  # noqa: E402
+from nascompress.training.arrays import accuracy  # noqa: E402
 
 FAST = {"epochs": 2, "finetune_epochs": 1, "teacher_epochs": 2,
         "latency": {"min_repeats": 3, "max_repeats": 10, "warmup": 1, "time_cap_s": 0.2}}

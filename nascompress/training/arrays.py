@@ -1,4 +1,4 @@
-"""The array-based training helpers of earlier releases, kept for scripts that call them.
+"""Array-based training helpers (tensors instead of loaders), for scripts and benchmarks.
 
 The trainer lives in :mod:`nascompress.training` and reads loaders; these wrap arrays
 (tensors ``x``, ``y``) in an :class:`~nascompress.data.ArrayLoader` and call it, with the
