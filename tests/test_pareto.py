@@ -33,6 +33,7 @@ from nascompress.pareto import (
     rank_and_crowding,
     reference_point,
 )
+from tests._helpers import trial_record
 
 ACC = Objective("accuracy", "max")
 LAT = Objective("latency_ms", "min", "ms")
@@ -40,15 +41,7 @@ SIZE = Objective("size_bytes", "min", "B")
 OBJECTIVES = (ACC, LAT, SIZE)
 
 
-def trial(number, state="COMPLETE", metrics=None, params=None, **objectives):
-    return {
-        "number": number,
-        "trial_id": f"t{number:03d}",
-        "state": state,
-        "objectives": objectives,
-        "metrics": metrics or {},
-        "params": params or {},
-    }
+trial = trial_record
 
 
 # --------------------------------------------------------------------------- states, numbers

@@ -4,20 +4,13 @@ from __future__ import annotations
 
 from nascompress.objectives import Objective
 from nascompress.tables import format_table, front_rows, front_table
+from tests._helpers import trial_record
 
 ACC = Objective("accuracy", "max")
 LAT = Objective("latency_ms", "min", "ms")
 
 
-def trial(number, state="COMPLETE", metrics=None, params=None, **objectives):
-    return {
-        "number": number,
-        "trial_id": f"t{number:03d}",
-        "state": state,
-        "objectives": objectives,
-        "metrics": metrics or {},
-        "params": params or {},
-    }
+trial = trial_record
 
 
 def test_front_rows_columns_and_params():

@@ -143,6 +143,17 @@ class DatasetSplits(Dataset):
     _tensors: dict[tuple[str, str], Any] = field(default_factory=dict, init=False,
                                                  repr=False, compare=False)
 
+    @classmethod
+    def stratified(cls, name: str, x: np.ndarray, y: np.ndarray, *, num_classes: int,
+                   split_seed: int, fractions, preprocessing: dict[str, Any]) -> DatasetSplits:
+        """``x``, ``y`` split per class at ``fractions`` (train, val, test), fixed by
+        ``split_seed``; the split is recorded in ``preprocessing``."""
+        train, val, test = stratified_split(y, fractions=tuple(fractions), seed=split_seed)
+        return cls(name=name, x_train=x[train], y_train=y[train], x_val=x[val], y_val=y[val],
+                   x_test=x[test], y_test=y[test], num_classes=num_classes,
+                   preprocessing={**preprocessing, "split_seed": split_seed,
+                                  "fractions": list(fractions)})
+
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(int(d) for d in self.x_train.shape[1:])

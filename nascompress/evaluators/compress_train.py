@@ -6,21 +6,17 @@ import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nascompress.compression.plan import IMPORTANCES, CompressionPlan
-from nascompress.evaluators._base import (
-    Evaluator,
-    LatencyUse,
-    Prepared,
-    ReportFn,
-    TrialContext,
-    no_report,
-)
+from nascompress.evaluators._base import Evaluator, LatencyUse, Prepared, no_report
 from nascompress.evaluators._registry import register_evaluator
 from nascompress.latency.measure import LatencySetup
 from nascompress.objectives import Objective
 from nascompress.training.recipe import PHASES, Metric, Recipe, load_function
+
+if TYPE_CHECKING:
+    from nascompress.evaluators._base import ReportFn, TrialContext
 
 RUNTIMES = ("onnxruntime", "torch")
 TEACHER_FILE = "teacher.pt"

@@ -1,11 +1,10 @@
 import warnings
 
 import numpy as np
+import onnx  # a core dependency, like onnxruntime
 import pytest
 
 torch = pytest.importorskip("torch")
-onnx = pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
 
 from nascompress.compression.onnx_export import (  # noqa: E402
     INTEGER_OP_TYPES,

@@ -4,13 +4,14 @@ Runs in a child process: the cluster needs its own Ray driver, while other tests
 this session share a plain local Ray.
 """
 
-import json
 import os
 import subprocess
 import sys
 import textwrap
 
 import pytest
+
+from tests._helpers import assert_ran_on_two_nodes, write_tiny_config
 
 pytest.importorskip("torch")
 pytest.importorskip("ray")
@@ -32,23 +33,12 @@ SCRIPT = textwrap.dedent("""
     sys.exit(code)
 """)
 
-CONFIG = """
-trials: 6
-max_concurrent: 2
-strategy: {name: random}
-evaluator:
-  options:
-    epochs: 2
-    finetune_epochs: 1
-    teacher_epochs: 1
-    latency: {min_repeats: 3, max_repeats: 10, warmup: 1, time_cap_s: 0.2}
-"""
 
 
 @pytest.mark.ray
 def test_search_runs_on_both_nodes_and_records_on_the_driver(tmp_path):
     config = tmp_path / "experiment.yaml"
-    config.write_text(CONFIG)
+    write_tiny_config(config, trials=6, max_concurrent=2, strategy={"name": "random"})
     done = subprocess.run([sys.executable, "-c", SCRIPT, str(config), str(tmp_path)],
                           capture_output=True, text=True, timeout=300,
                           env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0",
@@ -57,9 +47,4 @@ def test_search_runs_on_both_nodes_and_records_on_the_driver(tmp_path):
                                "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"})
     assert done.returncode == 0, done.stderr[-3000:]
     run = tmp_path / "cluster"
-    trials = [json.loads(line) for line in (run / "trials.jsonl").read_text().splitlines()]
-    assert len(trials) == 6 and all(t["state"] == "COMPLETE" for t in trials)
-    assert len({t["metrics"]["node_id"] for t in trials}) == 2
-    for trial in trials:  # artifacts came back to the driver's folder with the results
-        artifact = run / "models" / trial["metrics"]["artifact"]
-        assert artifact.stat().st_size == trial["objectives"]["size_bytes"]
+    assert_ran_on_two_nodes(run, trials=6)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests._helpers import write_tiny_config
+
 pytest.importorskip("torch")
 
 from nascompress import cli  # noqa: E402
@@ -21,26 +23,12 @@ from nascompress.search.records import RunDirectory  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
-TINY = """
-trials: {trials}
-runner: local
-seed: 4
-strategy: {{name: random}}
-constraints: ["latency_ms <= 100"]
-evaluator:
-  options:
-    epochs: 1
-    finetune_epochs: 1
-    teacher_epochs: 1
-    latency: {{min_repeats: 3, max_repeats: 10, warmup: 1, time_cap_s: 0.2}}
-{tracking}
-"""
 
 
 def _config(tmp_path, *, trials, tracking=""):
-    path = tmp_path / "experiment.yaml"
-    path.write_text(TINY.format(trials=trials, tracking=tracking))
-    return path
+    return write_tiny_config(tmp_path / "experiment.yaml", extra_yaml=tracking, trials=trials,
+                             runner="local", seed=4, strategy={"name": "random"},
+                             constraints=["latency_ms <= 100"])
 
 
 def test_the_journal_mirrors_the_trial_log(tiny_run_dir):

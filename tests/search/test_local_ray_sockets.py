@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests._helpers import write_tiny_config
 from tests._procs import descendants, kill_all
 
 pytest.importorskip("torch")
@@ -21,17 +22,6 @@ pytest.importorskip("ray")
 ROOT = Path(__file__).resolve().parents[2]
 LOOPBACK = re.compile(r"^(127\.\d+\.\d+\.\d+|\[::ffff:127\.\d+\.\d+\.\d+\]|\[::1\]):\d+$")
 
-CONFIG = """
-trials: 4
-max_concurrent: 2
-strategy: {name: random}
-evaluator:
-  options:
-    epochs: 2
-    finetune_epochs: 1
-    teacher_epochs: 1
-    latency: {min_repeats: 3, max_repeats: 10, warmup: 1, time_cap_s: 0.2}
-"""
 
 
 def _listening(pids: set[int]) -> dict[str, set[str]]:
@@ -50,7 +40,7 @@ def test_a_local_search_listens_on_loopback_only_with_a_private_token(tmp_path):
     if subprocess.run(["ss", "-V"], capture_output=True).returncode != 0:
         pytest.skip("needs ss (iproute2)")
     config = tmp_path / "experiment.yaml"
-    config.write_text(CONFIG)
+    write_tiny_config(config, trials=4, max_concurrent=2, strategy={"name": "random"})
     home = tmp_path / "home"
     home.mkdir()
     env = {k: v for k, v in os.environ.items()

@@ -9,7 +9,6 @@ on the machine.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from tests._helpers import assert_ran_on_two_nodes, write_tiny_config
 from tests._procs import kill_all, tagged
 
 pytest.importorskip("torch")
@@ -31,17 +31,6 @@ RAY = str(Path(sys.executable).with_name("ray"))
 #: that they run the code under test rather than another installed copy.
 ROOT = Path(__file__).resolve().parents[2]
 
-CONFIG = """
-trials: 6
-max_concurrent: 2
-strategy: {name: random}
-evaluator:
-  options:
-    epochs: 2
-    finetune_epochs: 1
-    teacher_epochs: 1
-    latency: {min_repeats: 3, max_repeats: 10, warmup: 1, time_cap_s: 0.2}
-"""
 
 
 def _free_port() -> int:
@@ -101,7 +90,7 @@ def _search(args, env, cwd, timeout=400):
 @pytest.mark.ray
 def test_search_joins_a_ray_start_cluster_and_runs_on_both_nodes(ray_start_cluster, tmp_path):
     config = tmp_path / "experiment.yaml"
-    config.write_text(CONFIG)
+    write_tiny_config(config, trials=6, max_concurrent=2, strategy={"name": "random"})
     # The driver is given the token only (RAY_AUTH_MODE unset): it turns token mode on.
     env = {k: v for k, v in ray_start_cluster["env"].items() if k != "RAY_AUTH_MODE"}
     started = time.monotonic()
@@ -111,12 +100,7 @@ def test_search_joins_a_ray_start_cluster_and_runs_on_both_nodes(ray_start_clust
     assert done.returncode == 0, done.stderr[-3000:]
     print(f"search through --address: {time.monotonic() - started:.1f}s")
     run = tmp_path / "cluster"
-    trials = [json.loads(line) for line in (run / "trials.jsonl").read_text().splitlines()]
-    assert len(trials) == 6 and all(t["state"] == "COMPLETE" for t in trials)
-    assert len({t["metrics"]["node_id"] for t in trials}) == 2
-    for trial in trials:  # artifacts came back to the driver's folder with the results
-        artifact = run / "models" / trial["metrics"]["artifact"]
-        assert artifact.stat().st_size == trial["objectives"]["size_bytes"]
+    assert_ran_on_two_nodes(run, trials=6)
 
 
 def _one_line_refusal(done, elapsed_s):

@@ -10,30 +10,18 @@ from pathlib import Path
 
 import pytest
 
+from tests._helpers import write_tiny_config
+
 pytest.importorskip("torch")
 
 from nascompress import cli  # noqa: E402
 from nascompress.search.records import RunDirectory  # noqa: E402
 
-TINY = """
-trials: {trials}
-runner: {runner}
-seed: 5
-max_concurrent: 2
-strategy: {{name: bayesian, options: {{n_startup_trials: 3}}}}
-evaluator:
-  options:
-    epochs: 1
-    finetune_epochs: 1
-    teacher_epochs: 1
-    latency: {{min_repeats: 3, max_repeats: 10, warmup: 1, time_cap_s: 0.2}}
-"""
-
 
 def _config(tmp_path, *, trials, runner="local"):
-    path = tmp_path / "experiment.yaml"
-    path.write_text(TINY.format(trials=trials, runner=runner))
-    return path
+    return write_tiny_config(tmp_path / "experiment.yaml", trials=trials, runner=runner,
+                             seed=5, max_concurrent=2,
+                             strategy={"name": "bayesian", "options": {"n_startup_trials": 3}})
 
 
 def _assert_complete_run(run: RunDirectory, trials: int):
