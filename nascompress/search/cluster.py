@@ -22,10 +22,13 @@ import socket
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 #: Seconds the whole check may take (connect, then the GCS probe in a child process).
 CHECK_TIMEOUT_S = 9.0
+#: address -> whether joining it needs token mode, as :func:`check_cluster` found.
+_TOKEN_NEEDED: dict[str, bool] = {}
 
 _AUTH_HELP = (
     "the cluster uses token authentication: give this process the cluster's token "
@@ -121,10 +124,22 @@ def check_cluster(address: str, *, timeout_s: float = CHECK_TIMEOUT_S) -> bool:
     if address.startswith("ray://"):
         return False
     mode = os.environ.get("RAY_AUTH_MODE", "").lower() or None
-    # Unset mode and a token at hand: try with it (a token-mode client also joins a
-    # cluster without authentication).
-    token_mode = True if mode is None and token_available() else None
-    answer = _probe(address, token_mode=token_mode, timeout_s=max(1.0, timeout_s - 2))
+    deadline = time.monotonic() + max(1.0, timeout_s - 2)
+    token_mode = None
+    if mode is None:
+        # Without a mode, join as the cluster asks: plain first, and with the token at
+        # hand only when the cluster wants one. (A token-mode driver does connect to a
+        # cluster without authentication, but its actors on other nodes then never
+        # start.)
+        answer = _probe(address, token_mode=False,
+                        timeout_s=max(1.0, deadline - time.monotonic()))
+        if answer.get("error") == "auth" and token_available():
+            token_mode = True
+            answer = _probe(address, token_mode=True,
+                            timeout_s=max(1.0, deadline - time.monotonic()))
+    else:
+        answer = _probe(address, token_mode=None,
+                        timeout_s=max(1.0, deadline - time.monotonic()))
     if answer.get("error") == "timeout":
         raise _config_error(
             f"address: {address!r} accepts connections but did not answer as a Ray cluster "
@@ -142,7 +157,16 @@ def check_cluster(address: str, *, timeout_s: float = CHECK_TIMEOUT_S) -> bool:
             "GCS address"
         )
     _check_versions(address, answer.get("metadata") or {})
+    _TOKEN_NEEDED[address] = bool(token_mode)
     return bool(token_mode)
+
+
+def needs_token(address: str) -> bool:
+    """Whether joining ``address`` needs token mode, as :func:`check_cluster` found it
+    (checked now if it was not checked in this process)."""
+    if address not in _TOKEN_NEEDED:
+        check_cluster(address)
+    return _TOKEN_NEEDED.get(address, False)
 
 
 def _check_versions(address: str, metadata: dict) -> None:

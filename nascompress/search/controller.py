@@ -37,8 +37,8 @@ from nascompress.latency import ray_services
 from nascompress.search.cluster import (
     enable_token_mode,
     loopback_only,
+    needs_token,
     secure_default_token,
-    token_available,
 )
 from nascompress.search.early_stopping import MultiObjectiveHalving
 from nascompress.search.experiment import Experiment
@@ -233,7 +233,7 @@ def init_ray(address: str | None) -> bool:
     # Our progress lines are the console output; Tune's own tables would repeat them.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if address:
-        if not os.environ.get("RAY_AUTH_MODE") and address != "auto" and token_available():
+        if not os.environ.get("RAY_AUTH_MODE") and address != "auto" and needs_token(address):
             enable_token_mode()
         ray.init(address=address, log_to_driver=False)
     else:

@@ -39,9 +39,15 @@ SCRIPT = textwrap.dedent("""
 def test_search_runs_on_both_nodes_and_records_on_the_driver(tmp_path):
     config = tmp_path / "experiment.yaml"
     write_tiny_config(config, trials=6, max_concurrent=2, strategy={"name": "random"})
+    # A token at hand, and a cluster that asks for none: the driver must join it plainly
+    # (in token mode it connects, but its actors on the other node never start).
+    token = tmp_path / "auth_token"
+    token.write_text("0" * 64)
+    token.chmod(0o600)
     done = subprocess.run([sys.executable, "-c", SCRIPT, str(config), str(tmp_path)],
                           capture_output=True, text=True, timeout=300,
                           env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0",
+                               "RAY_AUTH_TOKEN_PATH": str(token),
                                # Ray would swap 127.0.0.1 for the machine's address when
                                # joining; this keeps the head, nodes and driver on loopback.
                                "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"})
