@@ -18,6 +18,7 @@ the machine and every figure.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -35,7 +36,7 @@ seed: {seed}
 trials: {trials}
 max_concurrent: 2
 dataset: {{name: mnist5k}}
-space: {{name: {space}}}
+space: {{name: {space}, options: {options}}}
 evaluator:
   name: compress-train
   options: {{epochs: {epochs}, finetune_epochs: {finetune}, teacher_epochs: {teacher}}}
@@ -65,14 +66,20 @@ def run_space(space: str, args, root: Path) -> dict:
 
     name = f"{space}-s{args.seed}"
     config = root / f"{name}.yaml"
+    options = json.dumps(args.space_options.get(space, {}))
     config.write_text(CONFIG.format(seed=args.seed, trials=args.trials, space=space,
-                                    epochs=args.epochs, finetune=args.finetune,
-                                    teacher=args.teacher_epochs), encoding="utf-8")
-    started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "nascompress.cli", "search", "--config", str(config),
-                    "--output-dir", str(root), "--name", name, "--quiet"], check=True,
-                   stdout=subprocess.DEVNULL)
-    wall = time.perf_counter() - started
+                                    options=options, epochs=args.epochs,
+                                    finetune=args.finetune, teacher=args.teacher_epochs),
+                      encoding="utf-8")
+    run_json = root / name / "run.json"
+    reused = (args.reuse and run_json.exists()
+              and json.loads(run_json.read_text())["status"] == "finished")
+    if not reused:  # a finished run of an earlier invocation is read, not repeated
+        subprocess.run([sys.executable, "-m", "nascompress.cli", "search", "--config",
+                        str(config), "--output-dir", str(root), "--name", name, "--quiet"],
+                       check=True, stdout=subprocess.DEVNULL)
+    recorded = json.loads(run_json.read_text())
+    wall = recorded["elapsed_s"]
     run = load_run(root / name)
     trials = run.trials
     complete = trials[trials["state"] == "COMPLETE"]
@@ -88,7 +95,11 @@ def run_space(space: str, args, root: Path) -> dict:
                        "params": {k: v for k, v in record["params"].items()
                                   if k.split("/")[0] in ("prune", "quant", "lowrank")}})
     durations = [float(d) for d in complete["duration_s"]] if len(complete) else [0.0]
+    settings = recorded["config"]
     return {"space": space, "wall_s": wall, "trials": len(trials),
+            "settings": {"evaluator": settings["evaluator"]["options"],
+                         "space": settings["space"]["options"], "seed": settings["seed"],
+                         "strategy": settings["strategy"]["name"]},
             "complete": int(len(complete)), "trial_s_median": statistics.median(durations),
             "trial_s_range": (min(durations), max(durations)), "front": points}
 
@@ -99,11 +110,12 @@ def best_under(points: list[dict], budget: int) -> dict | None:
 
 
 def render(results: list[dict], baseline: dict, args) -> str:
-    lines = ["| space | trials (complete) | search wall s | s per trial, median [min, max] |",
-             "| --- | --- | --- | --- |"]
+    lines = ["| space | settings | trials (complete) | search wall s | s per trial, median "
+             "[min, max] |", "| --- | --- | --- | --- | --- |"]
     for r in results:
         lo, hi = r["trial_s_range"]
-        lines.append(f"| {r['space']} | {r['trials']} ({r['complete']}) | {r['wall_s']:.0f} | "
+        lines.append(f"| {r['space']} | `{json.dumps(r['settings'])}` | {r['trials']} "
+                     f"({r['complete']}) | {r['wall_s']:.0f} | "
                      f"{r['trial_s_median']:.1f} [{lo:.1f}, {hi:.1f}] |")
     lines += ["", "Best test accuracy of an exported front point within an artifact size "
               "budget (val accuracy, size, latency of that point):", "",
@@ -149,6 +161,10 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="2 epochs, no results file")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--keep", type=Path, default=None, help="keep the runs in this folder")
+    parser.add_argument("--reuse", action="store_true",
+                        help="with --keep: read a finished run instead of searching again")
+    parser.add_argument("--space-options", type=json.loads, default={},
+                        help='per space, e.g. \'{"mobilenet": {"max_depth": 2}}\'')
     args = parser.parse_args()
     if args.quick:
         args.epochs, args.finetune, args.teacher_epochs = 1, 1, 1
@@ -173,10 +189,9 @@ def main() -> int:
             f"{os.cpu_count()} cores, load average {load_start[0]:.1f} at start and "
             f"{os.getloadavg()[0]:.1f} at the end. torch {torch.__version__}, onnxruntime "
             f"{onnxruntime.__version__}.", "",
-            f"Settings: {args.trials} trials per space, seed {args.seed}, Ray runner with 2 "
-            f"trials at a time, default strategy (bayesian), epochs {args.epochs}, fine-tune "
-            f"{args.finetune}, teacher {args.teacher_epochs} epochs; data mnist5k "
-            "(3,500 / 750 / 750 images).", ""]
+            "Each search: Ray runner with 2 trials at a time, the default strategy "
+            "(bayesian), settings per space in the first table (each run's own run.json); "
+            "data mnist5k (3,500 / 750 / 750 images).", ""]
         out.write_text("\n".join(header) + table + "\n", encoding="utf-8")
         print(f"wrote {out}")
     return 0
