@@ -3,13 +3,13 @@
 #
 #   NASCOMPRESS_TORCH_SPEC  torch requirement to install (default: the tested torch==2.13.0;
 #                           an unpinned torch pulls several GB of CUDA packages)
-#   NASCOMPRESS_EXTRAS      extras to install (default: test,report,mnist,dashboard)
+#   NASCOMPRESS_EXTRAS      extras to install (default: test,report,mnist,dashboard,mlflow,tensorboard)
 #   PYTHON                  interpreter used to create .venv (default: python3)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 TORCH_SPEC="${NASCOMPRESS_TORCH_SPEC:-torch==2.13.0}"
-EXTRAS="${NASCOMPRESS_EXTRAS:-test,report,mnist,dashboard}"
+EXTRAS="${NASCOMPRESS_EXTRAS:-test,report,mnist,dashboard,mlflow,tensorboard}"
 PYTHON="${PYTHON:-python3}"
 VENV=.venv
 
