@@ -192,7 +192,7 @@ def main() -> int:
             "Each search: Ray runner with 2 trials at a time, the default strategy "
             "(bayesian), settings per space in the first table (each run's own run.json); "
             "data mnist5k (3,500 / 750 / 750 images).", ""]
-        out.write_text("\n".join(header) + table + "\n", encoding="utf-8")
+        out.write_text("\n".join(header) + "\n" + table + "\n", encoding="utf-8")
         print(f"wrote {out}")
     return 0
 

@@ -158,7 +158,7 @@ def main() -> int:
                   "4 stages x 2 blocks, expansion 4, 3x3 depthwise, squeeze-excite; mnist5k "
                   f"train split (3,500 images), batch {args.batch_size}, amp {args.amp}, "
                   f"{args.repeats} repeats of one epoch per loop and phase, alternating.", ""]
-        out.write_text("\n".join(header) + table + "\n", encoding="utf-8")
+        out.write_text("\n".join(header) + "\n" + table + "\n", encoding="utf-8")
         print(f"wrote {out}")
     return 0
 

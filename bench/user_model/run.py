@@ -157,7 +157,7 @@ def main() -> int:
                   f"{args.seed}. The model: 4 stages of inverted residual blocks with "
                   "depthwise 3x3/5x5 convolutions, squeeze-excite in every block, hard-swish "
                   "in the last two stages, residual additions where shapes allow.", ""]
-        out.write_text("\n".join(header) + table + "\n", encoding="utf-8")
+        out.write_text("\n".join(header) + "\n" + table + "\n", encoding="utf-8")
         print(f"wrote {out}")
     return 0 if reproduced == len(rows) else 1
 
