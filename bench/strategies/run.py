@@ -1,41 +1,48 @@
-"""Benchmark every registered search strategy on a surrogate of the ``image-cnn`` search.
+"""Benchmark every registered search strategy, random search and optuna's own samplers.
 
 Usage (from the repository root)::
 
-    .venv/bin/python bench/strategies/run.py            # 10 seeds x 100 evaluations
-    .venv/bin/python bench/strategies/run.py --quick    # 2 seeds x 30, smoke run
-    .venv/bin/python bench/strategies/run.py --strategies random,rl --seeds 5
+    .venv/bin/python bench/strategies/run.py                      # everything, 20 seeds
+    .venv/bin/python bench/strategies/run.py --quick              # 3 seeds x budget 30
+    .venv/bin/python bench/strategies/run.py --benchmarks digits-cnn-3x --budgets 50,100
 
-Each strategy proposes points of the ``image-cnn`` space (``ask_valid``, so the space's
-constraint applies; the dimensions the surrogate does not model are pinned, see
-``surrogate.bench_space``), a surrogate (``surrogate.py``: exact artifact sizes, measured
-ONNX Runtime latencies, modelled accuracy) scores them, and the strategy is told. Every
-strategy runs sequentially (one ask, one tell) for every seed, and again with 4 asks in
-flight that are told in a seeded random order (parallel trials finishing out of order).
+Benchmarks (``--benchmarks``): every measured table of ``bench/tabular`` that is complete
+(real accuracy, size and latency of every point of a reduced ``image-cnn`` space) and
+``surrogate`` (``surrogate.py``: the whole default space, exact sizes, measured
+latencies, modelled accuracy). A strategy proposes points of the benchmark's space
+(``ask_valid``, so the space's constraint applies), is told the point's objectives, and
+its search is scored on the (noise-free, for the surrogate) objectives of the points it
+was told. Every run is sequential: one ask, one tell. The strategy is set up with the
+budget (``setup_strategy``), as the runner does.
 
-Scores, on the noise-free objectives of the evaluated points (so that a lucky noise draw
-does not count as a find):
+Peers, beside ``random``: optuna's ``TPESampler``, ``NSGAIISampler`` and ``GPSampler``
+with their defaults (only the seed set), asked through the same adapter as our optuna
+strategies but without its repeat check, so they are exactly what a user would get from
+optuna.
 
-* hypervolume with a fixed reference point (accuracy 0, size and latency 1.1 x their
-  largest value anywhere in the space), reported as a fraction of the hypervolume of the
-  space's true front;
-* IGD+ against the true front (exact: the surrogate's whole grid is enumerated), in a
+Scores:
+
+* **HV/HV***: hypervolume of the points found as a fraction of the true front's, in a
   normalised space: accuracy, log10(size_bytes) and log10(latency_ms), each scaled to
-  [0, 1] over the true front. Lower is better;
-* one-sided Mann-Whitney U p-values against random over seeds (hypervolume greater,
-  IGD+ less).
-
-Timing is the strategy's own time per ask (including ``ask_valid``'s re-asks) plus tell,
-without the surrogate: the median over the last 10 % of a 100-trial run (all seeds) and
-of one 1000-trial run (seed 0). A 1000-trial run is abandoned after ``--timing-budget-s``.
+  [0, 1] between the best and the worst value on the true front, with the reference point
+  at 1.1 in each (just beyond the front's nadir), so every part of the front counts;
+* **IGD+** against the true front in the same normalised space (lower is better);
+* **p**: one-sided Mann-Whitney U over seeds against random and against the best peer
+  (the peer with the highest median HV at that budget on that benchmark);
+* **evals to random's HV**: per seed, the first evaluation at which the strategy's HV
+  reaches the median final HV of random at that budget; the median over seeds (``>B``:
+  not reached within the budget in at least half of the seeds);
+* **ms/step**: the strategy's own time per ask (with ``ask_valid``'s re-asks) plus tell,
+  median over all steps of all seeds (shared 2-core machine: the order of magnitude only).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import math
-import random
+import platform
 import statistics
 import sys
 import time
@@ -44,36 +51,119 @@ from typing import Any
 
 import numpy as np
 from scipy.stats import mannwhitneyu
-from surrogate import OBJECTIVES, Surrogate
-
-from nascompress.pareto import hypervolume
-from nascompress.strategies import FINISHED, STRATEGIES, Outcome, ask_valid
 
 HERE = Path(__file__).resolve().parent
-IN_FLIGHT = 4
+sys.path.insert(0, str(HERE.parent / "tabular"))
+
+from surrogate import OBJECTIVES, Surrogate  # noqa: E402
+from table import TabularBenchmark  # noqa: E402
+
+from nascompress.pareto import hypervolume  # noqa: E402
+from nascompress.strategies import (  # noqa: E402
+    FINISHED,
+    STRATEGIES,
+    Outcome,
+    ask_valid,
+    setup_strategy,
+)
+from nascompress.strategies._optuna import OptunaStrategy  # noqa: E402
+
+TABLES = ("digits-cnn-3x", "digits-9d-1x", "digits-7d-3x", "mnist5k-cnn-1x")
+PEERS = ("optuna-tpe", "optuna-nsga2", "optuna-gp")
+#: Strategies and peers too slow per step to run at every budget and seed on two cores.
+SLOW = ("bayesian-gp", "optuna-gp")
 
 
-def fixed_reference() -> dict[str, float]:
-    worst = Surrogate().worst()
-    return {"accuracy": 0.0, "size_bytes": 1.1 * worst["size_bytes"],
-            "latency_ms": 1.1 * worst["latency_ms"]}
+class OptunaPeer(OptunaStrategy):
+    """One of optuna's samplers with its defaults, through our adapter, repeats allowed."""
+
+    _redraw_repeats = False
+
+    def __init__(self, sampler: str) -> None:
+        self.sampler = sampler
+        self.name = f"optuna-{sampler}"
+        super().__init__()
+
+    def _create_sampler(self, seed: int) -> Any:
+        import optuna
+
+        cls = {"tpe": optuna.samplers.TPESampler, "nsga2": optuna.samplers.NSGAIISampler,
+               "gp": optuna.samplers.GPSampler}[self.sampler]
+        return cls(seed=seed)
+
+    def _sampling(self):
+        from nascompress.strategies._optuna import single_torch_thread
+
+        return single_torch_thread()
 
 
-def _minimised(values: dict[str, float]) -> list[float]:
-    return [o.as_minimised(values[o.name]) for o in OBJECTIVES]
+def make_strategy(name: str) -> Any:
+    if name in PEERS:
+        return OptunaPeer(name.removeprefix("optuna-"))
+    return STRATEGIES.resolve(name)()
 
 
-def front_hv(points: list[dict[str, float]], reference: dict[str, float]) -> float:
-    return hypervolume([_minimised(p) for p in points], _minimised(reference))
+# ---------------------------------------------------------------------- benchmarks
 
 
-class IGDPlus:
-    """IGD+ (Ishibuchi et al. 2015) against a fixed front, in a normalised space."""
+class SurrogateBenchmark:
+    """``surrogate.py`` behind the benchmark interface (noisy evaluations, true scores)."""
+
+    name = "surrogate"
+
+    def __init__(self) -> None:
+        self._surrogate = Surrogate()
+        self.space = self._surrogate.space
+        self.front = self._surrogate.true_front()
+        self.size = None  # no finite table: every budget is small against the space
+
+    def runner(self, seed: int) -> tuple[Any, Any]:
+        surrogate = Surrogate(noise_seed=seed)
+        return surrogate.evaluate, surrogate.true_objectives
+
+    def describe(self) -> str:
+        return ("surrogate of the default image-cnn space on digits (13 dimensions, 7 free; "
+                f"252,000 valid grid points); {len(self.front)} front points; exact size, "
+                "measured latency, **modelled** accuracy")
+
+
+class TableBenchmark:
+    def __init__(self, name: str) -> None:
+        self._table = TabularBenchmark(name)
+        self.name = name
+        self.space = self._table.space
+        self.front = self._table.front
+        self.size = len(self._table)
+
+    def runner(self, seed: int) -> tuple[Any, Any]:
+        return self._table.evaluate, self._table.true_objectives
+
+    def describe(self) -> str:
+        return self._table.describe() + "; every objective **measured**"
+
+
+def load_benchmarks(names: list[str] | None) -> tuple[list[Any], list[str]]:
+    notes, found = [], []
+    for name in names or [*TABLES, "surrogate"]:
+        if name == "surrogate":
+            found.append(SurrogateBenchmark())
+            continue
+        try:
+            found.append(TableBenchmark(name))
+        except (FileNotFoundError, KeyError) as error:
+            notes.append(f"{name}: not run ({error})")
+    return found, notes
+
+
+class Scorer:
+    """HV and IGD+ in the normalised space of one benchmark's true front."""
 
     def __init__(self, front: list[dict[str, float]]) -> None:
         raw = np.array([self._transform(p) for p in front])
         self.low, self.high = raw.min(axis=0), raw.max(axis=0)
         self.front = self._scale(raw)
+        self.reference = [1.1, 1.1, 1.1]
+        self.hv_true = hypervolume(self.front.tolist(), self.reference)
 
     @staticmethod
     def _transform(p: dict[str, float]) -> list[float]:
@@ -83,61 +173,59 @@ class IGDPlus:
         span = np.where(self.high > self.low, self.high - self.low, 1.0)
         return (raw - self.low) / span
 
-    def __call__(self, points: list[dict[str, float]]) -> float:
-        found = self._scale(np.array([self._transform(p) for p in points]))
+    def scaled(self, points: list[dict[str, float]]) -> np.ndarray:
+        return self._scale(np.array([self._transform(p) for p in points]))
+
+    def hv(self, scaled: np.ndarray) -> float:
+        return hypervolume(scaled.tolist(), self.reference) / self.hv_true
+
+    def igd_plus(self, scaled: np.ndarray) -> float:
         # d+(z, a) = || max(a - z, 0) ||: only the ways in which a is worse than z count.
-        gaps = np.maximum(found[None, :, :] - self.front[:, None, :], 0.0)
+        gaps = np.maximum(scaled[None, :, :] - self.front[:, None, :], 0.0)
         return float(np.sqrt((gaps**2).sum(axis=2)).min(axis=1).mean())
 
+    def hv_curve(self, scaled: np.ndarray) -> list[float]:
+        """HV after each evaluation (recomputed only when a point joins the front)."""
+        curve, kept, current = [], [], 0.0
+        for point in scaled:
+            if not any(np.all(k <= point) for k in kept):
+                kept = [k for k in kept if not np.all(point <= k)] + [point]
+                current = hypervolume([k.tolist() for k in kept], self.reference) / self.hv_true
+            curve.append(current)
+        return curve
 
-def run_one(
-    name: str,
-    seed: int,
-    evals: int,
-    *,
-    in_flight: int = 1,
-    budget_s: float | None = None,
-    options: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """One search: returns the true objectives found and the strategy's step times."""
-    surrogate = Surrogate(noise_seed=seed)
-    space = surrogate.space
-    strategy = STRATEGIES.resolve(name)(**(options or {}))
-    strategy.setup(space, OBJECTIVES, seed=seed)
-    order = random.Random(10_000 + seed)  # which in-flight trial finishes first
+
+def run_one(benchmark: Any, name: str, seed: int, budget: int) -> dict[str, Any]:
+    """One search: the true objectives of the points told, and the step times."""
+    evaluate, true_objectives = benchmark.runner(seed)
+    space = benchmark.space
+    strategy = make_strategy(name)
+    setup_strategy(strategy, space, OBJECTIVES, seed=seed, budget=budget)
     found: list[dict[str, float]] = []
     step_ms: list[float] = []
-    pending: list[tuple[str, dict[str, Any], float]] = []
-    asked = 0
-    finished = False
-    started = time.perf_counter()
-    while len(found) < evals:
-        if budget_s is not None and time.perf_counter() - started > budget_s:
+    seen: set[str] = set()
+    repeats = 0
+    for number in range(budget):
+        trial_id = f"t{number}"
+        t0 = time.perf_counter()
+        params = ask_valid(strategy, space, trial_id)
+        ask_ms = (time.perf_counter() - t0) * 1e3
+        if params is None or params == FINISHED:
             break
-        while not finished and asked < evals and len(pending) < in_flight:
-            trial_id = f"t{asked}"
-            t0 = time.perf_counter()
-            params = ask_valid(strategy, space, trial_id)
-            ask_ms = (time.perf_counter() - t0) * 1e3
-            if params is None or params == FINISHED:
-                finished = True
-                break
-            asked += 1
-            pending.append((trial_id, params, ask_ms))
-        if not pending:
-            break
-        trial_id, params, ask_ms = pending.pop(order.randrange(len(pending)))
-        outcome = Outcome("COMPLETE", surrogate.evaluate(params))
+        key = json.dumps(params, sort_keys=True, default=str)
+        repeats += key in seen
+        seen.add(key)
+        values = evaluate(params)
+        outcome = Outcome("COMPLETE", values) if values else Outcome("FAILED", error="invalid")
         t0 = time.perf_counter()
         strategy.tell(trial_id, outcome)
         step_ms.append(ask_ms + (time.perf_counter() - t0) * 1e3)
-        found.append(surrogate.true_objectives(params))
-    return {"found": found, "step_ms": step_ms, "finished_early": len(found) < evals}
+        if values:
+            found.append(true_objectives(params))
+    return {"found": found, "step_ms": step_ms, "repeats": repeats}
 
 
-def _tail_median(times: list[float]) -> float:
-    tail = times[-max(1, len(times) // 10):]
-    return statistics.median(tail)
+# ---------------------------------------------------------------------- statistics
 
 
 def _iqr(values: list[float]) -> tuple[float, float, float]:
@@ -148,13 +236,11 @@ def _iqr(values: list[float]) -> tuple[float, float, float]:
 def _fmt_p(p: float | None) -> str:
     if p is None:
         return "-"
-    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
+    text = f"{p:.3f}" if p >= 0.001 else f"{p:.0e}"
+    return f"**{text}**" if p < 0.05 else text
 
 
-def discover(requested: list[str] | None) -> tuple[list[str], list[str]]:
-    """Strategies to run and notes on those skipped."""
-    # Built-ins register on import; import every module of the package so that strategies
-    # not yet re-exported from its __init__ are found too.
+def discover(requested: list[str] | None) -> list[str]:
     import pkgutil
     from importlib import import_module
 
@@ -163,143 +249,165 @@ def discover(requested: list[str] | None) -> tuple[list[str], list[str]]:
     for module in pkgutil.iter_modules(strategies_pkg.__path__):
         if not module.name.startswith("_"):
             import_module(f"nascompress.strategies.{module.name}")
-    available = sorted(STRATEGIES.available())
-    names = requested or available
-    notes = []
-    space = Surrogate().space
-    continuous = [k for k, d in space.dimensions().items() if d.grid() is None]
-    run = []
-    for name in names:
-        if name not in available:
-            notes.append(f"{name}: not registered here (available: {', '.join(available)})")
-        elif name == "grid" and continuous:
-            notes.append(f"grid: skipped, the space has continuous dimensions {continuous}")
-        else:
-            run.append(name)
-    if "random" not in run:
-        run.insert(0, "random")
-    return run, notes
+    names = requested or [*sorted(STRATEGIES.available()), *PEERS]
+    if "random" not in names:
+        names.insert(0, "random")
+    return names
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--evals", type=int, default=100)
-    parser.add_argument("--strategies", default="", help="comma-separated names; default all")
-    parser.add_argument("--quick", action="store_true", help="2 seeds x 30 evaluations")
-    parser.add_argument("--timing-evals", type=int, default=1000,
-                        help="length of the timing run (0 to skip)")
-    parser.add_argument("--timing-budget-s", type=float, default=300.0,
-                        help="abandon a timing run after this long")
-    parser.add_argument("--no-parallel", action="store_true",
-                        help=f"skip the runs with {IN_FLIGHT} asks in flight")
-    parser.add_argument("--output", type=Path, default=None,
-                        help="default: results.md here (results-quick.md with --quick)")
+    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--budgets", default="50,100,300")
+    parser.add_argument("--benchmarks", default="", help="comma-separated; default all")
+    parser.add_argument("--strategies", default="", help="comma-separated; default all + peers")
+    parser.add_argument("--slow-seeds", type=int, default=5,
+                        help=f"seeds for {', '.join(SLOW)} (their steps take ~1 s)")
+    parser.add_argument("--slow-budgets", default="50",
+                        help=f"budgets for {', '.join(SLOW)}")
+    parser.add_argument("--max-fraction", type=float, default=0.5,
+                        help="skip a budget above this fraction of a finite table")
+    parser.add_argument("--quick", action="store_true", help="3 seeds x budget 30")
+    parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.quick:
-        args.seeds, args.evals, args.timing_evals = 2, 30, 0
+        args.seeds, args.budgets, args.slow_seeds, args.slow_budgets = 3, "30", 0, ""
     if args.output is None:
         args.output = HERE / ("results-quick.md" if args.quick else "results.md")
-    requested = [s.strip() for s in args.strategies.split(",") if s.strip()] or None
-    names, notes = discover(requested)
+    budgets = [int(b) for b in args.budgets.split(",") if b]
+    slow_budgets = {int(b) for b in args.slow_budgets.split(",") if b}
+    names = discover([s.strip() for s in args.strategies.split(",") if s.strip()] or None)
+    benchmarks, notes = load_benchmarks(
+        [s.strip() for s in args.benchmarks.split(",") if s.strip()] or None)
 
-    print("computing the true front over the whole grid ...", flush=True)
-    true_front = Surrogate().true_front()
-    reference = fixed_reference()
-    hv_true = front_hv(true_front, reference)
-    igd = IGDPlus(true_front)
-
-    variants = [(name, 1) for name in names]
-    if not args.no_parallel:
-        variants += [(name, IN_FLIGHT) for name in names]
-    results: dict[tuple[str, int], dict[str, Any]] = {}
-    for name, in_flight in variants:
-        hvs, igds, times = [], [], []
-        started = time.perf_counter()
-        for seed in range(args.seeds):
-            run = run_one(name, seed, args.evals, in_flight=in_flight)
-            hvs.append(front_hv(run["found"], reference) / hv_true)
-            igds.append(igd(run["found"]))
-            times.extend(run["step_ms"][-max(1, len(run["step_ms"]) // 10):])
-        results[(name, in_flight)] = {"hv": hvs, "igd": igds, "ms": statistics.median(times)}
-        print(f"{name:>12} x{in_flight}: HV/HV* {np.median(hvs):.5f}  IGD+ {np.median(igds):.4f}  "
-              f"({time.perf_counter() - started:.1f} s)", flush=True)
-
-    long_ms: dict[str, str] = {}
-    if args.timing_evals:
-        for name in names:
-            started = time.perf_counter()
-            run = run_one(name, 0, args.timing_evals, budget_s=args.timing_budget_s)
-            elapsed = time.perf_counter() - started
-            if run["finished_early"]:
-                long_ms[name] = (f"skipped: > {args.timing_budget_s:.0f} s "
-                                 f"({len(run['step_ms'])} trials done)")
-            else:
-                long_ms[name] = f"{_tail_median(run['step_ms']):.2f}"
-            print(f"{name:>12} {args.timing_evals} trials: {long_ms[name]} "
-                  f"({elapsed:.1f} s)", flush=True)
-
-    table = render(results, long_ms, args, notes, hv_true, reference, len(true_front))
-    print()
-    print(table)
-    args.output.write_text(table + "\n")
-    raw = {f"{name} x{in_flight}": res for (name, in_flight), res in results.items()}
-    raw_path = args.output.with_suffix(".json")
-    raw_path.write_text(json.dumps({"seeds": args.seeds, "evals": args.evals,
-                                    "reference": reference, "hv_true_front": hv_true,
-                                    "runs": raw, "ms_per_step_long": long_ms}, indent=1) + "\n")
-    print(f"\nwritten to {args.output} and {raw_path} (per-seed scores)")
+    raw: dict[str, Any] = {}
+    for benchmark in benchmarks:
+        scorer = Scorer(benchmark.front)
+        for budget in budgets:
+            if benchmark.size is not None and budget > args.max_fraction * benchmark.size:
+                notes.append(f"{benchmark.name}: budget {budget} not run, more than "
+                             f"{args.max_fraction:.0%} of its {benchmark.size} points")
+                continue
+            for name in names:
+                slow = name in SLOW
+                seeds = args.slow_seeds if slow else args.seeds
+                if slow and budget not in slow_budgets or seeds == 0:
+                    continue
+                started = time.perf_counter()
+                hvs, igds, curves, ms, repeats = [], [], [], [], []
+                for seed in range(seeds):
+                    run = run_one(benchmark, name, seed, budget)
+                    scaled = scorer.scaled(run["found"])
+                    curve = scorer.hv_curve(scaled)
+                    hvs.append(curve[-1])
+                    curves.append(curve)
+                    igds.append(scorer.igd_plus(scaled))
+                    ms.extend(run["step_ms"])
+                    repeats.append(run["repeats"])
+                raw[f"{benchmark.name}|{budget}|{name}"] = {
+                    "hv": hvs, "igd": igds, "curves": curves, "ms": statistics.median(ms),
+                    "repeats": repeats}
+                print(f"{benchmark.name:>15} B={budget:<4} {name:>13}: HV {np.median(hvs):.4f} "
+                      f"IGD+ {np.median(igds):.4f} repeats {np.median(repeats):.0f} "
+                      f"({time.perf_counter() - started:.0f} s)", flush=True)
+    info = {
+        "command": "python bench/strategies/run.py " + " ".join(argv or sys.argv[1:]),
+        "date": datetime.date.today().isoformat(),
+        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, python "
+                   f"{platform.python_version()}",
+        "seeds": args.seeds, "slow_seeds": args.slow_seeds,
+    }
+    text = render(raw, benchmarks, names, budgets, info, notes)
+    args.output.write_text(text + "\n")
+    args.output.with_suffix(".json").write_text(json.dumps(
+        {"info": info, "runs": {k: {kk: vv for kk, vv in v.items() if kk != "curves"}
+                                for k, v in raw.items()}}, indent=0) + "\n")
+    print(text)
     return 0
 
 
-def render(results, long_ms, args, notes, hv_true, reference, front_size) -> str:
-    base = results[("random", 1)]
+def evals_to_reach(curves: list[list[float]], target: float, budget: int) -> str:
+    firsts = []
+    for curve in curves:
+        hit = next((i + 1 for i, hv in enumerate(curve) if hv >= target - 1e-12), math.inf)
+        firsts.append(hit)
+    median = statistics.median(firsts)
+    return f">{budget}" if math.isinf(median) else f"{median:.0f}"
+
+
+def render(raw, benchmarks, names, budgets, info, notes) -> str:
     lines = [
-        f"# Strategy benchmark: image-cnn surrogate, {args.seeds} seeds x {args.evals} "
-        "evaluations",
+        "# Strategy benchmark: measured tables and the surrogate",
         "",
-        f"Command: `python bench/strategies/run.py --seeds {args.seeds} --evals {args.evals}`"
-        + (" (--quick)" if args.quick else ""),
+        f"Command: `{info['command'].strip()}`; {info['date']}; {info['machine']}; "
+        f"{info['seeds']} seeds (0..{info['seeds'] - 1}) per strategy, "
+        f"{info['slow_seeds']} for {', '.join(SLOW)}.",
         "",
-        "HV/HV*: hypervolume of the points found (noise-free objectives) as a fraction of "
-        f"the true front's ({hv_true:.6g}); reference accuracy 0, size_bytes "
-        f"{reference['size_bytes']:.0f}, latency_ms {reference['latency_ms']:.4f}. "
-        f"IGD+ against the true front ({front_size} points; accuracy, log10 size, log10 "
-        "latency scaled to [0, 1]). Median [IQR] over seeds; p: one-sided Mann-Whitney U "
-        "against random, sequential. ms: strategy time per ask+tell (median over the last "
-        f"10 % of the trials). x{IN_FLIGHT}: {IN_FLIGHT} asks in flight, told in random "
-        "order.",
+        "HV/HV*: hypervolume of the points found over the true front's, with accuracy, "
+        "log10 size and log10 latency scaled to [0, 1] over the true front and the "
+        "reference at 1.1 in each. IGD+ against the true front, same scaling (lower is "
+        "better). Median [IQR] over seeds. p: one-sided Mann-Whitney U, HV greater than "
+        "random's / than the best peer's (the optuna sampler with the highest median HV "
+        "there). to rnd: evaluations to reach random's median final HV (median over "
+        "seeds). rep: repeated proposals per search (median). ms: strategy time per "
+        "ask+tell.",
         "",
-        f"| strategy | in flight | HV/HV* median [IQR] | p (HV > random) | IGD+ median [IQR] "
-        f"| p (IGD+ < random) | ms/step @{args.evals} "
-        f"| ms/step @{args.timing_evals or '(not run)'} |",
-        "|---|---|---|---|---|---|---|---|",
+        "Benchmarks:",
+        "",
+        *[f"- `{b.name}`: {b.describe()}" for b in benchmarks],
+        "",
     ]
-    for (name, in_flight), res in results.items():
-        hv, hv1, hv3 = _iqr(res["hv"])
-        ig, ig1, ig3 = _iqr(res["igd"])
-        if name == "random" and in_flight == 1:
-            p_hv = p_igd = None
-        else:
-            p_hv = mannwhitneyu(res["hv"], base["hv"], alternative="greater").pvalue
-            p_igd = mannwhitneyu(res["igd"], base["igd"], alternative="less").pvalue
-        long = long_ms.get(name, "-") if in_flight == 1 else "-"
-        lines.append(
-            f"| {name} | {in_flight} | {hv:.5f} [{hv1:.5f}, {hv3:.5f}] | {_fmt_p(p_hv)} "
-            f"| {ig:.4f} [{ig1:.4f}, {ig3:.4f}] | {_fmt_p(p_igd)} | {res['ms']:.2f} "
-            f"| {long} |"
-        )
-    passed, missed = [], []
-    for (name, in_flight), res in results.items():
-        if in_flight != 1 or name == "random":
-            continue
-        p_hv = mannwhitneyu(res["hv"], base["hv"], alternative="greater").pvalue
-        (passed if p_hv < 0.10 else missed).append(f"{name} (p={_fmt_p(p_hv)})")
-    lines += [
-        "",
-        "Beat random on HV with p < 0.10 (sequential): "
-        f"{', '.join(passed) or 'none'}. Did not: {', '.join(missed) or 'none'}.",
-    ]
+    verdicts = []
+    for benchmark in benchmarks:
+        for budget in budgets:
+            runs = {n: raw[f"{benchmark.name}|{budget}|{n}"] for n in names
+                    if f"{benchmark.name}|{budget}|{n}" in raw}
+            if "random" not in runs:
+                continue
+            base = runs["random"]
+            target = float(np.median(base["hv"]))
+            peers = [p for p in PEERS if p in runs]
+            best_peer = max(peers, key=lambda p: np.median(runs[p]["hv"])) if peers else None
+            lines += [
+                f"## {benchmark.name}, budget {budget}",
+                "",
+                f"best peer: {best_peer or '-'}",
+                "",
+                "| strategy | seeds | HV/HV* median [IQR] | p vs random | p vs best peer "
+                "| IGD+ median [IQR] | p (IGD+ < random) | to rnd | rep | ms |",
+                "|---|---|---|---|---|---|---|---|---|---|",
+            ]
+            for name, res in runs.items():
+                hv, hv1, hv3 = _iqr(res["hv"])
+                ig, ig1, ig3 = _iqr(res["igd"])
+                p_rnd = p_igd = p_peer = None
+                if name != "random":
+                    p_rnd = mannwhitneyu(res["hv"], base["hv"], alternative="greater").pvalue
+                    p_igd = mannwhitneyu(res["igd"], base["igd"], alternative="less").pvalue
+                if best_peer and name != best_peer:
+                    p_peer = mannwhitneyu(res["hv"], runs[best_peer]["hv"],
+                                          alternative="greater").pvalue
+                    p_peer_less = mannwhitneyu(res["hv"], runs[best_peer]["hv"],
+                                               alternative="less").pvalue
+                else:
+                    p_peer_less = None
+                reach = evals_to_reach(res["curves"], target, budget)
+                lines.append(
+                    f"| {name} | {len(res['hv'])} | {hv:.4f} [{hv1:.4f}, {hv3:.4f}] "
+                    f"| {_fmt_p(p_rnd)} | {_fmt_p(p_peer)} | {ig:.4f} [{ig1:.4f}, {ig3:.4f}] "
+                    f"| {_fmt_p(p_igd)} | {reach} | {np.median(res['repeats']):.0f} "
+                    f"| {res['ms']:.1f} |")
+                if name not in ("random", "grid", *PEERS):
+                    verdicts.append((benchmark.name, budget, name, p_rnd, p_peer_less, reach))
+            lines.append("")
+    lines += ["## Targets", "",
+              "| benchmark | budget | strategy | beats random (p < 0.05) | worse than best "
+              "peer (p < 0.05) | evals to random's HV |", "|---|---|---|---|---|---|"]
+    for bench, budget, name, p_rnd, p_less, reach in verdicts:
+        beats = "yes" if p_rnd is not None and p_rnd < 0.05 else "**no**"
+        worse = "-" if p_less is None else ("**yes**" if p_less < 0.05 else "no")
+        lines.append(f"| {bench} | {budget} | {name} | {beats} ({_fmt_p(p_rnd)}) | {worse} "
+                     f"| {reach} |")
     if notes:
         lines += ["", *[f"- {note}" for note in notes]]
     return "\n".join(lines)

@@ -19,7 +19,7 @@ from nascompress.pareto import Constraint
 from nascompress.registry import RegistryError
 from nascompress.search.records import RunDirectory
 from nascompress.spaces import SPACES, SearchSpace
-from nascompress.strategies import STRATEGIES, Strategy
+from nascompress.strategies import STRATEGIES, Strategy, setup_strategy
 
 if TYPE_CHECKING:
     from nascompress.evaluators import LatencyUse
@@ -356,7 +356,8 @@ def build_experiment(config: ExperimentConfig, *, allow_existing: bool = False) 
     strategy = _construct("strategy", config.strategy.name, strategy_cls,
                           dict(config.strategy.options), Strategy)
     try:
-        strategy.setup(space, objectives, seed=config.seed, constraints=constraints)
+        setup_strategy(strategy, space, objectives, seed=config.seed,
+                       constraints=constraints, budget=config.trials)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"strategy.options: {exc}") from None
 

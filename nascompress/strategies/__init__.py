@@ -15,6 +15,7 @@ from nascompress.strategies._base import (
     ask_valid,
     check_constraints,
     constraint_violations,
+    setup_strategy,
 )
 from nascompress.strategies._registry import STRATEGIES, register_strategy
 from nascompress.strategies.bayesian import BayesianGPStrategy, BayesianStrategy
@@ -41,4 +42,5 @@ __all__ = [
     "check_constraints",
     "constraint_violations",
     "register_strategy",
+    "setup_strategy",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -73,6 +75,15 @@ class Strategy(ABC):
       Strategies that ignore results (random, grid) accept constraints and ignore them.
       Callers with no constraints leave the keyword out, so strategies written before it
       existed keep working unconstrained.
+    * ``budget`` (optional) is the number of trials the search will run, when the
+      caller knows it (the runner passes ``trials`` from the config). Strategies may size
+      their random start and populations by it; it is a hint, not a limit: asks past it
+      must still be answered. Callers pass it through :func:`setup_strategy`, which
+      leaves it out for a strategy whose ``setup`` does not take it, so strategies
+      written before it existed keep working.
+    * A proposal that repeats the params of an earlier ask of the same search wastes a
+      trial: built-in strategies redraw it (see each strategy for how); they propose a
+      repeat only when redrawing keeps failing (a nearly exhausted space).
     * Then :meth:`ask` and :meth:`tell` are called in any interleaving. Several asks may
       be outstanding before any tell (parallel trials).
     * ``ask(trial_id)`` returns a flat params dict (keys of ``space.dimensions()``),
@@ -88,7 +99,7 @@ class Strategy(ABC):
       missing or non-finite objective, never count as good results.
     * :meth:`state_dict` returns a JSON-serialisable dict (``json.dumps`` works).
       :meth:`load_state_dict` on a freshly set-up strategy (same space, objectives,
-      seed and constraints) restores it, so that the following asks are identical to
+      seed, constraints and budget) restores it, so that the following asks are identical to
       those the original would have produced; outstanding asks stay outstanding and can
       be told.
 
@@ -109,6 +120,7 @@ class Strategy(ABC):
         *,
         seed: int,
         constraints: Sequence[Constraint] = (),
+        budget: int | None = None,
     ) -> None:
         """Prepare to search ``space`` for ``objectives``; validates the options.
 
@@ -118,6 +130,7 @@ class Strategy(ABC):
             seed: seeds every random choice the strategy makes.
             constraints: bounds on objectives that acceptable results meet (see
                 :func:`check_constraints`).
+            budget: the number of trials the search will run, or ``None`` when unknown.
         """
 
     @abstractmethod
@@ -142,9 +155,12 @@ class ValidatingStrategy(Strategy):
 
     Subclasses implement :meth:`_setup` instead of :meth:`setup`. It runs once
     :func:`check_setup_args` and :func:`check_constraints` have passed, with the validated
-    objectives and constraints stored as ``self._objectives`` and ``self._constraints``;
-    it validates the strategy's own options and prepares a fresh search.
+    objectives, constraints and budget stored as ``self._objectives``,
+    ``self._constraints`` and ``self._budget`` (``None`` when unknown); it validates the
+    strategy's own options and prepares a fresh search.
     """
+
+    _budget: int | None = None
 
     def setup(
         self,
@@ -153,14 +169,55 @@ class ValidatingStrategy(Strategy):
         *,
         seed: int,
         constraints: Sequence[Constraint] = (),
+        budget: int | None = None,
     ) -> None:
         self._objectives = check_setup_args(space, objectives, seed)
         self._constraints = check_constraints(constraints, self._objectives)
+        if budget is not None and (
+            not isinstance(budget, int) or isinstance(budget, bool) or budget < 1
+        ):
+            raise ValueError(f"budget must be an integer >= 1 or None, but got {budget!r}")
+        self._budget = budget
         self._setup(space, seed=seed)
 
     @abstractmethod
     def _setup(self, space: SearchSpace, *, seed: int) -> None:
         """Validate the options and start afresh on ``space`` (see :meth:`setup`)."""
+
+
+def setup_strategy(
+    strategy: Strategy,
+    space: SearchSpace,
+    objectives: Sequence[Objective],
+    *,
+    seed: int,
+    constraints: Sequence[Constraint] = (),
+    budget: int | None = None,
+) -> None:
+    """Call ``strategy.setup``, leaving out what the caller does not have.
+
+    ``constraints`` are passed only when there are some and ``budget`` only when it is
+    known and ``strategy.setup`` takes a ``budget`` keyword, so that strategies written
+    before either existed keep working.
+    """
+    kwargs: dict[str, Any] = {}
+    if constraints:
+        kwargs["constraints"] = tuple(constraints)
+    if budget is not None and _takes_keyword(strategy.setup, "budget"):
+        kwargs["budget"] = budget
+    strategy.setup(space, objectives, seed=seed, **kwargs)
+
+
+def _takes_keyword(function: Any, name: str) -> bool:
+    import inspect
+
+    try:
+        parameters = inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in parameters or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
+    )
 
 
 def check_setup_args(space: Any, objectives: Any, seed: Any) -> tuple[Objective, ...]:
@@ -185,6 +242,42 @@ def check_setup_args(space: Any, objectives: Any, seed: Any) -> tuple[Objective,
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise TypeError(f"seed must be an integer, but got {seed!r}")
     return objectives
+
+
+#: Random proposals before a model-based strategy takes over, when the budget is known:
+#: optuna's default of 10, but at least one per searched dimension plus one and at most a
+#: quarter of the budget.
+STARTUP_MIN = 10
+
+
+def startup_trials(space: SearchSpace, budget: int | None, *, default: int) -> int:
+    """The random start of a model-based strategy, sized to ``space`` and ``budget``.
+
+    ``default`` when the budget is unknown; otherwise ``max(10, d + 1)`` capped at a
+    quarter of the budget (at least 2), ``d`` being the dimensions with more than one
+    value.
+    """
+    if budget is None:
+        return default
+    searched = sum(1 for d in space.dimensions().values() if _values(d) != 1)
+    return max(2, min(max(STARTUP_MIN, searched + 1), budget // 4))
+
+
+def population_for(budget: int | None, *, default: int) -> int:
+    """A population size for a budget: a fifth of it, between 8 and 50.
+
+    So that a search of ``budget`` trials runs at least five generations (or population
+    turnovers); 50 is optuna's NSGA-II default, reached at a budget of 250.
+    ``default`` when the budget is unknown.
+    """
+    if budget is None:
+        return default
+    return max(8, min(50, budget // 5))
+
+
+def _values(dimension: Any) -> int | None:
+    grid = dimension.grid()
+    return None if grid is None else len(grid)
 
 
 def check_int_option(name: str, value: Any, low: int, *, or_none: bool = False) -> None:
@@ -229,6 +322,15 @@ def check_state_header(
             f"version={version}), but got strategy={state.get('strategy')!r}, "
             f"version={state.get('version')!r}"
         )
+
+
+def params_fingerprint(params: Mapping[str, Any]) -> str:
+    """A short stable digest of ``params``, to recognise a repeated proposal.
+
+    ``repr`` keeps ``1`` and ``1.0`` (and ``True``) apart, as the space does.
+    """
+    canonical = json.dumps(sorted((key, repr(value)) for key, value in params.items()))
+    return hashlib.sha1(canonical.encode()).hexdigest()[:16]
 
 
 def random_state_to_json(rng: random.Random) -> list[Any]:

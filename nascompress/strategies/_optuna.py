@@ -37,6 +37,7 @@ from nascompress.strategies._base import (
     Outcome,
     ValidatingStrategy,
     check_state_header,
+    params_fingerprint,
     random_state_from_json,
     random_state_to_json,
 )
@@ -54,6 +55,16 @@ _STATE_VERSION = 2
 #: and uniform draws are the most likely way out.
 _SAMPLER_RETRIES = 3
 
+#: A proposal that repeats an earlier ask is discarded and the sampler asked again this
+#: many times, then a uniform draw never asked before replaces it. On the tabular
+#: benchmarks (bench/strategies) TPE with one value per few dimensions repeated 44 of 100
+#: proposals and NSGA-II 31 without this; TPE draws its candidates at random, so a
+#: second ask usually differs.
+_SAMPLER_REDRAWS = 2
+
+#: Uniform draws tried for one never asked before, before a repeat is accepted.
+_RANDOM_REDRAWS = 100
+
 
 class OptunaStrategy(ValidatingStrategy):
     """Base class of strategies whose proposals come from an optuna sampler.
@@ -69,6 +80,9 @@ class OptunaStrategy(ValidatingStrategy):
     #: ever, and its acquisition keeps proposing it (seen in the conformance checks).
     _impute_failures: bool = False
 
+    #: Whether a proposal that repeats an earlier ask is redrawn (see :meth:`ask`).
+    _redraw_repeats: bool = True
+
     def __init__(self) -> None:
         self._study: optuna.Study | None = None
         self._objectives: tuple[Objective, ...] = ()
@@ -81,6 +95,7 @@ class OptunaStrategy(ValidatingStrategy):
         self._handles: dict[int, Any] = {}  # trial number -> optuna.Trial, while running
         self._invalid_streaks: dict[str, int] = {}  # id -> INVALID tells in a row
         self._fallback_rng = random.Random(0)  # replaced by setup's seed
+        self._asked_keys: set[str] = set()  # params_key of every proposal so far
 
     # ------------------------------------------------------------------ subclass hooks
 
@@ -115,6 +130,7 @@ class OptunaStrategy(ValidatingStrategy):
 
         # One INFO line per trial would drown the search's own progress output.
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self._space = space
         self._dimensions = dict(space.dimensions())
         self._distributions = {}
         self._index_coded = set()
@@ -135,6 +151,7 @@ class OptunaStrategy(ValidatingStrategy):
         self._pending = {}
         self._handles = {}
         self._invalid_streaks = {}
+        self._asked_keys = set()
         # Its own stream, so fallback draws leave the sampler's random state untouched.
         self._fallback_rng = random.Random(seed)
 
@@ -147,7 +164,6 @@ class OptunaStrategy(ValidatingStrategy):
         study = self._require_study()
         if trial_id in self._pending:
             raise ValueError(f"trial_id {trial_id!r} was asked and not told yet")
-        import optuna
 
         if self._invalid_streaks.get(trial_id, 0) >= _SAMPLER_RETRIES:
             # An enqueued trial takes its params as given instead of asking the sampler.
@@ -155,13 +171,59 @@ class OptunaStrategy(ValidatingStrategy):
                 {key: self._to_optuna(key, dim.sample(self._fallback_rng))
                  for key, dim in self._dimensions.items()}
             )
-        with warnings.catch_warnings(), self._sampling():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            trial = study.ask(fixed_distributions=self._distributions)
+        trial = self._ask_sampler(study)
+        params = {key: self._to_value(key, trial.params[key]) for key in self._distributions}
+        if self._redraw_repeats:
+            trial, params = self._redraw(study, trial, params)
+            self._asked_keys.add(params_fingerprint(params))
         self._pending[trial_id] = trial.number
         self._trial_numbers[trial_id] = trial.number
         self._handles[trial.number] = trial
-        return {key: self._to_value(key, trial.params[key]) for key in self._distributions}
+        return params
+
+    def _ask_sampler(self, study: Any) -> Any:
+        import optuna
+
+        with warnings.catch_warnings(), self._sampling():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return study.ask(fixed_distributions=self._distributions)
+
+    def _redraw(self, study: Any, trial: Any, params: dict[str, Any]) -> tuple[Any, dict]:
+        """Replace a proposal that repeats an earlier ask.
+
+        The repeat's optuna trial is told ``FAIL`` (the samplers ignore failed trials, and
+        it was never run) and the sampler asked again, up to :data:`_SAMPLER_REDRAWS`
+        times; then a uniform draw that was never asked is enqueued instead. Only when
+        :data:`_RANDOM_REDRAWS` uniform draws all repeat (a nearly exhausted space) is
+        the repeat proposed.
+        """
+        from optuna.trial import TrialState as OptunaTrialState
+
+        def params_of(trial: Any) -> dict[str, Any]:
+            return {key: self._to_value(key, trial.params[key]) for key in self._distributions}
+
+        for _ in range(_SAMPLER_REDRAWS):
+            if params_fingerprint(params) not in self._asked_keys:
+                return trial, params
+            study.tell(trial.number, state=OptunaTrialState.FAIL)
+            trial = self._ask_sampler(study)
+            params = params_of(trial)
+        if params_fingerprint(params) not in self._asked_keys:
+            return trial, params
+        fresh = self._unseen_draw()
+        if fresh is None:
+            return trial, params
+        study.tell(trial.number, state=OptunaTrialState.FAIL)
+        study.enqueue_trial({key: self._to_optuna(key, value) for key, value in fresh.items()})
+        trial = self._ask_sampler(study)
+        return trial, params_of(trial)
+
+    def _unseen_draw(self) -> dict[str, Any] | None:
+        for _ in range(_RANDOM_REDRAWS):
+            draw = {key: dim.sample(self._fallback_rng) for key, dim in self._dimensions.items()}
+            if params_fingerprint(draw) not in self._asked_keys:
+                return draw
+        return None
 
     def _to_value(self, key: str, value: Any) -> Any:
         dimension = self._dimensions[key]
@@ -354,6 +416,12 @@ class OptunaStrategy(ValidatingStrategy):
         # tell(trial_id) finishes them by number.
         for trial in trials:
             study.add_trial(trial)
+        # Every proposal is a trial of the study (discarded repeats too, told FAIL).
+        self._asked_keys = {
+            params_fingerprint({k: self._to_value(k, t.params[k]) for k in self._distributions})
+            for t in study.get_trials(deepcopy=False)
+            if set(t.params) == set(self._distributions)
+        }
         _study_attrs_from_json(study, state.get("study_system_attrs") or {})
         self._trial_numbers = {tid: int(n) for tid, n in state["trial_numbers"].items()}
         self._pending = pending

@@ -11,7 +11,7 @@ import importlib.util
 from collections.abc import Mapping
 from typing import Any
 
-from nascompress.strategies._base import check_int_option
+from nascompress.strategies._base import check_int_option, startup_trials
 from nascompress.strategies._optuna import (
     OptunaStrategy,
     gp_cache_from_json,
@@ -53,7 +53,11 @@ class BayesianStrategy(OptunaStrategy):
     space's constraints cannot trap the search.
 
     Args:
-        n_startup_trials: trials sampled at random before the model takes over.
+        n_startup_trials: trials sampled at random before the model takes over;
+            ``None`` (the default) sizes it to the space and the budget (see
+            :func:`~nascompress.strategies._base.startup_trials`): optuna's 10, at least
+            one more than the dimensions searched, at most a quarter of the budget; 8
+            when the budget is unknown.
         constant_liar: (TPE only) let TPE account for outstanding trials, so parallel
             asks do not all propose the same point. The GP always accounts for them.
         multivariate: (TPE only) model the dimensions jointly rather than one by one.
@@ -68,7 +72,7 @@ class BayesianStrategy(OptunaStrategy):
     def __init__(
         self,
         *,
-        n_startup_trials: int = 8,
+        n_startup_trials: int | None = None,
         constant_liar: bool = True,
         multivariate: bool = False,
         sampler: str = "tpe",
@@ -80,7 +84,7 @@ class BayesianStrategy(OptunaStrategy):
         super().__init__()
 
     def _validate_options(self) -> None:
-        check_int_option("n_startup_trials", self.n_startup_trials, 0)
+        check_int_option("n_startup_trials", self.n_startup_trials, 0, or_none=True)
         for option in ("constant_liar", "multivariate"):
             if not isinstance(getattr(self, option), bool):
                 raise TypeError(
@@ -101,16 +105,19 @@ class BayesianStrategy(OptunaStrategy):
     def _create_sampler(self, seed: int) -> Any:
         import optuna
 
+        startup = self.n_startup_trials
+        if startup is None:
+            startup = startup_trials(self._space, self._budget, default=8)
         if self.sampler == "gp":
             return optuna.samplers.GPSampler(
                 seed=seed,
-                n_startup_trials=self.n_startup_trials,
+                n_startup_trials=startup,
                 # A one-value dimension is always drawn independently; nothing to warn about.
                 warn_independent_sampling=False,
             )
         return optuna.samplers.TPESampler(
             seed=seed,
-            n_startup_trials=self.n_startup_trials,
+            n_startup_trials=startup,
             constant_liar=self.constant_liar,
             multivariate=self.multivariate,
         )
@@ -147,7 +154,7 @@ class BayesianGPStrategy(BayesianStrategy):
     def __init__(
         self,
         *,
-        n_startup_trials: int = 8,
+        n_startup_trials: int | None = None,
         constant_liar: bool = True,
         multivariate: bool = False,
         sampler: str = "gp",

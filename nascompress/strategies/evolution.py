@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import random
 from collections.abc import Mapping, Sequence
@@ -18,6 +16,8 @@ from nascompress.strategies._base import (
     check_int_option,
     check_state_header,
     constraint_violations,
+    params_fingerprint,
+    population_for,
     random_state_from_json,
     random_state_to_json,
 )
@@ -77,7 +77,9 @@ class EvolutionStrategy(ValidatingStrategy):
 
     Args:
         population_size: members kept; also the number of random proposals that start
-            the search.
+            the search. ``None`` (the default) sizes it to the budget: a fifth of it,
+            between 8 and 50, so that the population turns over at least five times;
+            16 when the budget is unknown.
         tournament_size: members drawn per tournament; between 1 and
             ``population_size``. Larger means greedier.
         mutation_prob: chance that each dimension mutates; ``None`` means 1 / (number
@@ -89,7 +91,7 @@ class EvolutionStrategy(ValidatingStrategy):
     def __init__(
         self,
         *,
-        population_size: int = 16,
+        population_size: int | None = None,
         tournament_size: int = 4,
         mutation_prob: float | None = None,
     ) -> None:
@@ -97,6 +99,7 @@ class EvolutionStrategy(ValidatingStrategy):
         self.tournament_size = tournament_size
         self.mutation_prob = mutation_prob
         self._ready = False
+        self._size = 16  # replaced by setup
         self._objectives: tuple[Objective, ...] = ()
         self._constraints: tuple[Constraint, ...] = ()
         self._dimensions: dict[str, Dimension] = {}
@@ -108,8 +111,9 @@ class EvolutionStrategy(ValidatingStrategy):
         self._asked: set[str] = set()  # fingerprints of every proposal so far
 
     def _setup(self, space: SearchSpace, *, seed: int) -> None:
-        size = self.population_size
-        check_int_option("population_size", size, 2)
+        check_int_option("population_size", self.population_size, 2, or_none=True)
+        size = self._size = (self.population_size if self.population_size is not None
+                             else population_for(self._budget, default=16))
         tournament = self.tournament_size
         if (not isinstance(tournament, int) or isinstance(tournament, bool)
                 or not 1 <= tournament <= size):
@@ -143,14 +147,14 @@ class EvolutionStrategy(ValidatingStrategy):
         self._check_ready()
         if trial_id in self._pending:
             raise ValueError(f"trial_id {trial_id!r} was asked and not told yet")
-        at_random = (len(self._population) < self.population_size
+        at_random = (len(self._population) < self._size
                      or self._invalid_streaks.get(trial_id, 0) >= _RANDOM_AFTER_INVALID)
         for _ in range(_DISTINCT_TRIES):
             if at_random:
                 params = {key: dim.sample(self._rng) for key, dim in self._dimensions.items()}
             else:
                 params = self._mutate(self._tournament()["params"])
-            fingerprint = _fingerprint(params)
+            fingerprint = params_fingerprint(params)
             if fingerprint not in self._asked:
                 break
         self._asked.add(fingerprint)
@@ -201,7 +205,7 @@ class EvolutionStrategy(ValidatingStrategy):
             }
         )
         self._n_joined += 1
-        if len(self._population) > self.population_size:
+        if len(self._population) > self._size:
             self._population.pop(0)  # aging: the oldest dies, whatever its rank
 
     # ------------------------------------------------------------------ state
@@ -211,7 +215,7 @@ class EvolutionStrategy(ValidatingStrategy):
         return {
             "strategy": self.name,
             "version": _STATE_VERSION,
-            "population_size": self.population_size,
+            "population_size": self._size,
             "constraints": [c.to_dict() for c in self._constraints],
             "rng": random_state_to_json(self._rng),
             "population": [dict(m) for m in self._population],
@@ -227,10 +231,10 @@ class EvolutionStrategy(ValidatingStrategy):
             state, owner="EvolutionStrategy", name=self.name, version=_STATE_VERSION,
             accepted=(1, _STATE_VERSION),
         )
-        if state["population_size"] != self.population_size:
+        if state["population_size"] != self._size:
             raise ValueError(
                 f"state was saved with population_size={state['population_size']!r}, but this "
-                f"strategy has population_size={self.population_size!r}"
+                f"strategy has population_size={self._size!r}"
             )
         constraints = [c.to_dict() for c in self._constraints]
         if state["constraints"] != constraints:
@@ -257,7 +261,7 @@ class EvolutionStrategy(ValidatingStrategy):
             self._asked = set(state["asked"])
         else:  # version 1 kept no record of its asks: what it still holds is known
             held = [m["params"] for m in self._population] + list(self._pending.values())
-            self._asked = {_fingerprint(params) for params in held}
+            self._asked = {params_fingerprint(params) for params in held}
 
 
 # ---------------------------------------------------------------------- ranking
@@ -279,15 +283,6 @@ def _ranking_keys(
 
 
 # ---------------------------------------------------------------------- mutation
-
-
-def _fingerprint(params: Mapping[str, Any]) -> str:
-    """A short stable digest of ``params``, to recognise a repeated proposal.
-
-    ``repr`` keeps ``1`` and ``1.0`` (and ``True``) apart, as the space does.
-    """
-    canonical = json.dumps(sorted((key, repr(value)) for key, value in params.items()))
-    return hashlib.sha1(canonical.encode()).hexdigest()[:16]
 
 
 def _has_choice(dimension: Dimension) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nascompress.strategies._base import check_int_option
+from nascompress.strategies._base import check_int_option, population_for
 from nascompress.strategies._optuna import OptunaStrategy
 from nascompress.strategies._registry import register_strategy
 
@@ -27,25 +27,33 @@ class NSGA2Strategy(OptunaStrategy):
     trial ids rejected ``INVALID`` three times in a row (such draws join no generation).
 
     Args:
-        population_size: trials per generation; at least 2. With a budget of a few
-            hundred trials, 10 to 30 leaves room for several generations.
+        population_size: trials per generation; at least 2. ``None`` (the default)
+            sizes it to the budget: a fifth of it, between 8 and 50 (optuna's default),
+            so that the search runs at least five generations; 16 when the budget is
+            unknown.
     """
 
     name = "nsga2"
 
-    def __init__(self, *, population_size: int = 16) -> None:
+    def __init__(self, *, population_size: int | None = None) -> None:
         self.population_size = population_size
         super().__init__()
 
     def _validate_options(self) -> None:
-        check_int_option("population_size", self.population_size, 2)
+        check_int_option("population_size", self.population_size, 2, or_none=True)
+
+    @property
+    def _population(self) -> int:
+        if self.population_size is not None:
+            return self.population_size
+        return population_for(self._budget, default=16)
 
     def _create_sampler(self, seed: int) -> Any:
         import optuna
 
-        return optuna.samplers.NSGAIISampler(population_size=self.population_size, seed=seed)
+        return optuna.samplers.NSGAIISampler(population_size=self._population, seed=seed)
 
     def _options_state(self) -> dict[str, Any]:
         # Generations are counted in population_size trials: another size would misread
         # the saved generations.
-        return {"population_size": self.population_size}
+        return {"population_size": self._population}

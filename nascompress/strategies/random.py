@@ -13,6 +13,7 @@ from nascompress.strategies._base import (
     ValidatingStrategy,
     check_int_option,
     check_state_header,
+    params_fingerprint,
     random_state_from_json,
     random_state_to_json,
 )
@@ -21,7 +22,11 @@ from nascompress.strategies._registry import register_strategy
 if TYPE_CHECKING:
     from nascompress.spaces import SearchSpace
 
-_STATE_VERSION = 1
+_STATE_VERSION = 2  # 2 added "asked" (version 1 states still load)
+
+#: Draws per ask before a repeat of an earlier proposal is accepted (a nearly exhausted
+#: space): a repeat would train a point already trained.
+_DISTINCT_TRIES = 100
 
 
 @register_strategy("random")
@@ -30,7 +35,8 @@ class RandomStrategy(ValidatingStrategy):
 
     A strong baseline and the reference for what other strategies must beat. Results
     (and so constraints) are ignored, so proposals never depend on the order in which
-    trials finish.
+    trials finish. A draw that repeats an earlier proposal is drawn again (up to 100
+    times), so on a small discrete space this samples without replacement.
 
     Args:
         max_trials: return :data:`~nascompress.strategies.FINISHED` after this many
@@ -45,6 +51,7 @@ class RandomStrategy(ValidatingStrategy):
         self._rng: random.Random = random.Random(0)  # replaced by setup's seed
         self._n_counted = 0
         self._outstanding: dict[str, None] = {}  # ordered, so state_dict is stable
+        self._fingerprints: set[str] = set()  # fingerprints of every proposal so far
 
     def _setup(self, space: SearchSpace, *, seed: int) -> None:
         check_int_option("max_trials", self.max_trials, 1, or_none=True)
@@ -53,6 +60,7 @@ class RandomStrategy(ValidatingStrategy):
         self._rng = random.Random(seed)
         self._n_counted = 0
         self._outstanding = {}
+        self._fingerprints = set()
 
     def _check_ready(self) -> None:
         if self._space is None:
@@ -64,7 +72,12 @@ class RandomStrategy(ValidatingStrategy):
             raise ValueError(f"trial_id {trial_id!r} was asked and not told yet")
         if self.max_trials is not None and self._n_counted >= self.max_trials:
             return FINISHED
-        params = {key: dim.sample(self._rng) for key, dim in self._dimensions.items()}
+        for _ in range(_DISTINCT_TRIES):
+            params = {key: dim.sample(self._rng) for key, dim in self._dimensions.items()}
+            fingerprint = params_fingerprint(params)
+            if fingerprint not in self._fingerprints:
+                break
+        self._fingerprints.add(fingerprint)
         self._outstanding[trial_id] = None
         self._n_counted += 1
         return params
@@ -88,11 +101,15 @@ class RandomStrategy(ValidatingStrategy):
             "rng": random_state_to_json(self._rng),
             "n_counted": self._n_counted,
             "outstanding": list(self._outstanding),
+            "asked": sorted(self._fingerprints),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self._check_ready()
-        check_state_header(state, owner="RandomStrategy", name=self.name, version=_STATE_VERSION)
+        check_state_header(state, owner="RandomStrategy", name=self.name,
+                           version=_STATE_VERSION, accepted=(1, _STATE_VERSION))
         random_state_from_json(self._rng, state["rng"])
         self._n_counted = int(state["n_counted"])
         self._outstanding = dict.fromkeys(state["outstanding"])
+        # Version 1 kept no record of its proposals: repeats of them go unnoticed.
+        self._fingerprints = set(state.get("asked", []))

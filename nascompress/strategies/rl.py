@@ -28,6 +28,7 @@ from nascompress.strategies._base import (
     check_int_option,
     check_state_header,
     constraint_violations,
+    params_fingerprint,
     random_state_from_json,
     random_state_to_json,
 )
@@ -38,7 +39,12 @@ if TYPE_CHECKING:
 
     from nascompress.spaces import SearchSpace
 
-_STATE_VERSION = 1
+_STATE_VERSION = 2  # 2 added "asked" (version 1 states still load)
+
+#: Policy samples per ask before a repeat of an earlier proposal is accepted. On the
+#: tabular benchmarks (bench/strategies) 20 of 100 proposals repeated an earlier one
+#: without this check; a policy that has converged on a few points repeats them anyway.
+_DISTINCT_TRIES = 50
 REWARDS = ("hv", "mnas")
 CONTROLLERS = ("independent", "lstm")
 _ADVANTAGE_CLIP = 3.0  # in baseline standard deviations; one lucky trial must not dominate
@@ -93,6 +99,10 @@ class RLStrategy(ValidatingStrategy):
     capped at 1: below every feasible point's advantage, and less so the closer they come
     to feasibility, as the :class:`Strategy` contract asks. They are kept off the front
     used for the reward.
+
+    **Repeats.** A sample whose params repeat an earlier proposal is drawn again from
+    the policy, up to 50 times, so that no point is trained twice; a policy that has
+    converged on a few points may still repeat one.
 
     **Updates.** The action indices and their log-probability are kept from ask to tell,
     so several asks may be in flight. After every ``batch_size`` tells the policy takes
@@ -197,6 +207,7 @@ class RLStrategy(ValidatingStrategy):
         self._baseline = {"n": 0, "mean": 0.0, "n_var": 0, "var": 0.0}
         self._seen: list[list[float]] = []  # objective vectors of good points, in order
         self._feasible: list[bool] = []
+        self._asked: set[str] = set()  # fingerprints of every proposal so far
         self._summarise()
 
     def _validate_options(self) -> None:
@@ -278,11 +289,16 @@ class RLStrategy(ValidatingStrategy):
             raise ValueError(f"trial_id {trial_id!r} was asked and not told yet")
         if self.max_trials is not None and self._n_counted >= self.max_trials:
             return FINISHED
-        actions, log_prob = policy.sample(self._rng)
-        params = {
-            key: spec.value(index, self._rng)
-            for key, spec, index in zip(self._keys, self._actions, actions, strict=True)
-        }
+        for _ in range(_DISTINCT_TRIES):
+            actions, log_prob = policy.sample(self._rng)
+            params = {
+                key: spec.value(index, self._rng)
+                for key, spec, index in zip(self._keys, self._actions, actions, strict=True)
+            }
+            fingerprint = params_fingerprint(params)
+            if fingerprint not in self._asked:
+                break
+        self._asked.add(fingerprint)
         self._pending[trial_id] = {"actions": actions, "log_prob": log_prob, "params": params}
         self._n_counted += 1
         return dict(params)
@@ -488,11 +504,13 @@ class RLStrategy(ValidatingStrategy):
             "batch": [dict(item) for item in self._batch],
             "seen": [list(v) for v in self._seen],
             "feasible": list(self._feasible),
+            "asked": sorted(self._asked),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         policy = self._require_policy()
-        check_state_header(state, owner="RLStrategy", name=self.name, version=_STATE_VERSION)
+        check_state_header(state, owner="RLStrategy", name=self.name,
+                           version=_STATE_VERSION, accepted=(1, _STATE_VERSION))
         sizes = [a.n for a in self._actions]
         if state["controller"] != self.controller or list(state["action_sizes"]) != sizes:
             raise ValueError(
@@ -528,6 +546,8 @@ class RLStrategy(ValidatingStrategy):
         ]
         self._seen = [[float(v) for v in vector] for vector in state["seen"]]
         self._feasible = [bool(f) for f in state["feasible"]]
+        # Version 1 kept no record of its proposals: repeats of them go unnoticed.
+        self._asked = set(state.get("asked", []))
         self._summarise()
 
 

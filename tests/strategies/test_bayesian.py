@@ -109,7 +109,8 @@ def test_parallel_asks_before_any_tell_and_pending_id_rejected():
 
 def test_options_are_validated_in_setup():
     strategy = BayesianStrategy(n_startup_trials=-1)
-    with pytest.raises(ValueError, match="n_startup_trials must be an integer >= 0, but got -1"):
+    with pytest.raises(ValueError, match="n_startup_trials must be an integer >= 0 or None, "
+                                         "but got -1"):
         strategy.setup(ToySpace(), FG_OBJECTIVES, seed=0)
     with pytest.raises(TypeError, match="constant_liar must be true or false, but got 'yes'"):
         BayesianStrategy(constant_liar="yes").setup(ToySpace(), FG_OBJECTIVES, seed=0)

@@ -199,7 +199,7 @@ def test_repeatedly_invalid_ids_fall_back_to_random_draws():
 
 def test_options_are_validated_in_setup():
     cases = [
-        ({"population_size": 1}, "population_size must be an integer >= 2, but got 1"),
+        ({"population_size": 1}, "population_size must be an integer >= 2 or None, but got 1"),
         ({"tournament_size": 17}, r"tournament_size must be an integer between 1 and "
                                   r"population_size=16, but got 17"),
         ({"tournament_size": 0}, "tournament_size .* but got 0"),

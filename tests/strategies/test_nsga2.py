@@ -71,7 +71,8 @@ def test_infeasible_results_carry_positive_constraint_values():
 
 def test_options_are_validated_in_setup():
     strategy = NSGA2Strategy(population_size=1)  # stored, not checked yet
-    with pytest.raises(ValueError, match="population_size must be an integer >= 2, but got 1"):
+    with pytest.raises(ValueError, match="population_size must be an integer >= 2 or None, "
+                                         "but got 1"):
         strategy.setup(ToySpace(), TOY_OBJECTIVES, seed=0)
     with pytest.raises(RuntimeError, match="setup"):
         NSGA2Strategy().ask("t")
