@@ -110,6 +110,10 @@ class MobileNetSpace(SearchSpace):
 
         return [make_divisible(channels * width_mult) for channels, _ in self.stages]
 
+    def stage_activation(self, index: int) -> str:
+        """``"relu"`` for the early stages, ``"hswish"`` from :data:`HSWISH_FROM` on."""
+        return "hswish" if index >= HSWISH_FROM else "relu"
+
     def check(self, params: Mapping[str, Any]) -> str | None:
         reason = super().check(params)
         if reason:
@@ -137,7 +141,7 @@ class MobileNetSpace(SearchSpace):
                       expand=params[f"arch/stage{i}/expand"],
                       kernel=params[f"arch/stage{i}/kernel"],
                       se=bool(params[f"arch/stage{i}/se"]), stride=strides[i],
-                      activation="hswish" if i >= HSWISH_FROM else "relu")
+                      activation=self.stage_activation(i))
             for i in range(len(self.stages))
         ]
         return MobileNet(

@@ -170,8 +170,6 @@ class ElasticMobileNet(nn.Module):
 
     def __init__(self, space, *, input_shape: Sequence[int], num_classes: int) -> None:
         super().__init__()
-        from nascompress.spaces.mobilenet import HSWISH_FROM
-
         dims = space.dimensions()
         self.space = space
         self.input_shape = tuple(input_shape)
@@ -202,7 +200,7 @@ class ElasticMobileNet(nn.Module):
                     kernels=self.choices[prefix + "kernel"],
                     se=1 in self.choices[prefix + "se"],
                     stride=strides[index] if position == 0 else 1,
-                    activation="hswish" if index >= HSWISH_FROM else "relu"))
+                    activation=space.stage_activation(index)))
                 cin = cout
             self.stages.append(blocks)
         self.head = nn.Parameter(torch.empty(space.head_channels, cin, 1, 1))
