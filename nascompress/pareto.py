@@ -50,6 +50,8 @@ __all__ = [
     "nondominated_ranks",
     "objective_values_are_finite",
     "pareto_front",
+    "front_pool",
+    "FINAL_STAGE",
     "rank_and_crowding",
     "reference_point",
 ]
@@ -497,12 +499,29 @@ def _is_candidate(
     )
 
 
+#: ``stage`` of the trial records that finish a search (weight sharing's finalists).
+FINAL_STAGE = "final"
+
+
+def front_pool(trials: Sequence[Mapping[str, Any]]) -> Sequence[Mapping[str, Any]]:
+    """The trials a front is taken from: the finishing stage's, once one has completed.
+
+    A search with a finishing stage (weight sharing: the best points of the search,
+    fine-tuned and measured again as trials of ``stage == "final"``) reports those;
+    before it ran, and in searches without one, every trial counts.
+    """
+    finals = [t for t in trials if t.get("stage") == FINAL_STAGE
+              and t.get("state") == TrialState.COMPLETE]
+    return finals if finals else trials
+
+
 def pareto_front(
     trials: Sequence[Mapping[str, Any]],
     objectives: Sequence[Objective],
     constraints: Sequence[Constraint] = (),
 ) -> list[Mapping[str, Any]]:
-    """The non-dominated COMPLETE feasible trials.
+    """The non-dominated COMPLETE feasible trials (of the finishing stage, when a search
+    has one: see :func:`front_pool`).
 
     Candidates are trials with ``state == "COMPLETE"``, a finite number for every objective
     and every constraint satisfied (see :func:`is_feasible`). A candidate is on the front
@@ -522,7 +541,7 @@ def pareto_front(
     """
     if not objectives:
         raise ValueError("pareto_front needs at least one objective, but got none")
-    candidates = [t for t in trials if _is_candidate(t, objectives, constraints)]
+    candidates = [t for t in front_pool(trials) if _is_candidate(t, objectives, constraints)]
     vectors = [_minimised_vector(t, objectives) for t in candidates]
     return [
         trial

@@ -107,6 +107,9 @@ def test_no_import_cycles_between_modules():
     ("nascompress.compression", "nascompress.evaluators"),
     ("nascompress.compression", "nascompress.search"),
     ("nascompress.evaluators", "nascompress.search"),
+    ("nascompress.supernet", "nascompress.search"),
+    ("nascompress.supernet", "nascompress.evaluators"),
+    ("nascompress.supernet", "nascompress.spaces"),
 ])
 def test_imports_flow_downward(lower, upper):
     graph = _import_graph()

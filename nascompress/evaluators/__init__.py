@@ -11,6 +11,7 @@ from nascompress.evaluators._base import (
 )
 from nascompress.evaluators._registry import EVALUATORS, register_evaluator
 from nascompress.evaluators.compress_train import CompressTrainEvaluator
+from nascompress.evaluators.supernet import SupernetEvaluator
 
 __all__ = [
     "EVALUATORS",
@@ -20,6 +21,7 @@ __all__ = [
     "Prepared",
     "RESERVED_RUN_FIELDS",
     "ReportFn",
+    "SupernetEvaluator",
     "TrialContext",
     "no_report",
     "register_evaluator",

@@ -35,6 +35,8 @@ class TrialContext:
         shared: :attr:`Prepared.shared` from :meth:`Evaluator.prepare`, identical for
             every trial.
         device: ``"cpu"`` or ``"cuda"``: what this trial was given.
+        stage: ``"search"``, or ``"final"`` when the trial finishes a point the
+            evaluator chose in :meth:`Evaluator.finalists`.
     """
 
     trial_id: str
@@ -42,6 +44,7 @@ class TrialContext:
     artifact_dir: Path
     shared: Mapping[str, Any] = field(default_factory=dict)
     device: str = "cpu"
+    stage: str = "search"
 
 
 @dataclass(frozen=True)
@@ -135,7 +138,8 @@ class Evaluator(ABC):
 
     * The constructor only stores keyword options (scikit-learn style);
       :meth:`validate` checks them before any compute is spent and raises
-      ``ValueError`` naming the option and the value.
+      ``ValueError`` naming the option and the value; :meth:`check_space` says why it
+      cannot search a given space (weight sharing needs a space with a supernet).
     * :meth:`objectives` declares what :meth:`evaluate` returns, each with a mode and a
       unit; the progress line prints them as ``name=value`` formatted by unit.
     * :meth:`intermediate_metrics` declares what ``report`` emits during a trial that
@@ -167,6 +171,14 @@ class Evaluator(ABC):
       failure (the trial is recorded as FAILED with the error). It never imports ray:
       intermediate results go through ``report(step, metrics)``, where ``step`` counts
       up (epochs, say) and is what ``early_stopping.rungs`` refer to.
+    * :meth:`finalists` (optional) lets an evaluator finish the search: after the
+      budget, the runner asks it which recorded trials to evaluate again and runs each
+      one's params as a new trial with ``context.stage == "final"`` (same runner,
+      latency service and retries; never told to the strategy). Their records carry
+      ``stage: "final"`` and ``metrics["finalist_of"]`` (the chosen trial's number);
+      once one completes, the front, pick, export and report are taken from the final
+      trials alone (:func:`nascompress.pareto.front_pool`). A resumed search runs only
+      the finalists not recorded yet. The default chooses none.
     * :meth:`settings` returns the JSON options recorded in ``run.json``; the runner
       reads nothing from it.
 
@@ -183,6 +195,11 @@ class Evaluator(ABC):
 
     def validate(self) -> None:
         """Raise ``ValueError`` for unusable options; the default accepts everything."""
+        return None
+
+    def check_space(self, space: SearchSpace) -> str | None:
+        """Why this evaluator cannot search ``space`` (a ``ConfigError`` before any
+        compute), or ``None``; the default accepts every space."""
         return None
 
     @abstractmethod
@@ -233,6 +250,16 @@ class Evaluator(ABC):
         report: ReportFn = no_report,
     ) -> dict[str, Any]:
         """Build, train, compress and measure the candidate ``params``."""
+
+    def finalists(
+        self,
+        records: Sequence[Mapping[str, Any]],
+        *,
+        objectives: Sequence[Objective],
+        constraints: Sequence[Any] = (),
+    ) -> list[Mapping[str, Any]]:
+        """The recorded trials (of ``records``) to run again as finalists; default none."""
+        return []
 
     def settings(self) -> dict[str, Any]:
         """JSON-able options recorded in ``run.json``."""

@@ -264,8 +264,7 @@ def run_ray(
         # resources no node has would otherwise wait in Tune's queue for ever.
         check_trial_resources(config.resources, ray.cluster_resources())
         session = SearchSession.start(experiment, stream=stream, resume=resume)
-        if session.remaining_trials() > 0:
-            _tune(experiment, session, resume=resume)
+        _tune(experiment, session, resume=resume)
     finally:
         if started_ray:
             ray.shutdown()
@@ -299,7 +298,9 @@ def check_trial_resources(resources, cluster: Mapping[str, float]) -> None:
 
 
 def _tune(experiment: Experiment, session: SearchSession, *, resume: bool) -> None:
-    """Run the session's remaining trials through Ray Tune (Ray already up)."""
+    """Run the session's remaining trials through Ray Tune (Ray already up), then the
+    evaluator's finalists, on the driver, through the same trial runner (one at a
+    time, with the search's latency service)."""
     from ray.tune.search import ConcurrencyLimiter
 
     config = experiment.config
@@ -334,29 +335,34 @@ def _tune(experiment: Experiment, session: SearchSession, *, resume: bool) -> No
             tune.with_parameters(_trainable, runner=runner),
             resources,
         )
-        rule = experiment.early_stopping_rule()
-        scheduler = (MultiObjectiveHalvingScheduler(rule, session_key=id(session))
-                     if rule is not None else None)
-        tuner = tune.Tuner(
-            trainable,
-            tune_config=tune.TuneConfig(
-                search_alg=ConcurrencyLimiter(searcher, max_concurrent=config.max_concurrent),
-                scheduler=scheduler,
-                num_samples=remaining,
-                reuse_actors=True,
-                trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
-            ),
-            run_config=tune.RunConfig(
-                name=f"tune-{len(session.records):05d}",  # one folder per (re)start
-                storage_path=str((experiment.run_dir.path / "ray").resolve()),
-                callbacks=[RecordingCallback(session)],
-                verbose=0,
-                # A worker that dies mid-trial (node lost, process killed) is retried;
-                # a candidate that raises is not: it returns a FAILED outcome instead.
-                failure_config=tune.FailureConfig(max_failures=config.retries),
-            ),
-        )
-        tuner.fit()
+        if remaining > 0:
+            rule = experiment.early_stopping_rule()
+            scheduler = (MultiObjectiveHalvingScheduler(rule, session_key=id(session))
+                         if rule is not None else None)
+            tuner = tune.Tuner(
+                trainable,
+                tune_config=tune.TuneConfig(
+                    search_alg=ConcurrencyLimiter(searcher, max_concurrent=config.max_concurrent),
+                    scheduler=scheduler,
+                    num_samples=remaining,
+                    reuse_actors=True,
+                    trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
+                ),
+                run_config=tune.RunConfig(
+                    name=f"tune-{len(session.records):05d}",  # one folder per (re)start
+                    storage_path=str((experiment.run_dir.path / "ray").resolve()),
+                    callbacks=[RecordingCallback(session)],
+                    verbose=0,
+                    # A worker that dies mid-trial (node lost, process killed) is retried;
+                    # a candidate that raises is not: it returns a FAILED outcome instead.
+                    failure_config=tune.FailureConfig(max_failures=config.retries),
+                ),
+            )
+            tuner.fit()
+        if session.remaining_trials() == 0:
+            from nascompress.search.finalists import run_finalists
+
+            run_finalists(experiment, session, runner)
     finally:
         _SESSIONS.pop(id(session), None)
         if services_started:

@@ -325,6 +325,9 @@ def build_experiment(config: ExperimentConfig, *, allow_existing: bool = False) 
         raise ConfigError(str(exc)) from None
     except TypeError as exc:  # e.g. an unknown key in a nested option mapping
         raise ConfigError(f"evaluator.options: {exc}") from None
+    problem = evaluator.check_space(space)
+    if problem:
+        raise ConfigError(problem)
     objectives = list(evaluator.objectives())
     _check_early_stopping(config, evaluator)
 

@@ -43,6 +43,10 @@ def run_local(
         record = session.record(trial_id, params, outcome)
         if on_record and record:
             on_record(record)
+    if session.remaining_trials() == 0:
+        from nascompress.search.finalists import run_finalists
+
+        run_finalists(experiment, session, runner, on_record=on_record)
     session.finish()
     experiment.release()
     return session

@@ -55,6 +55,9 @@ class TrialRecord:
     started_at: float | None = None
     finished_at: float | None = None
     duration_s: float | None = None
+    #: ``"search"``, or ``"final"`` for a finishing-stage trial (see
+    #: :func:`nascompress.pareto.front_pool`); older records have no field: ``"search"``.
+    stage: str = "search"
 
     def __post_init__(self) -> None:
         if self.state not in STATES:

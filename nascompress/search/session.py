@@ -172,6 +172,8 @@ class SearchSession:
         told = set(checkpoint["told"])
         # Finished after the last checkpoint: the strategy still waits for these.
         for record in self.records:
+            if record.get("stage", "search") != "search":
+                continue  # finalists were never the strategy's to hear about
             if record["trial_id"] not in told:
                 strategy.tell(record["trial_id"], outcome_from_record(record))
                 told.add(record["trial_id"])
@@ -184,8 +186,9 @@ class SearchSession:
         self.save_strategy()
 
     def remaining_trials(self) -> int:
-        """Trials still to run to reach the budget."""
-        return max(0, self.experiment.config.trials - len(self.records))
+        """Trials still to run to reach the budget (finalists do not count)."""
+        searched = sum(1 for r in self.records if r.get("stage", "search") == "search")
+        return max(0, self.experiment.config.trials - searched)
 
     def note_pruned(self, trial_id: str, reason: str, metrics: Mapping[str, Any]) -> None:
         """Remember that the early-stopping scheduler stopped ``trial_id`` (and why)."""
@@ -197,7 +200,8 @@ class SearchSession:
             return self._pruned.get(trial_id)
 
     def record(
-        self, trial_id: str, params: Mapping[str, Any], outcome: TrialOutcome
+        self, trial_id: str, params: Mapping[str, Any], outcome: TrialOutcome, *,
+        stage: str = "search",
     ) -> TrialRecord | None:
         """Append a finished trial, checkpoint the strategy, refresh the Pareto files.
 
@@ -214,6 +218,7 @@ class SearchSession:
                 params=dict(params), objectives=outcome.objectives, metrics=outcome.metrics,
                 error=outcome.error, started_at=outcome.started_at,
                 finished_at=outcome.finished_at, duration_s=outcome.duration_s,
+                stage=stage,
             )
             run_dir = self.experiment.run_dir
             # Files first: a record must never point at an artifact that is not there.
@@ -255,6 +260,13 @@ class SearchSession:
         if not self.stream:
             return
         budget = self.experiment.config.trials
+        if record.stage != "search":
+            print(f"[final] trial {record.number} (finalist of trial "
+                  f"{record.metrics.get('finalist_of')}) "
+                  + (format_objectives(self.experiment.objectives, record.objectives)
+                     if record.state == "COMPLETE" else f"{record.state}: {record.error}")
+                  + f" | front {len(front)} hv {volume:.4g}", file=self.stream, flush=True)
+            return
         failed = sum(1 for r in self.records if r["state"] not in ("COMPLETE", "PRUNED"))
         pruned = sum(1 for r in self.records if r["state"] == "PRUNED")
         if record.state == "COMPLETE":

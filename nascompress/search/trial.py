@@ -134,6 +134,8 @@ class TrialRunner:
         prefilter: ``prefilter(params) -> (reason, metrics) | None``; a candidate with a
             reason returns PRUNED before anything is built (the latency predictor's
             filter, see :class:`~nascompress.latency.predictor.LatencyPrefilter`).
+        stage: ``context.stage`` of its trials: ``"search"``, or ``"final"`` for the
+            finalists an evaluator chose (:meth:`~nascompress.evaluators.Evaluator.finalists`).
     """
 
     space: SearchSpace
@@ -148,6 +150,8 @@ class TrialRunner:
     latency_service: LatencyServiceConfig | None = None
     early_stopping: Any = None
     prefilter: Any = None
+    #: ``context.stage`` of the trials it runs (``"final"`` for finalists).
+    stage: str = "search"
 
     def __call__(
         self, params: Mapping[str, Any], trial_id: str, report: ReportFn = no_report
@@ -201,6 +205,7 @@ class TrialRunner:
                 context = TrialContext(
                     trial_id=trial_id, seed=trial_seed(self.search_seed, params),
                     artifact_dir=Path(workdir), shared=self.shared, device=self.device,
+                    stage=self.stage,
                 )
                 result = self.evaluator.evaluate(
                     params, space=self.space, dataset=dataset, context=context, report=report

@@ -30,6 +30,18 @@ class SearchSpace(ABC):
     * :meth:`build_model` returns a freshly initialised ``torch.nn.Module`` mapping a
       batch of shape ``(N, *input_shape)`` to logits ``(N, num_classes)``. It must
       import torch lazily (inside the method).
+    * Weight sharing (optional): a space that supports it names, in
+      :meth:`elastic_dimensions`, the ``arch/`` and ``quant/`` keys its supernet covers
+      (every subnet of those keys shares the supernet's weights) and builds the supernet
+      in :meth:`build_supernet`: a ``torch.nn.Module`` with ``set_active(params)``
+      (choose the subnet ``forward`` runs), ``largest()`` / ``smallest()`` (the extreme
+      subnets, as params of those keys), ``extract(params)`` (a real, smaller model with
+      copied weights whose structure is exactly ``build_model(params)``'s, equal in eval
+      mode to the supernet running that subnet) and ``sort_channels_()`` (order channels
+      by importance without changing the largest network). The other keys (pruning,
+      sparsity, low-rank, activation quantization, distillation) are applied to the
+      extracted subnet after the fact. The default supports none: it returns no elastic
+      dimensions and :meth:`build_supernet` raises ``NotImplementedError``.
     * Constructors store their options; ``dimensions=`` overrides the default range
       of any dimension (unknown keys are an error). Subclasses validate overrides in
       :meth:`validate_dimension`.
@@ -99,6 +111,19 @@ class SearchSpace(ABC):
         self, params: Mapping[str, Any], *, input_shape: tuple[int, ...], num_classes: int
     ) -> torch.nn.Module:
         """A fresh model for the ``arch/*`` part of ``params``."""
+
+    def elastic_dimensions(self) -> tuple[str, ...]:
+        """The keys a weight-sharing supernet covers; empty when it has none (default)."""
+        return ()
+
+    def build_supernet(self, *, input_shape: tuple[int, ...], num_classes: int
+                       ) -> torch.nn.Module:
+        """The untrained supernet of this space (see the class docstring).
+
+        Raises:
+            NotImplementedError: the space does not support weight sharing.
+        """
+        raise NotImplementedError(f"space {self.name!r} does not support weight sharing yet")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able description recorded in ``run.json``."""

@@ -48,6 +48,9 @@ class MobileNetSpace(SearchSpace):
     Joint constraint: pruning must leave at least ``min_channels`` channels in the
     narrowest stage.
 
+    Weight sharing: every ``arch/`` key and ``quant/bits`` / ``quant/scheme`` are
+    elastic (:meth:`build_supernet`; see :mod:`nascompress.supernet.mobilenet`).
+
     Args:
         dimensions: overrides of the default ranges.
         stages: ``[(channels, stride), ...]`` at width multiplier 1.0.
@@ -107,6 +110,10 @@ class MobileNetSpace(SearchSpace):
 
         return [make_divisible(channels * width_mult) for channels, _ in self.stages]
 
+    def stage_activation(self, index: int) -> str:
+        """``"relu"`` for the early stages, ``"hswish"`` from :data:`HSWISH_FROM` on."""
+        return "hswish" if index >= HSWISH_FROM else "relu"
+
     def check(self, params: Mapping[str, Any]) -> str | None:
         reason = super().check(params)
         if reason:
@@ -134,13 +141,26 @@ class MobileNetSpace(SearchSpace):
                       expand=params[f"arch/stage{i}/expand"],
                       kernel=params[f"arch/stage{i}/kernel"],
                       se=bool(params[f"arch/stage{i}/se"]), stride=strides[i],
-                      activation="hswish" if i >= HSWISH_FROM else "relu")
+                      activation=self.stage_activation(i))
             for i in range(len(self.stages))
         ]
         return MobileNet(
             in_channels=channels, num_classes=num_classes, stages=stages,
             stem_channels=make_divisible(self.stem_channels * params["arch/width_mult"]),
             head_channels=self.head_channels, stem_stride=stem_stride)
+
+    def elastic_dimensions(self) -> tuple[str, ...]:
+        keys = ["arch/width_mult"]
+        for index in range(len(self.stages)):
+            keys += [f"arch/stage{index}/{part}" for part in ("depth", "expand", "kernel", "se")]
+        dims = self.dimensions()
+        return (*keys, *(key for key in ("quant/bits", "quant/scheme") if key in dims))
+
+    def build_supernet(self, *, input_shape: tuple[int, ...], num_classes: int):
+        """The elastic supernet (:class:`~nascompress.supernet.mobilenet.ElasticMobileNet`)."""
+        from nascompress.supernet.mobilenet import ElasticMobileNet
+
+        return ElasticMobileNet(self, input_shape=input_shape, num_classes=num_classes)
 
     def to_dict(self) -> dict[str, Any]:
         return {**super().to_dict(), "stages": [list(s) for s in self.stages],

@@ -1,0 +1,147 @@
+"""Weight sharing's evidence: rank fidelity and cost per candidate (mobilenet, mnist5k).
+
+1. Train the mobilenet space's supernet once (timed).
+2. Sample ``--subnets`` random subnets (architecture only, float weights, no other
+   compression) and score each with inherited weights through the ``supernet``
+   evaluator (extract, BatchNorm recalibration, artifact, measured latency: a whole
+   trial, timed).
+3. Train each of the same subnets stand-alone with the same recipe (the
+   ``compress-train`` evaluator: Adam, the supernet's learning rate, batch size and
+   epochs, no fine-tune), timed.
+4. Kendall tau between inherited and stand-alone accuracy, with a bootstrap spread over
+   the subnets (resampled with replacement).
+
+Prints a markdown table; ``--out`` appends it to a file. Every number is measured by
+this script; a run with fewer than 20 subnets or a smaller space says "reduced".
+
+    python bench/supernet/run.py --subnets 20 --epochs 10 --out bench/supernet/results.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="mnist5k")
+    parser.add_argument("--subnets", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=10,
+                        help="supernet epochs, and the stand-alone trainings' epochs")
+    parser.add_argument("--warmup-epochs", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--bootstrap", type=int, default=2000)
+    parser.add_argument("--small-space", action="store_true",
+                        help="3 narrow stages of depth <= 2 (a reduced run)")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+
+    import torch
+    from scipy.stats import kendalltau
+
+    from nascompress.data import DATASETS
+    from nascompress.evaluators import CompressTrainEvaluator, SupernetEvaluator, TrialContext
+    from nascompress.spaces import MobileNetSpace
+
+    torch.set_num_threads(1)
+    dataset = DATASETS.resolve(args.dataset, field="dataset")()
+    plain = {"prune/ratio": {"type": "float", "low": 0.0, "high": 0.0},
+             "prune/sparsity": {"type": "float", "low": 0.0, "high": 0.0},
+             "lowrank/ratio": {"type": "float", "low": 1.0, "high": 1.0},
+             "quant/bits": {"type": "categorical", "choices": [32]},
+             "quant/scheme": {"type": "categorical", "choices": ["symmetric"]},
+             "quant/activations": {"type": "categorical", "choices": [32]},
+             "distill/alpha": {"type": "float", "low": 0.0, "high": 0.0},
+             "distill/feature_weight": {"type": "float", "low": 0.0, "high": 0.0}}
+    options = ({"stages": [[8, 1], [16, 2], [24, 2]], "max_depth": 2, "stem_channels": 8,
+                "head_channels": 64} if args.small_space else {})
+    space = MobileNetSpace(dimensions=plain, **options)
+    latency = {"min_repeats": 5, "max_repeats": 20, "warmup": 2, "time_cap_s": 0.5}
+    common = {"batch_size": 64, "lr": 3e-3, "threads": 1, "latency": latency}
+    supernet = SupernetEvaluator(epochs=args.epochs, warmup_epochs=args.warmup_epochs,
+                                 finalists=0, **common)
+    standalone = CompressTrainEvaluator(epochs=args.epochs, finetune_epochs=0, **common)
+    for evaluator in (supernet, standalone):
+        evaluator.configure_latency(setup=evaluator.latency, runtime="onnxruntime")
+        evaluator.validate()
+
+    work = Path(tempfile.mkdtemp(prefix="bench-supernet-"))
+    started = time.perf_counter()
+    prepared = supernet.prepare(space=space, dataset=dataset, seed=args.seed, workdir=work)
+    supernet_s = time.perf_counter() - started
+    print(prepared.summary, flush=True)
+
+    rng = random.Random(args.seed)
+    dims = space.dimensions()
+    subnets = []
+    while len(subnets) < args.subnets:
+        params = {k: d.sample(rng) for k, d in dims.items()}
+        if space.check(params) is None and params not in subnets:
+            subnets.append(params)
+
+    rows = []
+    for index, params in enumerate(subnets):
+        context = TrialContext(trial_id=f"s{index}", seed=args.seed, artifact_dir=work / "a",
+                               shared=prepared.shared)
+        clock = time.perf_counter()
+        inherited = supernet.evaluate(params, space=space, dataset=dataset, context=context)
+        inherited_s = time.perf_counter() - clock
+        clock = time.perf_counter()
+        alone = standalone.evaluate(params, space=space, dataset=dataset, context=context)
+        alone_s = time.perf_counter() - clock
+        rows.append((inherited["accuracy"], alone["accuracy"], inherited_s, alone_s))
+        print(f"subnet {index}: inherited {inherited['accuracy']:.4f} ({inherited_s:.2f} s) "
+              f"stand-alone {alone['accuracy']:.4f} ({alone_s:.1f} s)", flush=True)
+
+    inherited_acc = [r[0] for r in rows]
+    alone_acc = [r[1] for r in rows]
+    tau = kendalltau(inherited_acc, alone_acc).statistic
+    boot_rng = random.Random(args.seed + 1)
+    taus = []
+    for _ in range(args.bootstrap):
+        pick = [boot_rng.randrange(len(rows)) for _ in rows]
+        value = kendalltau([inherited_acc[i] for i in pick], [alone_acc[i] for i in pick])
+        if value.statistic == value.statistic:  # NaN when a resample has no pairs
+            taus.append(value.statistic)
+    taus.sort()
+    low, high = taus[int(0.025 * len(taus))], taus[int(0.975 * len(taus)) - 1]
+    per_candidate = statistics.median(r[2] for r in rows)
+    per_standalone = statistics.median(r[3] for r in rows)
+    reduced = args.subnets < 20 or args.small_space
+    table = "\n".join([
+        f"### {'REDUCED run' if reduced else 'Run'}: mobilenet"
+        f"{' (small space)' if args.small_space else ''} on {args.dataset}, "
+        f"{args.subnets} subnets, {args.epochs} epochs, seed {args.seed}",
+        "",
+        f"CPU ({platform.machine()}, torch threads 1), {time.strftime('%Y-%m-%d')}.",
+        "",
+        "| measure | value |",
+        "|---|---|",
+        f"| Kendall tau, inherited vs stand-alone accuracy | {tau:.3f} |",
+        f"| bootstrap 95% interval of tau ({len(taus)} resamples) | [{low:.3f}, {high:.3f}] |",
+        f"| bootstrap std of tau | {statistics.pstdev(taus):.3f} |",
+        f"| inherited accuracy, mean (min-max) | {statistics.mean(inherited_acc):.4f} "
+        f"({min(inherited_acc):.4f}-{max(inherited_acc):.4f}) |",
+        f"| stand-alone accuracy, mean (min-max) | {statistics.mean(alone_acc):.4f} "
+        f"({min(alone_acc):.4f}-{max(alone_acc):.4f}) |",
+        f"| seconds per inherited candidate (median, whole trial) | {per_candidate:.2f} |",
+        f"| seconds per stand-alone trial (median) | {per_standalone:.1f} |",
+        f"| stand-alone / inherited cost | {per_standalone / per_candidate:.0f}x |",
+        f"| supernet training seconds | {supernet_s:.1f} |",
+        f"| supernet training / one stand-alone trial | {supernet_s / per_standalone:.1f}x |",
+        "",
+    ])
+    print(table)
+    if args.out:
+        with open(args.out, "a", encoding="utf-8") as handle:
+            handle.write(table + "\n")
+
+
+if __name__ == "__main__":
+    main()

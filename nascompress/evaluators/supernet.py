@@ -1,0 +1,348 @@
+"""The weight-sharing evaluator: train one supernet, score subnets with inherited weights."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from nascompress.evaluators._base import Prepared, no_report
+from nascompress.evaluators._registry import register_evaluator
+from nascompress.evaluators.compress_train import (
+    CALIBRATION_SAMPLES,
+    CompressTrainEvaluator,
+    _positive_int,
+    training_device,
+)
+
+if TYPE_CHECKING:
+    from nascompress.evaluators._base import ReportFn, TrialContext
+
+SUPERNET_DIR = "supernet"
+
+
+@register_evaluator("supernet")
+class SupernetEvaluator(CompressTrainEvaluator):
+    """Weight sharing: one supernet trained per search, every trial a subnet of it.
+
+    Chosen with ``evaluator: {name: supernet, options: {...}}`` (multi-trial
+    ``compress-train`` stays the default). The space must support weight sharing
+    (:meth:`~nascompress.spaces.SearchSpace.build_supernet`; built in: ``mobilenet``).
+
+    * :meth:`prepare` trains the supernet once on the driver (or resumes it from its
+      last epoch checkpoint, or reuses a finished one) under ``<run>/supernet/`` (see
+      :mod:`nascompress.supernet.training`); ``run.json`` records it as ``supernet``;
+      trials get the checkpoint's path, not the weights.
+    * A search trial (``context.stage == "search"``) loads the supernet once per worker
+      process, extracts the subnet of its ``arch/*`` params as a real model, recalibrates
+      BatchNorm on ``bn_batches`` training batches, applies the compression plan's other
+      steps *without fine-tuning* (low-rank, pruning, sparsity and activation ranges,
+      post-training; BatchNorm recalibrated again after them), quantizes the weights at
+      ``quant/bits`` / ``quant/scheme`` with the plan's quantizer (the one the supernet
+      trained with, so a subnet's bits are shared knobs, not post-training
+      quantization), scores it on the validation split, writes the artifact and measures
+      latency exactly like ``compress-train``. ``metrics["accuracy_source"]`` is
+      ``"inherited"``. ``distill/*`` knobs are ignored (no training happens).
+    * Finalists (:meth:`finalists`): after the budget the ``finalists`` best search
+      trials (NSGA-II order: non-dominated rank, then crowding, so the front's ends come
+      first) are run again with ``context.stage == "final"``: extracted, compressed as
+      planned, fine-tuned ``finetune_epochs`` with quantization-aware training and
+      distillation from the largest subnet (``finetune_alpha``), quantized, scored,
+      written and measured; ``accuracy_source`` is ``"fine-tuned"``,
+      ``accuracy_before_finetune`` the extracted, compressed subnet's float accuracy,
+      and the runner adds the search trial's number (``finalist_of``) and objectives
+      (``search_objectives``). The final front is taken from them alone.
+
+    Args:
+        epochs: supernet training epochs (warm-up included).
+        warmup_epochs: epochs training the largest subnet alone before channels are
+            sorted by importance.
+        random_subnets: random subnets per step besides the largest and the smallest.
+        kd_alpha / kd_temperature: in-place distillation of the other subnets from the
+            largest.
+        progressive: progressive shrinking (unlock kernel, depth, expansion, width, bits
+            in turn).
+        workers: data-parallel workers for supernet training; above 1 it runs on Ray
+            Train.
+        bn_batches: training batches that recalibrate a subnet's BatchNorm.
+        finalists: how many points to fine-tune after the search (0: none).
+        finetune_epochs / finetune_lr: the finalists' fine-tune.
+        finetune_alpha: weight of the largest subnet's soft labels while fine-tuning.
+        batch_size, lr, importance, threads, latency, latency_runtime, recipe: as for
+            ``compress-train`` (``lr`` is the supernet's; ``recipe`` the fine-tune's).
+    """
+
+    name = "supernet"
+
+    def __init__(
+        self,
+        *,
+        epochs: int = 10,
+        warmup_epochs: int = 1,
+        random_subnets: int = 2,
+        kd_alpha: float = 1.0,
+        kd_temperature: float = 1.0,
+        progressive: bool = False,
+        workers: int = 1,
+        bn_batches: int = 8,
+        finalists: int = 3,
+        finetune_epochs: int = 3,
+        finetune_lr: float = 5e-4,
+        finetune_alpha: float = 0.5,
+        batch_size: int = 64,
+        lr: float = 3e-3,
+        importance: str = "l1",
+        threads: int = 1,
+        latency=None,
+        latency_runtime: str | None = None,
+        recipe=None,
+    ) -> None:
+        super().__init__(epochs=epochs, finetune_epochs=finetune_epochs, batch_size=batch_size,
+                         lr=lr, finetune_lr=finetune_lr, importance=importance,
+                         threads=threads, latency=latency, latency_runtime=latency_runtime,
+                         recipe=recipe)
+        self.warmup_epochs = warmup_epochs
+        self.random_subnets = random_subnets
+        self.kd_alpha = kd_alpha
+        self.kd_temperature = kd_temperature
+        self.progressive = progressive
+        self.workers = workers
+        self.bn_batches = bn_batches
+        self.finalists_count = finalists
+        self.finetune_alpha = finetune_alpha
+
+    def _options(self):
+        from nascompress.supernet.training import SupernetOptions
+
+        return SupernetOptions(
+            epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+            random_subnets=self.random_subnets, kd_alpha=self.kd_alpha,
+            kd_temperature=self.kd_temperature, warmup_epochs=self.warmup_epochs,
+            progressive=bool(self.progressive), workers=self.workers, threads=self.threads,
+            bn_batches=self.bn_batches)
+
+    def validate(self) -> None:
+        super().validate()
+        self._options().validate()
+        _positive_int("finalists", self.finalists_count, allow_zero=True)
+        if (isinstance(self.finetune_alpha, bool)
+                or not isinstance(self.finetune_alpha, int | float)
+                or not 0 <= self.finetune_alpha <= 1):
+            raise ValueError(f"evaluator.finetune_alpha must lie in [0, 1], but got "
+                             f"{self.finetune_alpha!r}")
+        if not isinstance(self.progressive, bool):
+            raise ValueError(f"evaluator.progressive must be true or false, but got "
+                             f"{self.progressive!r}")
+
+    def check_space(self, space) -> str | None:
+        if space.elastic_dimensions():
+            return None
+        return (f"evaluator.name: 'supernet' needs a space that supports weight sharing; "
+                f"space {space.name!r} does not support weight sharing yet (use evaluator "
+                "'compress-train')")
+
+    def intermediate_metrics(self) -> dict[str, str]:
+        # A trial takes seconds and reports nothing along the way: no early stopping.
+        return {}
+
+    def settings(self) -> dict[str, Any]:
+        settings = super().settings()
+        for key in ("teacher_epochs", "teacher", "metric"):
+            settings.pop(key, None)
+        return {**settings, **self._options().to_dict(), "finalists": self.finalists_count,
+                "finetune_alpha": self.finetune_alpha}
+
+    # -- once per search ---------------------------------------------------------------
+
+    def prepare(self, *, space, dataset, seed: int, workdir: Path) -> Prepared:
+        """Train, resume or reuse the supernet under ``<workdir>/supernet/``."""
+        from nascompress.supernet.training import train_supernet
+
+        self.validate()
+        problem = self.check_space(space)
+        if problem:
+            raise ValueError(problem)
+        result = train_supernet(space, dataset, options=self._options(), seed=seed,
+                                directory=Path(workdir) / SUPERNET_DIR)
+        record = result.record(self._options())
+        record["checkpoint"] = str(Path(SUPERNET_DIR) / result.path.name)
+        last = result.history[-1] if result.history else {}
+        how = ("reused" if result.seconds == 0.0 else
+               f"resumed after epoch {result.resumed_from}" if result.resumed_from
+               else "trained")
+        return Prepared(
+            shared={"supernet_checkpoint": str(result.path.resolve())},
+            record={"supernet": record},
+            summary=(f"supernet {how}: {result.epochs} epochs in {result.seconds:.1f} s; "
+                     f"val accuracy largest {last.get('val_accuracy_largest', float('nan')):.4f}"
+                     f" smallest {last.get('val_accuracy_smallest', float('nan')):.4f}"),
+        )
+
+    # -- finalists -----------------------------------------------------------------------
+
+    def finalists(self, records: Sequence[Mapping[str, Any]], *, objectives,
+                  constraints=()) -> list[Mapping[str, Any]]:
+        """The best ``finalists`` search trials: feasible COMPLETE ones in NSGA-II order."""
+        from nascompress.pareto import (
+            TrialState,
+            is_feasible,
+            objective_values_are_finite,
+            rank_and_crowding,
+        )
+
+        pool = [r for r in records if r.get("state") == TrialState.COMPLETE
+                and objective_values_are_finite(objectives, r.get("objectives"))
+                and is_feasible(r, constraints)]
+        if not pool or self.finalists_count == 0:
+            return []
+        vectors = [[o.as_minimised(r["objectives"][o.name]) for o in objectives] for r in pool]
+        scores = rank_and_crowding(vectors)
+        order = sorted(range(len(pool)), key=lambda i: (scores[i][0], -scores[i][1], i))
+        chosen, seen = [], set()
+        for index in order:  # one finalist per distinct candidate
+            key = repr(sorted(pool[index]["params"].items()))
+            if key not in seen:
+                seen.add(key)
+                chosen.append(pool[index])
+            if len(chosen) == self.finalists_count:
+                break
+        return chosen
+
+    # -- per trial -------------------------------------------------------------------
+
+    def evaluate(self, params, *, space, dataset, context: TrialContext,
+                 report: ReportFn = no_report) -> dict[str, Any]:
+        from nascompress.latency.client import current
+
+        gate = current()
+        with gate.training():
+            return self._evaluate_subnet(params, space=space, dataset=dataset,
+                                         context=context, gate=gate)
+
+    def _evaluate_subnet(self, params, *, space, dataset, context, gate) -> dict[str, Any]:
+        import torch
+
+        from nascompress.compression.plan import CompressionPlan
+        from nascompress.data import take
+        from nascompress.supernet.training import load_supernet, recalibrate_bn
+        from nascompress.training import Distillation, seed_everything
+
+        self.validate()
+        final = context.stage == "final"
+        torch.set_num_threads(self.threads)
+        generator = seed_everything(context.seed)
+        timings: dict[str, float] = {}
+        metrics: dict[str, Any] = {}
+        clock = time.perf_counter()
+        net = load_supernet(context.shared["supernet_checkpoint"], space, dataset)
+        timings["load_s"] = time.perf_counter() - clock
+
+        clock = time.perf_counter()
+        device = training_device(context.device) if final else "cpu"
+        calibration, calibration_labels = take(
+            dataset.loader("train", batch_size=CALIBRATION_SAMPLES), CALIBRATION_SAMPLES)
+        val_example = take(dataset.loader("val", batch_size=1), 1)[0]
+        plan = CompressionPlan.from_params(params, importance=self.importance)
+
+        def bn_loader():
+            return dataset.loader("train", batch_size=self.batch_size, shuffle=True,
+                                  generator=generator)
+
+        model = net.extract(params)
+        recalibrate_bn(model, bn_loader(), batches=self.bn_batches)
+        lowrank, pruning = plan.apply_structure_(
+            model, calibration[:2], calibration=(calibration, calibration_labels))
+        if lowrank is not None:
+            metrics["lowrank_layers"] = len(lowrank.layers)
+        if lowrank is not None or plan.prune_ratio > 0:
+            recalibrate_bn(model, bn_loader(), batches=self.bn_batches)
+        layer_bits = plan.layer_bits(model)
+        score_name = self._score_name()
+        if final:
+            metrics[f"{score_name}_before_finetune"] = self._score(
+                model, dataset.loader("val"), "cpu")
+        sparse = plan.prepare_finetune_(model, layer_bits, calibration=calibration)
+        if sparse is not None:
+            metrics["sparsity_requested"] = sparse.sparsity
+        if final:
+            teacher = _largest(net, dataset, self.bn_batches, bn_loader).to(device)
+            distill = Distillation(alpha=self.finetune_alpha, teacher=teacher.eval(),
+                                   label_smoothing=self.recipe.label_smoothing)
+            model = model.to(device)
+            stats = self._train_phase("finetune", model, dataset=dataset, device=device,
+                                      epochs=self.finetune_epochs, lr=self.finetune_lr,
+                                      generator=generator, seed=context.seed,
+                                      distill=distill, on_batch_end=gate.checkpoint)
+            metrics["finetune_precision"] = stats.precision
+            model = model.cpu()
+        else:
+            # BatchNorm statistics of the model as it ships (fake-quantized weights).
+            recalibrate_bn(model, bn_loader(), batches=self.bn_batches)
+        achieved, quantized = plan.finalize_(model, layer_bits)
+        if achieved is not None:
+            metrics["sparsity"] = sum(achieved.values()) / max(1, len(achieved))
+        timings["finetune_s" if final else "extract_s"] = time.perf_counter() - clock
+        gate.checkpoint()
+
+        score = self._score(model, dataset.loader("val"), "cpu")
+        result = self._ship(model, params, space=space, dataset=dataset, context=context,
+                            plan=plan, layer_bits=layer_bits, quantized=quantized,
+                            val_example=val_example, calibration=calibration, gate=gate,
+                            timings=timings)
+        return {
+            score_name: score,
+            **result,
+            "accuracy_source": "fine-tuned" if final else "inherited",
+            "params_count": pruning.params_after,
+            "macs": pruning.macs_after,
+            "supernet": Path(context.shared["supernet_checkpoint"]).name,
+            **metrics,
+            **{f"time_{k}": v for k, v in timings.items()},
+        }
+
+    def _ship(self, model, params, *, space, dataset, context, plan, layer_bits, quantized,
+              val_example, calibration, gate, timings) -> dict[str, Any]:
+        """Write the artifact and measure latency, as ``compress-train`` does."""
+        from nascompress.compression import save_artifact
+
+        clock = time.perf_counter()
+        context.artifact_dir.mkdir(parents=True, exist_ok=True)
+        artifact = context.artifact_dir / f"{context.trial_id}.nasc"
+        size = save_artifact(
+            model, artifact, quantized=quantized,
+            metadata=plan.artifact_metadata(space=space.name, params=params,
+                                            layer_bits=layer_bits,
+                                            input_shape=dataset.input_shape,
+                                            num_classes=dataset.num_classes))
+        if size != artifact.stat().st_size:
+            raise RuntimeError(f"artifact size {size} != file size {artifact.stat().st_size}")
+        timings["artifact_s"] = time.perf_counter() - clock
+        gate.checkpoint()
+        clock = time.perf_counter()
+        latency, kind, extra = self._measure_latency(
+            model, val_example, calibration, plan=plan, layer_bits=layer_bits, gate=gate,
+            val_loader=dataset.loader("val"))
+        timings["measure_s"] = time.perf_counter() - clock
+        return {"size_bytes": float(size), "latency_ms": latency.median_ms,
+                **latency.as_metrics(), "latency_kind": kind,
+                "latency_runtime": self.latency_runtime, "artifact": artifact.name, **extra}
+
+
+_TEACHERS: dict[int, Any] = {}
+
+
+def _largest(net, dataset, batches: int, bn_loader):
+    """The largest subnet (float, BatchNorm recalibrated): the finalists' teacher, built
+    once per loaded supernet."""
+    from nascompress.supernet.training import recalibrate_bn
+
+    key = id(net)
+    if key not in _TEACHERS:
+        model = net.extract(net.largest())
+        recalibrate_bn(model, bn_loader(), batches=batches)
+        model.requires_grad_(False)
+        _TEACHERS.clear()
+        _TEACHERS[key] = model
+    return _TEACHERS[key]
+

@@ -1,0 +1,10 @@
+"""Weight sharing: elastic supernets, their training, and subnet extraction.
+
+* :mod:`~nascompress.supernet.mobilenet` — the elastic ``mobilenet`` supernet
+  (width, expansion, depth, kernel, squeeze-excite, bit-width) and ``extract``;
+* :mod:`~nascompress.supernet.training` — sandwich-rule training with in-place
+  distillation, a checkpoint per epoch and resume, BatchNorm recalibration, and the
+  data-parallel path through Ray Train.
+
+torch is imported by the submodules only; ray only by the Ray Train path.
+"""

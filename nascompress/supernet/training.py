@@ -1,0 +1,447 @@
+"""Supernet training: sandwich rule, in-place distillation, checkpoints, Ray Train.
+
+One step (sandwich rule, as in BigNAS / Once-for-All): the largest subnet learns from the
+labels; the smallest and ``random_subnets`` random subnets learn from the largest's
+logits of the same batch (in-place distillation, ``distillation_loss`` with
+``kd_alpha``); their gradients are summed and one optimizer step is taken. Sampling is
+seeded by the step number, so every data-parallel worker picks the same subnets.
+
+Schedule: ``warmup_epochs`` train the largest network alone; then its channels are
+ordered by importance (``sort_channels_``) and the optimizer restarts. With
+``progressive=True`` the remaining epochs unlock the elastic dimensions in Once-for-All's
+order (kernel, depth, expansion, width and squeeze-excite, bits), the later groups held
+at their largest value until their turn; otherwise every dimension is elastic at once.
+
+A checkpoint (weights, optimizer, schedule, history) is written atomically after every
+epoch to ``<dir>/checkpoint.pt``; :func:`train_supernet` resumes from it when the same
+settings find one, and writes the finished weights to ``<dir>/supernet.pt``, the file
+trials load (once per worker process, see :func:`load_supernet`).
+
+With ``workers > 1`` the same loop runs data-parallel on a Ray Train ``TorchTrainer``:
+every worker takes every ``workers``-th batch, gradients are averaged with
+``torch.distributed.all_reduce`` (no DDP wrapper: the set of parameters a subnet uses
+changes per forward, and every worker uses the same set); worker 0 writes the
+checkpoints, into a folder the workers must share (one node, or a shared filesystem).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import torch
+from torch import nn
+
+CHECKPOINT_FILE = "checkpoint.pt"
+SUPERNET_FILE = "supernet.pt"
+FORMAT = 1
+#: Once-for-All's order of unlocking, by the last part of the key.
+PROGRESSIVE_ORDER = (("kernel",), ("depth",), ("expand",), ("width_mult", "se"),
+                     ("bits", "scheme"))
+
+
+@dataclass(frozen=True)
+class SupernetOptions:
+    """How the supernet trains; recorded in ``run.json`` and in its checkpoint.
+
+    Attributes:
+        epochs: epochs in all (warm-up included).
+        batch_size: training batch size (per worker).
+        lr: peak learning rate (Adam, cosine over each phase's steps).
+        random_subnets: random subnets per step besides the largest and smallest.
+        kd_alpha: weight of the largest's soft labels in the other subnets' loss.
+        kd_temperature: softmax temperature of that loss.
+        warmup_epochs: epochs training the largest network alone before channels are
+            sorted by importance.
+        progressive: unlock the elastic dimensions in stages (progressive shrinking).
+        workers: data-parallel workers; above 1 the loop runs on Ray Train.
+        threads: torch intra-op threads per worker on the CPU.
+        bn_batches: training batches that recalibrate BatchNorm for the per-epoch score.
+    """
+
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 3e-3
+    random_subnets: int = 2
+    kd_alpha: float = 1.0
+    kd_temperature: float = 1.0
+    warmup_epochs: int = 1
+    progressive: bool = False
+    workers: int = 1
+    threads: int = 1
+    bn_batches: int = 8
+
+    def validate(self, prefix: str = "evaluator") -> None:
+        for name in ("epochs", "batch_size", "workers", "threads", "bn_batches"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{prefix}.{name} must be an integer >= 1, but got {value!r}")
+        for name in ("random_subnets", "warmup_epochs"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{prefix}.{name} must be an integer >= 0, but got {value!r}")
+        if self.warmup_epochs >= self.epochs:
+            raise ValueError(f"{prefix}.warmup_epochs must be < epochs ({self.epochs}), but "
+                             f"got {self.warmup_epochs}")
+        if not (isinstance(self.lr, int | float) and self.lr > 0):
+            raise ValueError(f"{prefix}.lr must be a number > 0, but got {self.lr!r}")
+        if not (isinstance(self.kd_alpha, int | float) and 0 <= self.kd_alpha <= 1):
+            raise ValueError(f"{prefix}.kd_alpha must lie in [0, 1], but got {self.kd_alpha!r}")
+        if not (isinstance(self.kd_temperature, int | float) and self.kd_temperature > 0):
+            raise ValueError(f"{prefix}.kd_temperature must be > 0, but got "
+                             f"{self.kd_temperature!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def fingerprint(space, dataset, options: SupernetOptions, seed: int) -> str:
+    """What a checkpoint must match to be resumed (workers do not change the result's
+    meaning, so they are left out)."""
+    described = {"space": space.to_dict(), "dataset": dataset.describe(), "seed": seed,
+                 "options": {k: v for k, v in options.to_dict().items()
+                             if k not in ("workers", "threads")}}
+    return hashlib.sha256(json.dumps(described, sort_keys=True, default=str)
+                          .encode()).hexdigest()[:16]
+
+
+# -- subnets ---------------------------------------------------------------------------
+
+
+def unlocked_keys(choices: Mapping[str, Any], *, epoch: int, options: SupernetOptions
+                  ) -> list[str]:
+    """The elastic keys sampled at ``epoch`` (none during warm-up)."""
+    if epoch < options.warmup_epochs:
+        return []
+    if not options.progressive:
+        return list(choices)
+    span = options.epochs - options.warmup_epochs
+    stage = min(len(PROGRESSIVE_ORDER) - 1,
+                (epoch - options.warmup_epochs) * len(PROGRESSIVE_ORDER) // span)
+    parts = {p for group in PROGRESSIVE_ORDER[:stage + 1] for p in group}
+    return [key for key in choices if key.rsplit("/", 1)[1] in parts]
+
+
+def step_subnets(net, *, step: int, seed: int, unlocked: list[str], count: int
+                 ) -> list[dict[str, Any]]:
+    """The sandwich of one step: largest, smallest, then ``count`` random subnets
+    (over the ``unlocked`` keys; the others stay largest)."""
+    largest = net.largest()
+    if not unlocked:
+        return [largest]
+    smallest = {**largest, **{k: v for k, v in net.smallest().items() if k in unlocked}}
+    rng = random.Random(seed * 1_000_003 + step)
+    randoms = [{**largest, **{k: rng.choice(net.choices[k]) for k in unlocked}}
+               for _ in range(count)]
+    return [largest, smallest, *randoms]
+
+
+# -- BatchNorm -------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, loader, *, batches: int, device: str = "cpu") -> int:
+    """Re-estimate every BatchNorm's running statistics on ``batches`` training batches.
+
+    Inherited statistics mix every subnet the supernet trained; a subnet's own are the
+    exact averages over the batches (cumulative average, ``momentum=None``). Returns the
+    batches used.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in norms]
+    for module in norms:
+        module.reset_running_stats()
+        module.momentum = None
+    model.train()
+    used = 0
+    for inputs, _ in loader:
+        model(torch.as_tensor(inputs).to(device))
+        used += 1
+        if used >= batches:
+            break
+    for module, momentum in zip(norms, saved, strict=True):
+        module.momentum = momentum
+    model.eval()
+    return used
+
+
+# -- training --------------------------------------------------------------------------
+
+
+@dataclass
+class SupernetResult:
+    """A trained supernet on disk and what its training recorded."""
+
+    path: Path
+    epochs: int
+    seconds: float
+    resumed_from: int | None
+    history: list[dict[str, Any]]
+    fingerprint: str
+
+    def record(self, options: SupernetOptions) -> dict[str, Any]:
+        return {"checkpoint": str(self.path), "fingerprint": self.fingerprint,
+                "epochs": self.epochs, "train_s": self.seconds,
+                "resumed_from_epoch": self.resumed_from, "options": options.to_dict(),
+                "history": self.history}
+
+
+def train_supernet(space, dataset, *, options: SupernetOptions, seed: int,
+                   directory: str | os.PathLike, stream: TextIO | None = sys.stdout,
+                   device: str = "cpu") -> SupernetResult:
+    """Train (or resume, or reuse) the space's supernet; see the module docstring."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    key = fingerprint(space, dataset, options, seed)
+    final = directory / SUPERNET_FILE
+    if final.exists():
+        saved = torch.load(final, map_location="cpu", weights_only=True)
+        if saved.get("fingerprint") == key:
+            if stream:
+                print(f"supernet: reusing {final} (trained before)", file=stream, flush=True)
+            return SupernetResult(final, saved["epochs"], 0.0, saved["epochs"],
+                                  saved["history"], key)
+    started = time.perf_counter()
+    resumed = _checkpoint_epoch(directory, key)
+    config = {"space": space, "dataset": dataset, "options": options, "seed": seed,
+              "directory": str(directory), "fingerprint": key, "device": device}
+    if options.workers > 1:
+        _train_on_ray(config, stream=stream)
+    else:
+        train_loop(config, stream=stream)
+    saved = torch.load(final, map_location="cpu", weights_only=True)
+    return SupernetResult(final, saved["epochs"], time.perf_counter() - started, resumed,
+                          saved["history"], key)
+
+
+def _checkpoint_epoch(directory: Path, key: str) -> int | None:
+    path = directory / CHECKPOINT_FILE
+    if not path.exists():
+        return None
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    return saved["epoch"] if saved.get("fingerprint") == key else None
+
+
+def train_loop(config: Mapping[str, Any], *, stream: TextIO | None = sys.stdout,
+               rank: int = 0, world: int = 1) -> None:
+    """The training loop of one worker (all of it when ``world`` is 1)."""
+    from nascompress.compression.distillation import distillation_loss
+    from nascompress.training.loop import make_optimizer, make_scheduler, to_device
+    from nascompress.training.recipe import Recipe
+
+    space, dataset, options = config["space"], config["dataset"], config["options"]
+    seed, key, device = config["seed"], config["fingerprint"], config["device"]
+    directory = Path(config["directory"])
+    torch.set_num_threads(options.threads)
+    torch.manual_seed(seed)
+    net = space.build_supernet(input_shape=dataset.input_shape,
+                               num_classes=dataset.num_classes).to(device)
+    recipe = Recipe()
+    loader = dataset.loader("train", batch_size=options.batch_size, shuffle=True,
+                            generator=torch.Generator().manual_seed(seed), device=device)
+    batches = _length(loader)
+    # Every worker takes the same number of steps (all_reduce pairs them up): the last
+    # batches that would leave some workers one step short are dropped.
+    usable = batches // world * world if world > 1 else batches
+    steps_per_epoch = max(1, usable // world)
+
+    def fresh_optimizer(epochs: int):
+        optimizer = make_optimizer(recipe, list(net.parameters()), options.lr)
+        return optimizer, make_scheduler(recipe, optimizer, epochs=epochs,
+                                         steps_per_epoch=steps_per_epoch)
+
+    warm = options.warmup_epochs
+    optimizer, scheduler = fresh_optimizer(warm if warm else options.epochs)
+    start, history, sorted_ = 0, [], False
+    path = directory / CHECKPOINT_FILE
+    if path.exists():
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        if saved.get("fingerprint") == key:
+            net.load_state_dict(saved["state"])
+            start, history, sorted_ = saved["epoch"], saved["history"], saved["sorted"]
+            if sorted_:
+                optimizer, scheduler = fresh_optimizer(options.epochs - warm)
+            optimizer.load_state_dict(saved["optimizer"])
+            if scheduler is not None and saved.get("scheduler") is not None:
+                scheduler.load_state_dict(saved["scheduler"])
+            if stream and rank == 0:
+                print(f"supernet: resuming after epoch {start}/{options.epochs}",
+                      file=stream, flush=True)
+    clock = time.perf_counter()
+    done_here = 0
+    for epoch in range(start, options.epochs):
+        if epoch >= warm and not sorted_:
+            net.sort_channels_()  # the largest network trained: rank its channels
+            optimizer, scheduler = fresh_optimizer(options.epochs - warm)
+            sorted_ = True
+        unlocked = unlocked_keys(net.choices, epoch=epoch, options=options)
+        net.train()
+        epoch_clock, losses, seen = time.perf_counter(), [], 0
+        loader_iter = dataset.loader("train", batch_size=options.batch_size, shuffle=True,
+                                     generator=torch.Generator().manual_seed(seed + epoch),
+                                     device=device)
+        for index, (inputs, labels) in enumerate(loader_iter):
+            if index >= usable:
+                break
+            if index % world != rank:
+                continue
+            inputs, labels = to_device(inputs, labels, device)
+            step = epoch * batches + index
+            optimizer.zero_grad(set_to_none=True)
+            soft = None
+            total = 0.0
+            for position, subnet in enumerate(step_subnets(
+                    net, step=step, seed=seed, unlocked=unlocked,
+                    count=options.random_subnets)):
+                net.set_active(subnet)
+                logits = net(inputs)
+                if position == 0:
+                    loss = nn.functional.cross_entropy(logits, labels)
+                    soft = logits.detach()
+                else:
+                    loss = distillation_loss(logits, soft, labels, alpha=options.kd_alpha,
+                                             temperature=options.kd_temperature)
+                loss.backward()
+                total += float(loss.detach())
+            if world > 1:
+                _average_gradients(net, world)
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            losses.append(total)
+            seen += len(labels)
+        done_here += 1
+        seconds = time.perf_counter() - epoch_clock
+        entry: dict[str, Any] = {"epoch": epoch + 1, "loss": sum(losses) / max(1, len(losses)),
+                                 "seconds": seconds, "images": seen * world,
+                                 "elastic": unlocked}
+        if rank == 0:
+            entry.update(_score_extremes(net, dataset, options, device))
+            history.append(entry)
+            _save_atomic(path, {"format": FORMAT, "fingerprint": key, "epoch": epoch + 1,
+                                "sorted": sorted_, "state": net.state_dict(),
+                                "optimizer": optimizer.state_dict(),
+                                "scheduler": (scheduler.state_dict()
+                                              if scheduler is not None else None),
+                                "history": history})
+            if stream:
+                elapsed = time.perf_counter() - clock
+                left = options.epochs - epoch - 1
+                eta = f" | eta {elapsed / done_here * left:.0f}s" if left else ""
+                print(f"supernet epoch {epoch + 1}/{options.epochs} loss {entry['loss']:.4f}"
+                      f" | largest {entry['val_accuracy_largest']:.4f} smallest "
+                      f"{entry['val_accuracy_smallest']:.4f} | {seconds:.1f}s{eta}",
+                      file=stream, flush=True)
+    if rank == 0:
+        _save_atomic(directory / SUPERNET_FILE,
+                     {"format": FORMAT, "fingerprint": key, "epochs": options.epochs,
+                      "state": net.state_dict(), "history": history})
+
+
+def _length(loader) -> int:
+    try:
+        return len(loader)
+    except TypeError:
+        return sum(1 for _ in loader)
+
+
+def _average_gradients(net: nn.Module, world: int) -> None:
+    import torch.distributed as dist
+
+    for parameter in net.parameters():
+        if parameter.grad is None:  # unused by every subnet of this step, on every worker
+            parameter.grad = torch.zeros_like(parameter)
+        dist.all_reduce(parameter.grad)
+        parameter.grad /= world
+
+
+def _score_extremes(net, dataset, options: SupernetOptions, device: str) -> dict[str, float]:
+    """Validation accuracy of the largest and smallest subnets, BatchNorm recalibrated."""
+    from nascompress.training.loop import accuracy
+
+    scores = {}
+    for name, subnet in (("largest", net.largest()), ("smallest", net.smallest())):
+        model = net.extract(subnet).to(device)
+        recalibrate_bn(model, dataset.loader("train", batch_size=options.batch_size),
+                       batches=options.bn_batches, device=device)
+        scores[f"val_accuracy_{name}"] = accuracy(model, dataset.loader("val"), device=device)
+    net.train()
+    return scores
+
+
+def _save_atomic(path: Path, payload: Mapping[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(dict(payload), tmp)
+    os.replace(tmp, path)
+
+
+def _train_on_ray(config: Mapping[str, Any], *, stream: TextIO | None) -> None:
+    """Run :func:`train_loop` data-parallel on a Ray Train ``TorchTrainer``."""
+    import ray
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    options: SupernetOptions = config["options"]
+    if not ray.is_initialized():
+        ray.init(num_cpus=max(options.workers * options.threads, os.cpu_count() or 1),
+                 include_dashboard=False, log_to_driver=True)
+    use_gpu = str(config["device"]).startswith("cuda")
+    trainer = TorchTrainer(
+        _ray_worker, train_loop_config=dict(config),
+        scaling_config=ScalingConfig(num_workers=options.workers, use_gpu=use_gpu,
+                                     resources_per_worker={"CPU": options.threads}),
+        run_config=RunConfig(name="supernet",
+                             storage_path=str(Path(config["directory"]).resolve() / "ray")),
+    )
+    trainer.fit()
+    if stream:
+        print(f"supernet: trained on {options.workers} Ray Train workers", file=stream,
+              flush=True)
+
+
+def _ray_worker(config: Mapping[str, Any]) -> None:
+    import ray.train
+
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    device = "cuda" if str(config["device"]).startswith("cuda") else "cpu"
+    if device == "cuda":
+        from ray.train.torch import get_device
+
+        device = str(get_device())
+    train_loop({**config, "device": device}, stream=sys.stdout, rank=rank, world=world)
+
+
+# -- loading, once per worker process --------------------------------------------------
+
+_LOADED: dict[tuple[str, int], Any] = {}
+
+
+def load_supernet(path: str | os.PathLike, space, dataset) -> Any:
+    """The trained supernet at ``path``, loaded once per process (keyed by path and
+    modification time, so a retrained file is read again)."""
+    path = Path(path)
+    key = (str(path.resolve()), path.stat().st_mtime_ns)
+    if key not in _LOADED:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        net = space.build_supernet(input_shape=dataset.input_shape,
+                                   num_classes=dataset.num_classes)
+        net.load_state_dict(saved["state"])
+        net.eval()
+        _LOADED.clear()  # one supernet per process is all a search needs
+        _LOADED[key] = net
+    return _LOADED[key]
+
+
+def loaded_count() -> int:
+    """How many supernets this process holds (tests check the once-per-process load)."""
+    return len(_LOADED)
+

@@ -1,0 +1,85 @@
+"""A weight-sharing search end to end: supernet once, inherited trials, a finalist."""
+
+import pytest
+
+pytest.importorskip("torch")
+
+from nascompress.config import ConfigError, parse_config  # noqa: E402
+from nascompress.pareto import pareto_front  # noqa: E402
+from nascompress.search.experiment import build_experiment  # noqa: E402
+from nascompress.search.local import run_local  # noqa: E402
+from nascompress.search.records import RunDirectory  # noqa: E402
+from nascompress.supernet import training  # noqa: E402
+
+FIXED = {"prune/ratio": {"type": "float", "low": 0.0, "high": 0.0},
+         "prune/sparsity": {"type": "float", "low": 0.0, "high": 0.0},
+         "lowrank/ratio": {"type": "float", "low": 1.0, "high": 1.0},
+         "quant/activations": {"type": "categorical", "choices": [32]},
+         "quant/bits": {"type": "categorical", "choices": [4, 8, 32]},
+         "quant/scheme": {"type": "categorical", "choices": ["symmetric"]}}
+LATENCY = {"min_repeats": 3, "max_repeats": 10, "warmup": 1, "time_cap_s": 0.2}
+
+
+def config(out, *, space="mobilenet", trials=4, name="ws"):
+    space_section = {"name": space}
+    if space == "mobilenet":
+        space_section.update(options={"stages": [[8, 1], [16, 2]], "max_depth": 2,
+                                      "stem_channels": 8, "head_channels": 16},
+                             dimensions=FIXED)
+    return parse_config({
+        "name": name, "output_dir": str(out), "trials": trials, "runner": "local",
+        "seed": 0, "dataset": {"name": "digits"}, "space": space_section,
+        "strategy": {"name": "random"},
+        "evaluator": {"name": "supernet", "options": {
+            "epochs": 2, "warmup_epochs": 1, "finalists": 1, "finetune_epochs": 1,
+            "bn_batches": 2, "latency": LATENCY}},
+    })
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    out = tmp_path_factory.mktemp("results")
+    experiment = build_experiment(config(out))
+    run_local(experiment, stream=None)
+    return out, experiment, RunDirectory(out / "ws")
+
+
+def test_trials_inherit_and_the_finalist_is_fine_tuned(finished):
+    _, experiment, run = finished
+    records = run.load_trials()
+    search = [r for r in records if r["stage"] == "search"]
+    final = [r for r in records if r["stage"] == "final"]
+    assert len(search) == 4 and len(final) == 1
+    assert all(r["state"] == "COMPLETE" for r in records)
+    assert {r["metrics"]["accuracy_source"] for r in search} == {"inherited"}
+    assert final[0]["metrics"]["accuracy_source"] == "fine-tuned"
+    chosen = final[0]["metrics"]["finalist_of"]
+    assert final[0]["params"] == search[chosen]["params"]
+    assert final[0]["metrics"]["search_objectives"] == search[chosen]["objectives"]
+    for record in records:  # the artifact is what size_bytes measures
+        artifact = run.models_dir / record["metrics"]["artifact"]
+        assert artifact.stat().st_size == record["objectives"]["size_bytes"]
+    # The supernet is recorded once, and the front is the finalists'.
+    supernet = run.read_run()["supernet"]
+    assert supernet["epochs"] == 2 and len(supernet["history"]) == 2
+    assert (run.path / supernet["checkpoint"]).exists()
+    front = pareto_front(records, experiment.objectives)
+    assert [r["stage"] for r in front] == ["final"]
+
+
+def test_a_resumed_search_reuses_the_supernet_and_its_finalists(finished):
+    out, _, run = finished
+    before = run.load_trials()
+    experiment = build_experiment(config(out), allow_existing=True)
+    run_local(experiment, resume=True, stream=None)
+    assert run.load_trials() == before
+    assert run.read_run()["supernet"]["train_s"] == 0.0  # reused, not retrained
+
+
+def test_trials_load_the_supernet_once_per_process(finished):
+    assert training.loaded_count() == 1
+
+
+def test_a_space_without_a_supernet_is_refused_before_any_compute(tmp_path):
+    with pytest.raises(ConfigError, match="'image-cnn' does not support weight sharing yet"):
+        build_experiment(config(tmp_path, space="image-cnn"))

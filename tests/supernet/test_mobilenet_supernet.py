@@ -1,0 +1,151 @@
+"""The elastic mobilenet supernet: exact extraction, channel sorting, training, resume."""
+
+import random
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from nascompress.compression.plan import CompressionPlan  # noqa: E402
+from nascompress.data import DatasetSplits  # noqa: E402
+from nascompress.models.mobilenet import MobileNet  # noqa: E402
+from nascompress.spaces import ImageCNNSpace, MobileNetSpace  # noqa: E402
+from nascompress.supernet import training  # noqa: E402
+from nascompress.supernet.training import (  # noqa: E402
+    CHECKPOINT_FILE,
+    SUPERNET_FILE,
+    SupernetOptions,
+    train_supernet,
+)
+
+SHAPE = (1, 8, 8)
+
+
+def tiny_space(**dimensions):
+    return MobileNetSpace(stages=[(8, 1), (16, 2)], max_depth=2, stem_channels=8,
+                          head_channels=16, dimensions={
+                              "quant/bits": {"type": "categorical", "choices": [4, 8, 32]},
+                              "quant/scheme": {"type": "categorical",
+                                               "choices": ["symmetric", "affine"]},
+                              **dimensions})
+
+
+def randomized(net):
+    """Non-trivial BatchNorm statistics and kernel transforms (fresh ones are identities)."""
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.normal_(generator=gen)
+                module.running_var.uniform_(0.5, 1.5, generator=gen)
+                module.weight.uniform_(0.5, 1.5, generator=gen)
+                module.bias.normal_(generator=gen)
+        for name, parameter in net.named_parameters():
+            if ".transforms." in name:
+                parameter.add_(0.05 * torch.randn(parameter.shape, generator=gen))
+    return net.eval()
+
+
+def random_params(space, seed):
+    rng = random.Random(seed)
+    return {key: dim.sample(rng) for key, dim in space.dimensions().items()}
+
+
+def test_the_space_declares_its_elastic_keys_and_others_do_not():
+    space = tiny_space()
+    keys = space.elastic_dimensions()
+    assert "arch/width_mult" in keys and "quant/bits" in keys and "prune/ratio" not in keys
+    assert ImageCNNSpace().elastic_dimensions() == ()
+    with pytest.raises(NotImplementedError, match="does not support weight sharing"):
+        ImageCNNSpace().build_supernet(input_shape=SHAPE, num_classes=10)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_an_extracted_subnet_is_a_smaller_real_model_with_the_supernets_output(seed):
+    space = tiny_space()
+    net = randomized(space.build_supernet(input_shape=SHAPE, num_classes=10))
+    params = random_params(space, seed)
+    x = torch.randn(5, *SHAPE)
+    net.set_active(params)
+    expected = net(x)
+    model = net.extract(params).eval()
+    assert type(model) is MobileNet
+    reference = space.build_model(params, input_shape=SHAPE, num_classes=10)
+    assert {k: v.shape for k, v in model.state_dict().items()} == {
+        k: v.shape for k, v in reference.state_dict().items()}
+    assert (sum(p.numel() for p in model.parameters())
+            <= sum(p.numel() for p in net.parameters()))
+    # The supernet fake-quantizes with the plan's own quantizer: the shipped weights agree.
+    plan = CompressionPlan.from_params(params)
+    layer_bits = plan.layer_bits(model)
+    if plan.quantized_layers(layer_bits):
+        plan.finalize_(model, layer_bits)
+    with torch.no_grad():
+        assert torch.allclose(model(x), expected, atol=1e-5)
+
+
+def test_sorting_channels_keeps_the_largest_network_and_orders_by_importance():
+    space = tiny_space()
+    net = randomized(space.build_supernet(input_shape=SHAPE, num_classes=10))
+    x = torch.randn(4, *SHAPE)
+    net.set_active(net.largest())
+    before = net(x)
+    net.sort_channels_()
+    assert torch.allclose(net(x), before, atol=1e-5)
+    block = net.stages[1][0]
+    importance = block.project.abs().sum(dim=(0, 2, 3))
+    assert torch.all(importance[:-1] >= importance[1:])
+
+
+@pytest.fixture(scope="module")
+def digits_small():
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = (bunch.images[:400] / 16.0).astype("float32")[:, None]
+    return DatasetSplits.stratified("digits-small", x, bunch.target[:400].astype("int64"),
+                                    num_classes=10, split_seed=0, fractions=(0.7, 0.15, 0.15),
+                                    preprocessing={})
+
+
+def test_training_checkpoints_every_epoch_and_resumes_after_a_crash(tmp_path, monkeypatch,
+                                                                    digits_small):
+    torch.set_num_threads(1)
+    space = tiny_space()
+    options = SupernetOptions(epochs=3, warmup_epochs=1, batch_size=64, bn_batches=1)
+    real_save = training._save_atomic
+    saves = []
+
+    def crash_after_second_epoch(path, payload):
+        real_save(path, payload)
+        saves.append(payload.get("epoch"))
+        if payload.get("epoch") == 2:
+            raise KeyboardInterrupt("simulated crash")
+
+    monkeypatch.setattr(training, "_save_atomic", crash_after_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train_supernet(space, digits_small, options=options, seed=0, directory=tmp_path,
+                       stream=None)
+    assert saves == [1, 2] and not (tmp_path / SUPERNET_FILE).exists()
+    monkeypatch.setattr(training, "_save_atomic", real_save)
+    result = train_supernet(space, digits_small, options=options, seed=0,
+                            directory=tmp_path, stream=None)
+    assert result.resumed_from == 2
+    assert [h["epoch"] for h in result.history] == [1, 2, 3]
+    assert (tmp_path / CHECKPOINT_FILE).exists() and result.path.exists()
+    # Finished: the same settings reuse it; other settings would train afresh.
+    again = train_supernet(space, digits_small, options=options, seed=0,
+                           directory=tmp_path, stream=None)
+    assert again.seconds == 0.0 and again.history == result.history
+    net = training.load_supernet(result.path, space, digits_small)
+    assert training.load_supernet(result.path, space, digits_small) is net
+
+
+def test_bn_recalibration_uses_the_batches_asked_for(digits_small):
+    space = tiny_space()
+    net = space.build_supernet(input_shape=SHAPE, num_classes=10)
+    model = net.extract(net.smallest())
+    used = training.recalibrate_bn(model, digits_small.loader("train", batch_size=16),
+                                   batches=3)
+    assert used == 3 and not model.training
+    assert int(model.stem[1].num_batches_tracked) == 3
