@@ -90,18 +90,12 @@ class SupernetEvaluator(CompressTrainEvaluator):
         finetune_epochs: int = 3,
         finetune_lr: float = 5e-4,
         finetune_alpha: float = 0.5,
-        batch_size: int = 64,
-        lr: float = 3e-3,
-        importance: str = "l1",
-        threads: int = 1,
-        latency=None,
-        latency_runtime: str | None = None,
-        recipe=None,
+        **options: Any,
     ) -> None:
-        super().__init__(epochs=epochs, finetune_epochs=finetune_epochs, batch_size=batch_size,
-                         lr=lr, finetune_lr=finetune_lr, importance=importance,
-                         threads=threads, latency=latency, latency_runtime=latency_runtime,
-                         recipe=recipe)
+        # batch_size, lr, importance, threads, latency, latency_runtime and recipe are
+        # compress-train's own options, with its defaults.
+        super().__init__(epochs=epochs, finetune_epochs=finetune_epochs,
+                         finetune_lr=finetune_lr, **options)
         self.warmup_epochs = warmup_epochs
         self.random_subnets = random_subnets
         self.kd_alpha = kd_alpha
