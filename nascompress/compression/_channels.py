@@ -118,7 +118,9 @@ def _classifier_layers(model: nn.Module, example_inputs: torch.Tensor) -> list[n
             "cannot find the classifier: the model output is not a tensor "
             f"(got {type(output).__name__}); pass ignored_layers explicitly"
         )
-    width = output.shape[-1]
+    # Channels are dim 1: (batch, classes) logits, or (batch, classes, H, W) for a
+    # segmentation head; the layers that make them are the model's outputs.
+    width = output.shape[1] if output.dim() >= 2 else output.shape[-1]
     return [
         m
         for m in model.modules()

@@ -159,8 +159,8 @@ def prune_channels(
             rule above); they support neither ``global_pruning`` nor ``iterative_steps > 1``.
         global_pruning: Rank channels across layers instead of within each layer.
         ignored_layers: Modules whose output channels must not be pruned. When ``None``,
-            every Conv/Linear whose ``out_channels``/``out_features`` equals the last
-            dimension of the model's output is ignored, which protects the classifier
+            every Conv/Linear whose ``out_channels``/``out_features`` equals the channel
+            dimension of the model's output (dim 1) is ignored, which protects the classifier
             (and, by this rule, any other layer of that width).
         layer_ratios: Module name (as in ``model.named_modules()``) -> ratio in ``[0, 1)``
             for Conv/Linear layers whose ratio differs from ``ratio``. Named layers are

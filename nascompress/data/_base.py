@@ -225,8 +225,12 @@ def take(loader: Iterable[tuple[Any, Any]], count: int):
 
 
 def check_batch(split: str, batch: Any, *, input_shape: tuple[int, ...],
-                num_classes: int) -> None:
-    """Raise ``ValueError`` naming ``dataset.<split>`` when a batch breaks the contract."""
+                num_classes: int, class_labels: bool = True) -> None:
+    """Raise ``ValueError`` naming ``dataset.<split>`` when a batch breaks the contract.
+
+    With ``class_labels=False`` (a task scored by the user's metric) the labels may be
+    anything with one entry per input: masks, boxes, token ids.
+    """
     import torch
 
     where = f"dataset.{split}"
@@ -250,6 +254,11 @@ def check_batch(split: str, batch: Any, *, input_shape: tuple[int, ...],
         bad = int((~torch.isfinite(inputs)).sum())
         raise ValueError(f"{where} inputs must be finite, but got {bad} NaN or infinite "
                          f"value(s) in the first batch")
+    if not class_labels:
+        if labels.dim() < 1 or len(labels) != len(inputs):
+            raise ValueError(f"{where} labels must have one entry per input ({len(inputs)}), "
+                             f"but got shape {tuple(labels.shape)}")
+        return
     if labels.dim() != 1 or len(labels) != len(inputs):
         raise ValueError(f"{where} labels must have shape ({len(inputs)},), but got "
                          f"{tuple(labels.shape)}")
@@ -261,7 +270,7 @@ def check_batch(split: str, batch: Any, *, input_shape: tuple[int, ...],
                          f"from {int(labels.min())} to {int(labels.max())}")
 
 
-def check_dataset(dataset: Dataset) -> None:
+def check_dataset(dataset: Dataset, *, class_labels: bool = True) -> None:
     """Validate the first batch of every split (see :func:`check_batch`).
 
     Raises:
@@ -275,7 +284,8 @@ def check_dataset(dataset: Dataset) -> None:
         batch = next(iter(dataset.loader(split)), None)
         if batch is None:
             raise ValueError(f"dataset.{split} must yield at least one batch, but yielded none")
-        check_batch(split, batch, input_shape=shape, num_classes=classes)
+        check_batch(split, batch, input_shape=shape, num_classes=classes,
+                    class_labels=class_labels)
 
 
 def stratified_split(

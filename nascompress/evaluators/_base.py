@@ -142,6 +142,12 @@ class Evaluator(ABC):
       cannot search a given space (weight sharing needs a space with a supernet).
     * :meth:`objectives` declares what :meth:`evaluate` returns, each with a mode and a
       unit; the progress line prints them as ``name=value`` formatted by unit.
+    * :meth:`classification` says whether candidates are classifiers: models mapping a
+      batch to ``(batch, num_classes)`` logits, scored against integer labels in
+      ``[0, num_classes)``; the runner then checks both before any compute. An
+      evaluator scoring another task (a user metric on segmentation, detection or text
+      outputs) returns False: the runner then checks only the inputs, and that a model
+      runs on a batch.
     * :meth:`intermediate_metrics` declares what ``report`` emits during a trial that
       early stopping may compare (name -> ``"max"`` / ``"min"``), and
       :meth:`intermediate_margins` how much better one trial must be on a metric to
@@ -201,6 +207,10 @@ class Evaluator(ABC):
         """Why this evaluator cannot search ``space`` (a ``ConfigError`` before any
         compute), or ``None``; the default accepts every space."""
         return None
+
+    def classification(self) -> bool:
+        """Whether candidates are classifiers scored against class labels (see above)."""
+        return True
 
     @abstractmethod
     def objectives(self) -> Sequence[Objective]:

@@ -267,6 +267,11 @@ class CompressTrainEvaluator(Evaluator):
                 f"evaluator.teacher.checkpoint: file {str(checkpoint)!r} does not exist"
             )
 
+    def classification(self) -> bool:
+        # With the user's metric the task may be anything (segmentation, detection, ...);
+        # top-1 accuracy against class labels is what assumes a classifier.
+        return self.metric is None
+
     def _score_name(self) -> str:
         metric = self.metric
         if metric is None:

@@ -274,16 +274,20 @@ def _load_dataset(config: ExperimentConfig):
             f"dataset.name: {name!r} made a {type(dataset).__name__} object without "
             f"{missing}; a dataset must return a nascompress.data.Dataset"
         )
+    return dataset
+
+
+def _check_dataset(dataset, *, name: str, class_labels: bool) -> None:
+    """The first batch of every split, before any compute is spent on it."""
     from nascompress.data import check_dataset
 
-    try:  # the first batch of every split, before any compute is spent on it
-        check_dataset(dataset)
+    try:
+        check_dataset(dataset, class_labels=class_labels)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     except Exception as exc:  # a user loader's own failure
         raise ConfigError(f"dataset.name: {name!r} failed to yield a batch: "
                           f"{type(exc).__name__}: {exc}") from None
-    return dataset
 
 
 def default_run_name(config: ExperimentConfig) -> str:
@@ -328,6 +332,8 @@ def build_experiment(config: ExperimentConfig, *, allow_existing: bool = False) 
     problem = evaluator.check_space(space)
     if problem:
         raise ConfigError(problem)
+    classification = evaluator.classification()
+    _check_dataset(dataset, name=config.dataset.name, class_labels=classification)
     objectives = list(evaluator.objectives())
     _check_early_stopping(config, evaluator)
 
@@ -364,7 +370,8 @@ def build_experiment(config: ExperimentConfig, *, allow_existing: bool = False) 
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"strategy.options: {exc}") from None
 
-    _smoke_test_space(space, dataset, seed=config.seed, name=config.space.name)
+    _smoke_test_space(space, dataset, seed=config.seed, name=config.space.name,
+                      classification=classification)
     if config.address and config.runner == "ray":
         check_address(config.address)
     elif config.address:
@@ -458,7 +465,8 @@ def _check_local_gpu(config: ExperimentConfig) -> None:
             raise ConfigError(str(exc)) from None
 
 
-def _smoke_test_space(space: SearchSpace, dataset, *, seed: int, name: str) -> None:
+def _smoke_test_space(space: SearchSpace, dataset, *, seed: int, name: str,
+                      classification: bool = True) -> None:
     """Build one valid model and run one example through it, so a broken space fails now.
 
     ``name`` is the space as the config names it (a registered name or an import path).
@@ -490,6 +498,8 @@ def _smoke_test_space(space: SearchSpace, dataset, *, seed: int, name: str) -> N
             f"space.name: the space {name!r} failed to build or run a model for {params}: "
             f"{type(exc).__name__}: {exc}"
         ) from None
+    if not classification:
+        return  # another task's outputs: any shape the user's metric reads
     if tuple(getattr(out, "shape", ())) != (len(example), dataset.num_classes):
         raise ConfigError(
             f"space.name: models of the space {name!r} must output (batch, "
