@@ -44,9 +44,12 @@ __all__ = [
     "dominates_vector",
     "front_hypervolume",
     "hypervolume",
+    "is_candidate",
     "is_feasible",
     "is_finite_number",
     "is_number",
+    "metric_value",
+    "minimised_vector",
     "nondominated_ranks",
     "objective_values_are_finite",
     "pareto_front",
@@ -433,7 +436,8 @@ class Constraint:
         return f"{self.metric} {self.op} {self.bound:g}"
 
 
-def _lookup_metric(trial: Mapping[str, Any], metric: str) -> Any:
+def metric_value(trial: Mapping[str, Any], metric: str) -> Any:
+    """``metric`` of a trial record: its objective of that name, else its metric, else None."""
     objectives = trial.get("objectives") or {}
     if metric in objectives:
         return objectives[metric]
@@ -457,7 +461,7 @@ def is_feasible(trial: Mapping[str, Any], constraints: Sequence[Constraint]) -> 
         True when every constraint is satisfied, i.e. when
         :func:`constraint_violation` is 0.
     """
-    return all(c.satisfied(_lookup_metric(trial, c.metric)) for c in constraints)
+    return all(c.satisfied(metric_value(trial, c.metric)) for c in constraints)
 
 
 def constraint_violation(trial: Mapping[str, Any], constraints: Sequence[Constraint]) -> float:
@@ -476,22 +480,24 @@ def constraint_violation(trial: Mapping[str, Any], constraints: Sequence[Constra
         0.0 when feasible, positive otherwise, ``inf`` when a constrained metric is
         missing or not a finite number.
     """
-    return sum((c.violation(_lookup_metric(trial, c.metric)) for c in constraints), 0.0)
+    return sum((c.violation(metric_value(trial, c.metric)) for c in constraints), 0.0)
 
 
 # --------------------------------------------------------------------------- front
 
 
-def _minimised_vector(trial: Mapping[str, Any], objectives: Sequence[Objective]) -> list[float]:
+def minimised_vector(trial: Mapping[str, Any], objectives: Sequence[Objective]) -> list[float]:
+    """A trial's objective values in ``objectives``' order, each mapped so smaller is better."""
     values = trial["objectives"]
     return [o.as_minimised(values[o.name]) for o in objectives]
 
 
-def _is_candidate(
+def is_candidate(
     trial: Mapping[str, Any],
     objectives: Sequence[Objective],
-    constraints: Sequence[Constraint],
+    constraints: Sequence[Constraint] = (),
 ) -> bool:
+    """Whether a trial may be on a front: COMPLETE, finite objectives, every constraint met."""
     return (
         trial.get("state") == TrialState.COMPLETE
         and objective_values_are_finite(objectives, trial.get("objectives"))
@@ -541,8 +547,8 @@ def pareto_front(
     """
     if not objectives:
         raise ValueError("pareto_front needs at least one objective, but got none")
-    candidates = [t for t in front_pool(trials) if _is_candidate(t, objectives, constraints)]
-    vectors = [_minimised_vector(t, objectives) for t in candidates]
+    candidates = [t for t in front_pool(trials) if is_candidate(t, objectives, constraints)]
+    vectors = [minimised_vector(t, objectives) for t in candidates]
     return [
         trial
         for trial, vector in zip(candidates, vectors, strict=True)
@@ -674,7 +680,7 @@ def front_hypervolume(
             f"from {dict(reference)!r}"
         )
     ref = [o.as_minimised(reference[o.name]) for o in objectives]
-    return hypervolume([_minimised_vector(t, objectives) for t in front], ref)
+    return hypervolume([minimised_vector(t, objectives) for t in front], ref)
 
 
 def describe_reference_rule(*, margin: float = 0.1) -> str:

@@ -38,9 +38,11 @@ from nascompress.pareto import (
     Constraint,
     TrialState,
     is_number,
+    metric_value,
     objective_values_are_finite,
     pareto_front,
 )
+from nascompress.tables import format_cell
 
 __all__ = [
     "ClosePoint",
@@ -134,18 +136,8 @@ class NoQualifyingPointError(ValueError):
 
 
 def _fmt(value: Any) -> str:
-    if not is_number(value):
-        return str(value)
-    if float(value).is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    return f"{value:.4g}"
-
-
-def _metric(record: Mapping[str, Any], name: str) -> Any:
-    objectives = record.get("objectives") or {}
-    if name in objectives:
-        return objectives[name]
-    return (record.get("metrics") or {}).get(name)
+    # As in the tables, but a missing value is named, not left blank, in a sentence.
+    return "None" if value is None else format_cell(value)
 
 
 def primary_objective(objectives: Sequence[Objective]) -> Objective:
@@ -442,7 +434,7 @@ def closest_points(
              if objective_values_are_finite(objectives, t.get("objectives"))]
     scales = {}
     for constraint in constraints:
-        values = [float(v) for t in front if is_number(v := _metric(t, constraint.metric))]
+        values = [float(v) for t in front if is_number(v := metric_value(t, constraint.metric))]
         scales[constraint] = _violation_scale(constraint, values)
     order = _default_order(objectives)
     points = []
@@ -450,7 +442,7 @@ def closest_points(
         misses = []
         total = 0.0
         for constraint in constraints:
-            value = _metric(record, constraint.metric)
+            value = metric_value(record, constraint.metric)
             rel = constraint_violation(constraint, value, scale=scales[constraint])
             if rel > 0:
                 misses.append((constraint, value, rel))

@@ -42,17 +42,17 @@ def front_rows(
     return rows
 
 
-def _format_cell(value: Any) -> str:
+def format_cell(value: Any) -> str:
+    """How a value reads in a table, a report or a pick's explanation: 4 significant
+    digits, whole numbers (byte counts) whole (12203, not 1.22e+04), ``""`` for None."""
     if value is None:
         return ""
-    if isinstance(value, bool):
+    if isinstance(value, bool | int):
         return str(value)
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        # Whole numbers (byte counts) print whole: 12203, not 1.22e+04.
-        if value.is_integer() and abs(value) < 1e15:
-            return str(int(value))
+    if is_number(value):  # floats and NumPy scalars
+        number = float(value)
+        if number.is_integer() and abs(number) < 1e15:
+            return str(int(number))
         return f"{value:.4g}"
     return str(value)
 
@@ -76,7 +76,7 @@ def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | Non
     columns = list(columns)
     if not columns:
         return ""
-    cells = [[_format_cell(row.get(c)) for c in columns] for row in rows]
+    cells = [[format_cell(row.get(c)) for c in columns] for row in rows]
     numeric = [
         any(is_number(row.get(c)) for row in rows)
         and all(row.get(c) is None or is_number(row.get(c)) for row in rows)

@@ -178,19 +178,12 @@ class SupernetEvaluator(CompressTrainEvaluator):
     def finalists(self, records: Sequence[Mapping[str, Any]], *, objectives,
                   constraints=()) -> list[Mapping[str, Any]]:
         """The best ``finalists`` search trials: feasible COMPLETE ones in NSGA-II order."""
-        from nascompress.pareto import (
-            TrialState,
-            is_feasible,
-            objective_values_are_finite,
-            rank_and_crowding,
-        )
+        from nascompress.pareto import is_candidate, minimised_vector, rank_and_crowding
 
-        pool = [r for r in records if r.get("state") == TrialState.COMPLETE
-                and objective_values_are_finite(objectives, r.get("objectives"))
-                and is_feasible(r, constraints)]
+        pool = [r for r in records if is_candidate(r, objectives, constraints)]
         if not pool or self.finalists_count == 0:
             return []
-        vectors = [[o.as_minimised(r["objectives"][o.name]) for o in objectives] for r in pool]
+        vectors = [minimised_vector(r, objectives) for r in pool]
         scores = rank_and_crowding(vectors)
         order = sorted(range(len(pool)), key=lambda i: (scores[i][0], -scores[i][1], i))
         chosen, seen = [], set()

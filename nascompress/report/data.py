@@ -15,13 +15,13 @@ from nascompress.pareto import (
     TrialState,
     dominates,
     front_hypervolume,
-    is_feasible,
-    is_finite_number,
+    is_candidate,
     objective_values_are_finite,
     pareto_front,
     reference_point,
 )
 from nascompress.search.records import PARETO_JSON, RunDirectory
+from nascompress.tables import format_cell
 
 
 @dataclass
@@ -108,9 +108,7 @@ def hypervolume_history(
     front: list[Mapping[str, Any]] = []
     volume = 0.0
     for trial in sorted(trials, key=lambda t: t.get("number", 0)):
-        if (trial.get("state") == TrialState.COMPLETE
-                and objective_values_are_finite(objectives, trial.get("objectives"))
-                and is_feasible(trial, constraints)):
+        if is_candidate(trial, objectives, constraints):
             values = trial["objectives"]
             if not any(dominates(other["objectives"], values, objectives) for other in front):
                 front = [other for other in front
@@ -141,20 +139,10 @@ def load_report_data(path: str | Path) -> ReportData:
 
 
 def format_value(value: Any) -> str:
-    """Cell text: 4 significant digits for floats, whole numbers whole, '' for None."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, float):
-        if not is_finite_number(value):
-            return str(value)  # nan, inf
-        if value.is_integer() and abs(value) < 1e15:
-            return str(int(value))
-        return f"{value:.4g}"
+    """Cell text: :func:`~nascompress.tables.format_cell`, with mappings and lists as JSON."""
     if isinstance(value, Mapping | list):
         return json.dumps(value)
-    return str(value)
+    return format_cell(value)
 
 
 def param_names(trials: Sequence[Mapping[str, Any]]) -> list[str]:
