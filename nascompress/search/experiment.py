@@ -17,6 +17,7 @@ from nascompress.evaluators import EVALUATORS, Evaluator
 from nascompress.objectives import Objective
 from nascompress.pareto import Constraint
 from nascompress.registry import RegistryError
+from nascompress.search.cluster import check_cluster
 from nascompress.search.records import RunDirectory
 from nascompress.spaces import SPACES, SearchSpace
 from nascompress.strategies import STRATEGIES, Strategy, setup_strategy
@@ -373,7 +374,7 @@ def build_experiment(config: ExperimentConfig, *, allow_existing: bool = False) 
     _smoke_test_space(space, dataset, seed=config.seed, name=config.space.name,
                       classification=classification)
     if config.address and config.runner == "ray":
-        check_address(config.address)
+        check_cluster(config.address)  # reachable, answers as Ray, token, versions
     elif config.address:
         raise ConfigError(
             f"address: {config.address!r} is only used with runner 'ray', but the runner is "
@@ -419,19 +420,6 @@ def _check_early_stopping(config: ExperimentConfig, evaluator: Evaluator) -> Non
                               margins=dict(margins), relative_margin=cfg.relative_margin)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-
-
-def check_address(address: str) -> None:
-    """Fail fast (before any compute) when a Ray cluster address cannot be joined.
-
-    Accepts ``HOST:PORT`` (the GCS address that ``ray start --head`` prints) and
-    ``ray://HOST:PORT`` (Ray Client). ``auto`` is passed through to Ray. The checks
-    (reachable, answers as Ray, token accepted, same versions) live in
-    :func:`nascompress.search.cluster.check_cluster`.
-    """
-    from nascompress.search.cluster import check_cluster
-
-    check_cluster(address)
 
 
 def _check_local_gpu(config: ExperimentConfig) -> None:
