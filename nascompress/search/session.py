@@ -8,8 +8,6 @@ early-stopping rule, the latency service and pre-filter) comes from the
 from __future__ import annotations
 
 import json
-import math
-import numbers
 import sys
 import threading
 import time
@@ -20,7 +18,7 @@ from typing import Any, TextIO
 
 from nascompress.evaluators import Prepared
 from nascompress.objectives import Objective
-from nascompress.pareto import pareto_front
+from nascompress.pareto import is_finite_number, pareto_front
 from nascompress.search.experiment import Experiment
 from nascompress.search.records import TrialRecord, write_atomic
 from nascompress.search.trial import TrialOutcome
@@ -299,8 +297,7 @@ def format_objectives(objectives: Sequence[Objective], values: Mapping[str, Any]
     parts = []
     for objective in objectives:
         value = values.get(objective.name)
-        if (isinstance(value, bool) or not isinstance(value, numbers.Real)
-                or not math.isfinite(value)):
+        if not is_finite_number(value):
             parts.append(f"{objective.name}={value!r}")
             continue
         text = format(float(value), _UNIT_FORMATS.get(objective.unit, ".4g"))
