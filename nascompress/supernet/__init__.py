@@ -1,5 +1,7 @@
 """Weight sharing: elastic supernets, their training, and subnet extraction.
 
+* :mod:`~nascompress.supernet._elastic` — what every elastic supernet shares (fake
+  quantizer, sliced BatchNorm, channel permutation) and the contract they keep;
 * :mod:`~nascompress.supernet.mobilenet` — the elastic ``mobilenet`` supernet
   (width, expansion, depth, kernel, squeeze-excite, bit-width) and ``extract``;
 * :mod:`~nascompress.supernet.training` — sandwich-rule training with in-place

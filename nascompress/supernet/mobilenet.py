@@ -46,30 +46,14 @@ import torch.nn.functional as F  # noqa: N812 - torch's own convention
 from torch import nn
 
 from nascompress.models.mobilenet import make_divisible, stage_strides
-
-FLOAT_BITS = 32
-
-
-def _fake_quant(weight: torch.Tensor, bits: int, scheme: str) -> torch.Tensor:
-    """``weight`` as the deployed quantizer sees it, straight-through gradient."""
-    if bits >= FLOAT_BITS:
-        return weight
-    from nascompress.compression.quantization import _dequantize_raw, _quantize_raw
-
-    with torch.no_grad():
-        fake = _dequantize_raw(_quantize_raw(weight, bits, scheme), weight.ndim)
-    return weight + (fake.to(weight.dtype) - weight).detach()
-
-
-class ElasticBN(nn.BatchNorm2d):
-    """BatchNorm over the first ``C`` channels of the largest layer's statistics."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        c = x.shape[1]
-        training = self.training or self.running_mean is None
-        return F.batch_norm(x, self.running_mean[:c], self.running_var[:c],
-                            self.weight[:c], self.bias[:c], training, self.momentum or 0.1,
-                            self.eps)
+from nascompress.supernet._elastic import (
+    FLOAT_BITS,
+    ElasticBN,
+    copy_bn,
+    extreme,
+    fake_quant,
+    permute,
+)
 
 
 class ElasticBlock(nn.Module):
@@ -139,7 +123,7 @@ class ElasticBlock(nn.Module):
         w = self.weights(cin, cout, expand=expand, kernel=kernel, se=se)
 
         def q(t: torch.Tensor) -> torch.Tensor:
-            return _fake_quant(t, bits, scheme)
+            return fake_quant(t, bits, scheme)
 
         h = self.act(self.bn1(F.conv2d(x, q(w["expand"]))))
         hidden = h.shape[1]
@@ -218,10 +202,10 @@ class ElasticMobileNet(nn.Module):
         return {key: params.get(key, largest[key]) for key in self.choices}
 
     def largest(self) -> dict[str, Any]:
-        return {key: _extreme(key, values, largest=True) for key, values in self.choices.items()}
+        return {key: extreme(key, values, largest=True) for key, values in self.choices.items()}
 
     def smallest(self) -> dict[str, Any]:
-        return {key: _extreme(key, values, largest=False)
+        return {key: extreme(key, values, largest=False)
                 for key, values in self.choices.items()}
 
     def set_active(self, params: Mapping[str, Any]) -> None:
@@ -247,16 +231,16 @@ class ElasticMobileNet(nn.Module):
         subnet = self._active
         stem, stages = self._layout(subnet)
         bits, scheme = self._bits(subnet)
-        x = F.hardswish(self.stem_bn(F.conv2d(x, _fake_quant(self.stem[:stem], bits, scheme),
+        x = F.hardswish(self.stem_bn(F.conv2d(x, fake_quant(self.stem[:stem], bits, scheme),
                                               stride=self.stem_stride, padding=1)))
         for blocks, (cout, depth, expand, kernel, se) in zip(self.stages, stages, strict=True):
             for block in blocks[:depth]:
                 x = block(x, cout, expand=expand, kernel=kernel, se=se, bits=bits,
                           scheme=scheme)
-        head = _fake_quant(self.head[:, :x.shape[1]], bits, scheme)
+        head = fake_quant(self.head[:, :x.shape[1]], bits, scheme)
         x = F.hardswish(self.head_bn(F.conv2d(x, head)))
         x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
-        return F.linear(x, _fake_quant(self.classifier.weight, bits, scheme),
+        return F.linear(x, fake_quant(self.classifier.weight, bits, scheme),
                         self.classifier.bias)
 
     # -- extraction ------------------------------------------------------------------
@@ -274,7 +258,7 @@ class ElasticMobileNet(nn.Module):
         stem, stages = self._layout(self.subnet(params))
         conv, bn = model.stem[0], model.stem[1]
         conv.weight.copy_(self.stem[:stem])
-        _copy_bn(bn, self.stem_bn)
+        copy_bn(bn, self.stem_bn)
         extracted = iter(model.blocks)
         cin = stem
         for blocks, (cout, depth, expand, kernel, se) in zip(self.stages, stages, strict=True):
@@ -283,9 +267,9 @@ class ElasticMobileNet(nn.Module):
                 w = block.weights(cin, cout, expand=expand, kernel=kernel, se=se)
                 layers = list(target.block)
                 layers[0].weight.copy_(w["expand"])
-                _copy_bn(layers[1], block.bn1)
+                copy_bn(layers[1], block.bn1)
                 layers[3].weight.copy_(w["depthwise"])
-                _copy_bn(layers[4], block.bn2)
+                copy_bn(layers[4], block.bn2)
                 if se:
                     module = layers[6]
                     module.reduce.weight.copy_(w["se_reduce"])
@@ -293,10 +277,10 @@ class ElasticMobileNet(nn.Module):
                     module.expand.weight.copy_(w["se_expand"])
                     module.expand.bias.copy_(w["se_expand_bias"])
                 layers[-2].weight.copy_(w["project"])
-                _copy_bn(layers[-1], block.bn3)
+                copy_bn(layers[-1], block.bn3)
                 cin = cout
         model.head[0].weight.copy_(self.head[:, :cin])
-        _copy_bn(model.head[1], self.head_bn)
+        copy_bn(model.head[1], self.head_bn)
         model.classifier.load_state_dict(self.classifier.state_dict())
         return model
 
@@ -337,43 +321,17 @@ class ElasticMobileNet(nn.Module):
                              for m, n, _ in readers)
             order = torch.argsort(importance, descending=True, stable=True)
             for module, name, dim in writers + readers:
-                _permute(module, name, dim, order)
+                permute(module, name, dim, order)
         for blocks in self.stages:
             for block in blocks:
                 importance = block.project.abs().transpose(0, 1).flatten(1).sum(1)
                 order = torch.argsort(importance, descending=True, stable=True)
-                _permute(block, "expand", 0, order)
-                _permute(block.bn1, None, 0, order)
-                _permute(block, "depthwise", 0, order)
-                _permute(block.bn2, None, 0, order)
-                _permute(block, "project", 1, order)
+                permute(block, "expand", 0, order)
+                permute(block.bn1, None, 0, order)
+                permute(block, "depthwise", 0, order)
+                permute(block.bn2, None, 0, order)
+                permute(block, "project", 1, order)
                 if block.has_se:
-                    _permute(block, "se_reduce", 1, order)
-                    _permute(block, "se_expand", 0, order)
-                    _permute(block, "se_expand_bias", 0, order)
-
-
-def _extreme(key: str, values: Sequence[Any], *, largest: bool) -> Any:
-    if key == "quant/scheme":  # no order: symmetric is the cheapest to train and to ship
-        return "symmetric" if "symmetric" in values else values[0]
-    return max(values) if largest else min(values)
-
-
-def _permute(module: nn.Module, name: str | None, dim: int, order: torch.Tensor) -> None:
-    """Reorder ``module.<name>`` along ``dim`` (a BatchNorm's four tensors for ``None``)."""
-    if name is None:
-        for attr in ("weight", "bias", "running_mean", "running_var"):
-            tensor = getattr(module, attr)
-            tensor.data.copy_(tensor.data[order])
-        return
-    tensor = getattr(module, name)
-    tensor.data.copy_(tensor.data.index_select(dim, order))
-
-
-def _copy_bn(target: nn.BatchNorm2d, source: nn.BatchNorm2d) -> None:
-    c = target.num_features
-    target.weight.copy_(source.weight[:c])
-    target.bias.copy_(source.bias[:c])
-    target.running_mean.copy_(source.running_mean[:c])
-    target.running_var.copy_(source.running_var[:c])
-    target.num_batches_tracked.copy_(source.num_batches_tracked)
+                    permute(block, "se_reduce", 1, order)
+                    permute(block, "se_expand", 0, order)
+                    permute(block, "se_expand_bias", 0, order)
