@@ -54,6 +54,7 @@ __all__ = [
     "objective_values_are_finite",
     "pareto_front",
     "front_pool",
+    "score_source",
     "FINAL_STAGE",
     "rank_and_crowding",
     "reference_point",
@@ -507,6 +508,15 @@ def is_candidate(
 
 #: ``stage`` of the trial records that finish a search (weight sharing's finalists).
 FINAL_STAGE = "final"
+
+
+def score_source(trial: Mapping[str, Any]) -> str | None:
+    """Where a trial's score (accuracy or the user's metric) comes from, when its
+    evaluator says: ``"inherited"`` (weights shared with a supernet, never trained as
+    this model) or ``"fine-tuned"`` (a finalist trained as itself); ``None`` for
+    trials trained on their own (multi-trial search)."""
+    source = (trial.get("metrics") or {}).get("accuracy_source")
+    return source if isinstance(source, str) else None
 
 
 def front_pool(trials: Sequence[Mapping[str, Any]]) -> Sequence[Mapping[str, Any]]:

@@ -41,6 +41,7 @@ from nascompress.pareto import (
     metric_value,
     objective_values_are_finite,
     pareto_front,
+    score_source,
 )
 from nascompress.tables import format_cell
 
@@ -178,10 +179,13 @@ def known_metrics(trials: Sequence[Mapping[str, Any]]) -> set[str]:
 
 
 def describe_point(record: Mapping[str, Any], objectives: Sequence[Objective]) -> str:
-    """``#6 local_89274787  accuracy=0.9963 size_bytes=30650 latency_ms=0.2423``."""
+    """``#6 local_89274787  accuracy=0.9963 size_bytes=30650 latency_ms=0.2423``, with
+    ``(score inherited)`` or ``(score fine-tuned)`` when the trial records its source."""
     values = record.get("objectives") or {}
     shown = " ".join(f"{o.name}={_fmt(values.get(o.name))}" for o in objectives)
-    return f"#{record.get('number')} {record.get('trial_id')}  {shown}"
+    source = score_source(record)
+    return (f"#{record.get('number')} {record.get('trial_id')}  {shown}"
+            + (f" (score {source})" if source else ""))
 
 
 def constraint_violation(constraint: Constraint, value: Any, *, scale: float) -> float:

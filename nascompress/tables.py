@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nascompress.objectives import Objective
-from nascompress.pareto import is_number
+from nascompress.pareto import is_number, score_source
 
 __all__ = ["format_table", "front_rows", "front_table"]
 
@@ -19,6 +19,10 @@ def front_rows(
     front: Sequence[Mapping[str, Any]], objectives: Sequence[Objective]
 ) -> list[dict[str, Any]]:
     """Flat rows for tables and CSV: ``number``, ``trial_id``, objectives, then params.
+
+    When any trial records where its score comes from (weight sharing: see
+    :func:`~nascompress.pareto.score_source`) a ``score_source`` column follows the
+    objectives.
 
     Params keep their flat names (``arch/depth``). A param whose name collides with one of
     the leading columns is written as ``param:<name>`` instead of overwriting it.
@@ -31,11 +35,14 @@ def front_rows(
         One dict per trial, keys in column order; rows may differ in their param keys.
     """
     rows = []
+    sourced = any(score_source(trial) for trial in front)
     for trial in front:
         values = trial.get("objectives") or {}
         row: dict[str, Any] = {"number": trial.get("number"), "trial_id": trial.get("trial_id")}
         for objective in objectives:
             row[objective.name] = values.get(objective.name)
+        if sourced:
+            row["score_source"] = score_source(trial)
         for key, value in (trial.get("params") or {}).items():
             row[f"param:{key}" if key in row else key] = value
         rows.append(row)
@@ -112,7 +119,9 @@ def front_table(
     """The front as a terminal table: ``trial``, the objectives, then the parameters.
 
     Trials with identical params (the same candidate proposed twice) are shown once, the
-    first of them, with how many there were in column ``n``. By default only the
+    first of them, with how many there were in column ``n``. Column ``source`` says
+    where each score comes from when the trials record it (``inherited`` from a
+    supernet, or ``fine-tuned``). By default only the
     parameters whose values differ across the front are shown and columns that would
     go beyond ``width`` characters are left out (a last line says which); ``wide=True``
     shows every parameter and the trial ids, whatever the width.
@@ -127,6 +136,7 @@ def front_table(
         The table (no trailing newline); ``""`` for an empty front.
     """
     groups: dict[str, list[Mapping[str, Any]]] = {}
+    sourced = any(score_source(trial) for trial in front)
     for trial in front:
         groups.setdefault(_params_key(trial), []).append(trial)
     rows, param_names = [], []
@@ -140,6 +150,8 @@ def front_table(
         values = first.get("objectives") or {}
         for objective in objectives:
             row[objective.name] = values.get(objective.name)
+        if sourced:
+            row["source"] = score_source(first)
         params = first.get("params") or {}
         for key in params:
             if key not in param_names:
@@ -157,7 +169,7 @@ def front_table(
     columns = list(dict.fromkeys(key for row in table_rows for key in row))
     if wide:
         return format_table(table_rows, columns)
-    lead = 1 + ("n" in columns) + len(objectives)
+    lead = 1 + ("n" in columns) + len(objectives) + sourced
     left_out: list[str] = []
     while len(columns) > lead:
         table = format_table(table_rows, columns)

@@ -160,7 +160,8 @@ def _summary(data: ReportData) -> str:
         "objectives": objectives,
         "constraints": ", ".join(str(c) for c in data.constraints) or "none",
         "Pareto front": f"{len(data.front)} point(s): "
-                        + ", ".join(f"#{t.get('number')}" for t in data.front),
+                        + ", ".join(f"#{t.get('number')}" for t in data.front)
+                        + _front_source(data.front),
         "hypervolume": f"{volume:.6g}",
         "reference point": ", ".join(f"{k}={format_value(v)}" for k, v in data.reference.items())
                            + f" ({data.reference_rule})",
@@ -168,13 +169,32 @@ def _summary(data: ReportData) -> str:
     return _kv_table(items)
 
 
+def _front_source(front) -> str:
+    """What the front's scores are, when the trials say (weight sharing)."""
+    from nascompress.pareto import score_source
+
+    sources = sorted({score_source(t) for t in front} - {None})
+    if not sources:
+        return ""
+    if sources == ["fine-tuned"]:
+        return (" (the finalists: extracted from the supernet, fine-tuned and measured "
+                "again; their scores are trained ones)")
+    return (f" (scores {' and '.join(sources)}; an inherited score comes from weights "
+            "shared with the supernet, not from training that model)")
+
+
 def _trial_table(data: ReportData) -> str:
+    from nascompress.pareto import score_source
+
     objectives = [o.name for o in data.objectives]
     params = param_names(data.trials)
     front = data.front_numbers
-    columns = (["number", "trial_id", "state", "front"] + objectives + params
+    # Weight sharing: which trials are finalists, and whose score is inherited.
+    staged = any(score_source(t) for t in data.trials)
+    extra = ["stage", "score_source"] if staged else []
+    columns = (["number", "trial_id", "state", "front", *extra] + objectives + params
                + ["duration_s", "error"])
-    text_columns = {"trial_id", "state", "front", "error"}
+    text_columns = {"trial_id", "state", "front", "error", *extra}
     head = "".join(
         f'<th class="{"text" if c in text_columns else "num"}" title="click to sort">{_e(c)}</th>'
         for c in columns
@@ -186,6 +206,8 @@ def _trial_table(data: ReportData) -> str:
         cells: list[tuple[str, Any]] = [
             ("number", trial.get("number")), ("trial_id", trial.get("trial_id")),
             ("state", trial.get("state")), ("front", "yes" if on_front else ""),
+            *((("stage", trial.get("stage", "search")),
+               ("score_source", score_source(trial))) if staged else ()),
             *((name, values.get(name)) for name in objectives),
             *((name, (trial.get("params") or {}).get(name)) for name in params),
             ("duration_s", trial.get("duration_s")), ("error", trial.get("error")),

@@ -83,3 +83,46 @@ def test_trials_load_the_supernet_once_per_process(finished):
 def test_a_space_without_a_supernet_is_refused_before_any_compute(tmp_path):
     with pytest.raises(ConfigError, match="'image-cnn' does not support weight sharing yet"):
         build_experiment(config(tmp_path, space="image-cnn"))
+
+
+def test_the_front_pick_and_report_say_whose_score_is_inherited(finished, tmp_path):
+    from nascompress.picking import pick
+    from nascompress.tables import front_rows, front_table
+
+    _, experiment, run = finished
+    records = run.load_trials()
+    front = pareto_front(records, experiment.objectives)
+    table = front_table(front, experiment.objectives)
+    assert table.splitlines()[0].split()[:5] == ["trial", "accuracy", "size_bytes",
+                                                  "latency_ms", "source"]
+    assert "fine-tuned" in table
+    assert front_rows(front, experiment.objectives)[0]["score_source"] == "fine-tuned"
+    choice = pick(records, experiment.objectives)
+    assert "(score fine-tuned)" in choice.explanation
+    # Every search trial on a table of all trials says "inherited".
+    everything = front_table([r for r in records if r["stage"] == "search"],
+                             experiment.objectives, wide=True)
+    assert everything.count("inherited") == 4
+
+    pytest.importorskip("plotly")
+    from nascompress.report import build_report
+
+    html = build_report(run.path, out=tmp_path / "report.html").read_text()
+    assert "score_source" in html and html.count(">inherited<") == 4
+    assert "the finalists: extracted from the supernet, fine-tuned" in html
+
+
+@pytest.mark.ray
+def test_a_weight_sharing_search_runs_on_ray_tune(ray_session, tmp_path):
+    from nascompress.search.controller import run_ray
+
+    cfg = config(tmp_path, trials=3, name="ws-ray")
+    experiment = build_experiment(cfg.model_copy(update={"runner": "ray", "max_concurrent": 2}))
+    run_ray(experiment, stream=None)
+    records = RunDirectory(tmp_path / "ws-ray").load_trials()
+    assert [r["state"] for r in records] == ["COMPLETE"] * 4, [r["error"] for r in records]
+    assert sorted(r["stage"] for r in records) == ["final", "search", "search", "search"]
+    assert {r["metrics"]["accuracy_source"] for r in records if r["stage"] == "search"} == {
+        "inherited"}
+    front = pareto_front(records, experiment.objectives)
+    assert [r["stage"] for r in front] == ["final"]
