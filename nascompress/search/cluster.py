@@ -250,3 +250,31 @@ def loopback_only() -> None:
         ray_constants.ENABLE_RAY_CLUSTER = False
     except ImportError:
         pass
+
+
+def init_ray(address: str | None) -> bool:
+    """Start (or join) Ray; returns True when this call started it.
+
+    A local Ray keeps its dashboard off and its node address on 127.0.0.1 (its agents
+    bind there); its GCS, raylet and workers still listen on every interface (Ray 2.60
+    has no setting for them), behind Ray's token authentication, whose token file is
+    made readable by its owner only (:mod:`nascompress.search.cluster`). Joining a
+    cluster (``address``) turns token mode on when the cluster's token is at hand.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return False
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Our progress lines are the console output; Tune's own tables would repeat them.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    if address:
+        if not os.environ.get("RAY_AUTH_MODE") and address != "auto" and needs_token(address):
+            enable_token_mode()
+        ray.init(address=address, log_to_driver=False)
+    else:
+        loopback_only()
+        secure_default_token()
+        ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False,
+                 _node_ip_address="127.0.0.1")
+    return True

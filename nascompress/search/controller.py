@@ -22,7 +22,6 @@ with their reason (never FAILED, never on the front; the strategy is told PRUNED
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from collections.abc import Mapping
@@ -34,12 +33,7 @@ from ray import tune
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from nascompress.latency import ray_services
-from nascompress.search.cluster import (
-    enable_token_mode,
-    loopback_only,
-    needs_token,
-    secure_default_token,
-)
+from nascompress.search.cluster import init_ray
 from nascompress.search.early_stopping import MultiObjectiveHalving
 from nascompress.search.experiment import Experiment
 from nascompress.search.ray_adapter import StrategySearcher
@@ -216,32 +210,6 @@ def _last_intermediate(result: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, int | float) and not isinstance(value, bool):
             keep[f"last_{key}"] = value
     return keep
-
-
-def init_ray(address: str | None) -> bool:
-    """Start (or join) Ray; returns True when this call started it.
-
-    A local Ray keeps its dashboard off and its node address on 127.0.0.1 (its agents
-    bind there); its GCS, raylet and workers still listen on every interface (Ray 2.60
-    has no setting for them), behind Ray's token authentication, whose token file is
-    made readable by its owner only (:mod:`nascompress.search.cluster`). Joining a
-    cluster (``address``) turns token mode on when the cluster's token is at hand.
-    """
-    if ray.is_initialized():
-        return False
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    # Our progress lines are the console output; Tune's own tables would repeat them.
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    if address:
-        if not os.environ.get("RAY_AUTH_MODE") and address != "auto" and needs_token(address):
-            enable_token_mode()
-        ray.init(address=address, log_to_driver=False)
-    else:
-        loopback_only()
-        secure_default_token()
-        ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False,
-                 _node_ip_address="127.0.0.1")
-    return True
 
 
 def run_ray(

@@ -384,24 +384,45 @@ def _save_atomic(path: Path, payload: Mapping[str, Any]) -> None:
 
 
 def _train_on_ray(config: Mapping[str, Any], *, stream: TextIO | None) -> None:
-    """Run :func:`train_loop` data-parallel on a Ray Train ``TorchTrainer``."""
-    import ray
+    """Run :func:`train_loop` data-parallel on a Ray Train ``TorchTrainer``.
+
+    In a Ray search Ray is already up (the controller joined the cluster before the
+    supernet is prepared) and the workers are placed on its nodes; in a local search a
+    local Ray is started the way the controller starts one (loopback, owner-only token)
+    and stopped afterwards.
+    """
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    from nascompress.search.cluster import init_ray
+
     options: SupernetOptions = config["options"]
-    if not ray.is_initialized():
-        ray.init(num_cpus=max(options.workers * options.threads, os.cpu_count() or 1),
-                 include_dashboard=False, log_to_driver=True)
-    use_gpu = str(config["device"]).startswith("cuda")
-    trainer = TorchTrainer(
-        _ray_worker, train_loop_config=dict(config),
-        scaling_config=ScalingConfig(num_workers=options.workers, use_gpu=use_gpu,
-                                     resources_per_worker={"CPU": options.threads}),
-        run_config=RunConfig(name="supernet",
-                             storage_path=str(Path(config["directory"]).resolve() / "ray")),
-    )
-    trainer.fit()
+    started = init_ray(None)
+    try:
+        import ray
+
+        use_gpu = str(config["device"]).startswith("cuda")
+        # Ray Train waits for resources forever: say now when the cluster cannot hold
+        # the workers asked for.
+        have = ray.cluster_resources()
+        for resource, each in (("CPU", options.threads), ("GPU", 1 if use_gpu else 0)):
+            if each and have.get(resource, 0) < options.workers * each:
+                raise ValueError(
+                    f"evaluator.workers={options.workers} needs {options.workers * each:g} "
+                    f"{resource}s for supernet training ({each:g} per worker), but the Ray "
+                    f"cluster has {have.get(resource, 0):g}; lower evaluator.workers or "
+                    "evaluator.threads, or add nodes")
+        trainer = TorchTrainer(
+            _ray_worker, train_loop_config=dict(config),
+            scaling_config=ScalingConfig(num_workers=options.workers, use_gpu=use_gpu,
+                                         resources_per_worker={"CPU": options.threads}),
+            run_config=RunConfig(name="supernet",
+                                 storage_path=str(Path(config["directory"]).resolve() / "ray")),
+        )
+        trainer.fit()
+    finally:
+        if started:
+            ray.shutdown()
     if stream:
         print(f"supernet: trained on {options.workers} Ray Train workers", file=stream,
               flush=True)

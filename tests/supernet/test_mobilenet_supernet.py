@@ -149,3 +149,38 @@ def test_bn_recalibration_uses_the_batches_asked_for(digits_small):
                                    batches=3)
     assert used == 3 and not model.training
     assert int(model.stem[1].num_batches_tracked) == 3
+
+
+@pytest.mark.ray
+def test_two_ray_train_workers_train_the_supernet_data_parallel(ray_session, tmp_path,
+                                                                 digits_small):
+    pytest.importorskip("ray.train")
+    space = tiny_space()
+    options = SupernetOptions(epochs=2, warmup_epochs=1, batch_size=32, bn_batches=1,
+                              workers=2)
+    result = train_supernet(space, digits_small, options=options, seed=0,
+                            directory=tmp_path, stream=None)
+    assert [h["epoch"] for h in result.history] == [1, 2]
+    batches = -(-len(digits_small.y_train) // 32)
+    # Each of the 2 workers took every other batch; together they saw the epoch (the
+    # odd last batch is dropped so that both take the same number of steps).
+    assert all(h["images"] >= (batches // 2 * 2 - 1) * 32 for h in result.history)
+    assert result.path.exists() and (tmp_path / CHECKPOINT_FILE).exists()
+    net = training.load_supernet(result.path, space, digits_small)
+    model = net.extract(net.largest())
+    assert model(torch.zeros(2, *SHAPE)).shape == (2, 10)
+    # Workers do not change the fingerprint: one worker with the same settings reuses
+    # the finished file instead of training again.
+    single = SupernetOptions(epochs=2, warmup_epochs=1, batch_size=32, bn_batches=1)
+    assert train_supernet(space, digits_small, options=single, seed=0, directory=tmp_path,
+                          stream=None).seconds == 0.0
+
+
+@pytest.mark.ray
+def test_more_workers_than_the_cluster_holds_is_one_line_before_training(ray_session,
+                                                                         tmp_path, digits_small):
+    options = SupernetOptions(epochs=1, warmup_epochs=0, batch_size=32, workers=3)
+    with pytest.raises(ValueError, match=r"evaluator.workers=3 needs 3 CPUs .* has 2"):
+        train_supernet(tiny_space(), digits_small, options=options, seed=0,
+                       directory=tmp_path, stream=None)
+    assert not (tmp_path / CHECKPOINT_FILE).exists()
