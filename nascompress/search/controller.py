@@ -32,8 +32,8 @@ import ray
 from ray import tune
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
+from nascompress.cluster import init_ray
 from nascompress.latency import ray_services
-from nascompress.search.cluster import init_ray
 from nascompress.search.early_stopping import MultiObjectiveHalving
 from nascompress.search.experiment import Experiment
 from nascompress.search.ray_adapter import StrategySearcher

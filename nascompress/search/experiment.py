@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nascompress import __version__
+from nascompress.cluster import check_cluster
 from nascompress.config import ConfigError, ExperimentConfig
 from nascompress.evaluators import EVALUATORS, Evaluator
 from nascompress.objectives import Objective
 from nascompress.pareto import Constraint
 from nascompress.registry import RegistryError
-from nascompress.search.cluster import check_cluster
 from nascompress.search.records import RunDirectory
 from nascompress.spaces import SPACES, SearchSpace
 from nascompress.strategies import STRATEGIES, Strategy, setup_strategy

@@ -394,7 +394,7 @@ def _train_on_ray(config: Mapping[str, Any], *, stream: TextIO | None) -> None:
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from nascompress.search.cluster import init_ray
+    from nascompress.cluster import init_ray
 
     options: SupernetOptions = config["options"]
     started = init_ray(None)

@@ -8,8 +8,8 @@ import stat
 
 import pytest
 
+from nascompress import cluster
 from nascompress.config import ConfigError
-from nascompress.search import cluster
 
 
 @pytest.fixture

@@ -258,7 +258,7 @@ def init_ray(address: str | None) -> bool:
     A local Ray keeps its dashboard off and its node address on 127.0.0.1 (its agents
     bind there); its GCS, raylet and workers still listen on every interface (Ray 2.60
     has no setting for them), behind Ray's token authentication, whose token file is
-    made readable by its owner only (:mod:`nascompress.search.cluster`). Joining a
+    made readable by its owner only (:mod:`nascompress.cluster`). Joining a
     cluster (``address``) turns token mode on when the cluster's token is at hand.
     """
     import ray
