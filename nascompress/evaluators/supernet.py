@@ -62,7 +62,7 @@ class SupernetEvaluator(CompressTrainEvaluator):
         kd_alpha / kd_temperature: in-place distillation of the other subnets from the
             largest.
         progressive: progressive shrinking (unlock kernel, depth, expansion, width, bits
-            in turn).
+            in turn; the ones a space lacks are skipped).
         workers: data-parallel workers for supernet training; above 1 it runs on Ray
             Train.
         bn_batches: training batches that recalibrate a subnet's BatchNorm.
