@@ -131,7 +131,7 @@ class SupernetEvaluator(CompressTrainEvaluator):
 
     def check_space(self, space) -> str | None:
         if space.elastic_dimensions():
-            return None
+            return space.weight_sharing_problem()
         return (f"evaluator.name: 'supernet' needs a space that supports weight sharing; "
                 f"space {space.name!r} does not support weight sharing yet (use evaluator "
                 "'compress-train')")
