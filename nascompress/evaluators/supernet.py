@@ -28,7 +28,8 @@ class SupernetEvaluator(CompressTrainEvaluator):
 
     Chosen with ``evaluator: {name: supernet, options: {...}}`` (multi-trial
     ``compress-train`` stays the default). The space must support weight sharing
-    (:meth:`~nascompress.spaces.SearchSpace.build_supernet`; built in: ``mobilenet``).
+    (:meth:`~nascompress.spaces.SearchSpace.build_supernet`; built in: ``mobilenet``,
+    and ``resnet`` with a single ``arch/block``).
 
     * :meth:`prepare` trains the supernet once on the driver (or resumes it from its
       last epoch checkpoint, or reuses a finished one) under ``<run>/supernet/`` (see
