@@ -28,7 +28,8 @@ class SupernetEvaluator(CompressTrainEvaluator):
 
     Chosen with ``evaluator: {name: supernet, options: {...}}`` (multi-trial
     ``compress-train`` stays the default). The space must support weight sharing
-    (:meth:`~nascompress.spaces.SearchSpace.build_supernet`; built in: ``mobilenet``).
+    (:meth:`~nascompress.spaces.SearchSpace.build_supernet`; built in: ``mobilenet``,
+    and ``resnet`` with a single ``arch/block``).
 
     * :meth:`prepare` trains the supernet once on the driver (or resumes it from its
       last epoch checkpoint, or reuses a finished one) under ``<run>/supernet/`` (see
@@ -62,7 +63,7 @@ class SupernetEvaluator(CompressTrainEvaluator):
         kd_alpha / kd_temperature: in-place distillation of the other subnets from the
             largest.
         progressive: progressive shrinking (unlock kernel, depth, expansion, width, bits
-            in turn).
+            in turn; the ones a space lacks are skipped).
         workers: data-parallel workers for supernet training; above 1 it runs on Ray
             Train.
         bn_batches: training batches that recalibrate a subnet's BatchNorm.
@@ -131,7 +132,7 @@ class SupernetEvaluator(CompressTrainEvaluator):
 
     def check_space(self, space) -> str | None:
         if space.elastic_dimensions():
-            return None
+            return space.weight_sharing_problem()
         return (f"evaluator.name: 'supernet' needs a space that supports weight sharing; "
                 f"space {space.name!r} does not support weight sharing yet (use evaluator "
                 "'compress-train')")

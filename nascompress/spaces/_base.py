@@ -41,7 +41,9 @@ class SearchSpace(ABC):
       by importance without changing the largest network). The other keys (pruning,
       sparsity, low-rank, activation quantization, distillation) are applied to the
       extracted subnet after the fact. The default supports none: it returns no elastic
-      dimensions and :meth:`build_supernet` raises ``NotImplementedError``.
+      dimensions and :meth:`build_supernet` raises ``NotImplementedError``. A space whose
+      supernet covers only some settings of its other keys says why the current ones are
+      not covered in :meth:`weight_sharing_problem` (checked before any compute).
     * Constructors store their options; ``dimensions=`` overrides the default range
       of any dimension (unknown keys are an error). Subclasses validate overrides in
       :meth:`validate_dimension`.
@@ -115,6 +117,11 @@ class SearchSpace(ABC):
     def elastic_dimensions(self) -> tuple[str, ...]:
         """The keys a weight-sharing supernet covers; empty when it has none (default)."""
         return ()
+
+    def weight_sharing_problem(self) -> str | None:
+        """Why this space's dimensions rule out its supernet (a one-line message naming
+        the dimension, its value and the fix), or ``None``; the default has none."""
+        return None
 
     def build_supernet(self, *, input_shape: tuple[int, ...], num_classes: int
                        ) -> torch.nn.Module:

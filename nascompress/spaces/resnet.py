@@ -37,6 +37,12 @@ class ResNetSpace(SearchSpace):
     Joint constraint: pruning must leave at least ``min_channels`` channels in the
     narrowest stage.
 
+    Weight sharing (:meth:`build_supernet`; see :mod:`nascompress.supernet.resnet`): per
+    stage ``arch/stage{s}/width`` and ``arch/stage{s}/blocks``, and ``quant/bits`` /
+    ``quant/scheme`` are elastic. ``arch/block`` is not (basic and bottleneck blocks
+    share no weights): the supernet covers one block type, so ``arch/block`` must hold a
+    single value (:meth:`weight_sharing_problem`).
+
     Args:
         dimensions: overrides of the default ranges.
         widths: the width choices of each stage (one list per stage).
@@ -106,6 +112,26 @@ class ResNetSpace(SearchSpace):
             blocks=[params[f"arch/stage{i}/blocks"] for i in stages],
             widths=[params[f"arch/stage{i}/width"] for i in stages],
             strides=stage_strides(min(height, width), self.strides))
+
+    def elastic_dimensions(self) -> tuple[str, ...]:
+        keys = [f"arch/stage{index}/{part}" for index in range(len(self.widths))
+                for part in ("blocks", "width")]
+        dims = self.dimensions()
+        return (*keys, *(key for key in ("quant/bits", "quant/scheme") if key in dims))
+
+    def weight_sharing_problem(self) -> str | None:
+        blocks = self.dimensions()["arch/block"].grid() or []
+        if len(blocks) == 1:
+            return None
+        return (f"space.dimensions.arch/block: weight sharing covers one block type, but "
+                f"got {blocks}; set it to one, e.g. {{type: categorical, choices: "
+                f"[{blocks[0]}]}}, or use evaluator 'compress-train'")
+
+    def build_supernet(self, *, input_shape: tuple[int, ...], num_classes: int):
+        """The elastic supernet (:class:`~nascompress.supernet.resnet.ElasticResNet`)."""
+        from nascompress.supernet.resnet import ElasticResNet
+
+        return ElasticResNet(self, input_shape=input_shape, num_classes=num_classes)
 
     def to_dict(self) -> dict[str, Any]:
         return {**super().to_dict(), "widths": self.widths, "strides": self.strides,

@@ -4,6 +4,8 @@
   quantizer, sliced BatchNorm, channel permutation) and the contract they keep;
 * :mod:`~nascompress.supernet.mobilenet` — the elastic ``mobilenet`` supernet
   (width, expansion, depth, kernel, squeeze-excite, bit-width) and ``extract``;
+* :mod:`~nascompress.supernet.resnet` — the elastic ``resnet`` supernet of one block type
+  (width and depth per stage, bit-width) and ``extract``;
 * :mod:`~nascompress.supernet.training` — sandwich-rule training with in-place
   distillation, a checkpoint per epoch and resume, BatchNorm recalibration, and the
   data-parallel path through Ray Train.

@@ -9,8 +9,9 @@ seeded by the step number, so every data-parallel worker picks the same subnets.
 Schedule: ``warmup_epochs`` train the largest network alone; then its channels are
 ordered by importance (``sort_channels_``) and the optimizer restarts. With
 ``progressive=True`` the remaining epochs unlock the elastic dimensions in Once-for-All's
-order (kernel, depth, expansion, width and squeeze-excite, bits), the later groups held
-at their largest value until their turn; otherwise every dimension is elastic at once.
+order (kernel, depth, expansion, width and squeeze-excite, bits; groups the supernet
+has no key of are skipped), the later groups held at their largest value until their
+turn; otherwise every dimension is elastic at once.
 
 A checkpoint (weights, optimizer, schedule, history) is written atomically after every
 epoch to ``<dir>/checkpoint.pt``; :func:`train_supernet` resumes from it when the same
@@ -43,9 +44,10 @@ from torch import nn
 CHECKPOINT_FILE = "checkpoint.pt"
 SUPERNET_FILE = "supernet.pt"
 FORMAT = 1
-#: Once-for-All's order of unlocking, by the last part of the key.
-PROGRESSIVE_ORDER = (("kernel",), ("depth",), ("expand",), ("width_mult", "se"),
-                     ("bits", "scheme"))
+#: Once-for-All's order of unlocking, by the last part of the key (``mobilenet``'s and
+#: ``resnet``'s names).
+PROGRESSIVE_ORDER = (("kernel",), ("depth", "blocks"), ("expand",),
+                     ("width_mult", "width", "se"), ("bits", "scheme"))
 
 
 @dataclass(frozen=True)
@@ -123,10 +125,11 @@ def unlocked_keys(choices: Mapping[str, Any], *, epoch: int, options: SupernetOp
         return []
     if not options.progressive:
         return list(choices)
+    present = {key.rsplit("/", 1)[1] for key in choices}
+    order = [group for group in PROGRESSIVE_ORDER if present & set(group)]
     span = options.epochs - options.warmup_epochs
-    stage = min(len(PROGRESSIVE_ORDER) - 1,
-                (epoch - options.warmup_epochs) * len(PROGRESSIVE_ORDER) // span)
-    parts = {p for group in PROGRESSIVE_ORDER[:stage + 1] for p in group}
+    stage = min(len(order) - 1, (epoch - options.warmup_epochs) * len(order) // span)
+    parts = {p for group in order[:stage + 1] for p in group}
     return [key for key in choices if key.rsplit("/", 1)[1] in parts]
 
 
