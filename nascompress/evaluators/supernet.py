@@ -44,7 +44,9 @@ class SupernetEvaluator(CompressTrainEvaluator):
       trained with, so a subnet's bits are shared knobs, not post-training
       quantization), scores it on the validation split, writes the artifact and measures
       latency exactly like ``compress-train``. ``metrics["accuracy_source"]`` is
-      ``"inherited"``. ``distill/*`` knobs are ignored (no training happens).
+      ``"inherited"``. ``distill/*`` knobs are ignored (no training happens). Under Ray
+      the checkpoint's bytes are also put in the object store (``shared["supernet_copy"]``)
+      for worker nodes that cannot read the driver's run folder.
     * Finalists (:meth:`finalists`): after the budget the ``finalists`` best search
       trials (NSGA-II order: non-dominated rank, then crowding, so the front's ends come
       first) are run again with ``context.stage == "final"``: extracted, compressed as
@@ -152,7 +154,7 @@ class SupernetEvaluator(CompressTrainEvaluator):
 
     def prepare(self, *, space, dataset, seed: int, workdir: Path) -> Prepared:
         """Train, resume or reuse the supernet under ``<workdir>/supernet/``."""
-        from nascompress.supernet.training import train_supernet
+        from nascompress.supernet.training import share_on_ray, train_supernet
 
         self.validate()
         problem = self.check_space(space)
@@ -166,8 +168,12 @@ class SupernetEvaluator(CompressTrainEvaluator):
         how = ("reused" if result.seconds == 0.0 else
                f"resumed after epoch {result.resumed_from}" if result.resumed_from
                else "trained")
+        shared: dict[str, Any] = {"supernet_checkpoint": str(result.path.resolve())}
+        copy = share_on_ray(result.path)  # for nodes without the driver's run folder
+        if copy is not None:
+            shared["supernet_copy"] = copy
         return Prepared(
-            shared={"supernet_checkpoint": str(result.path.resolve())},
+            shared=shared,
             record={"supernet": record},
             summary=(f"supernet {how}: {result.epochs} epochs in {result.seconds:.1f} s; "
                      f"val accuracy largest {last.get('val_accuracy_largest', float('nan')):.4f}"
@@ -223,7 +229,8 @@ class SupernetEvaluator(CompressTrainEvaluator):
         timings: dict[str, float] = {}
         metrics: dict[str, Any] = {}
         clock = time.perf_counter()
-        net = load_supernet(context.shared["supernet_checkpoint"], space, dataset)
+        net = load_supernet(context.shared["supernet_checkpoint"], space, dataset,
+                            shared_copy=context.shared.get("supernet_copy"))
         timings["load_s"] = time.perf_counter() - clock
 
         clock = time.perf_counter()

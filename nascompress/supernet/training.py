@@ -449,13 +449,45 @@ def _ray_worker(config: Mapping[str, Any]) -> None:
 _LOADED: dict[tuple[str, int], Any] = {}
 
 
-def load_supernet(path: str | os.PathLike, space, dataset) -> Any:
+def share_on_ray(path: str | os.PathLike) -> Any:
+    """The checkpoint's bytes in Ray's object store, when Ray is up (else ``None``), so
+    trials on nodes that cannot read the driver's run folder still get the supernet."""
+    try:
+        import ray
+    except ImportError:
+        return None
+    if not ray.is_initialized():
+        return None
+    return ray.put(Path(path).read_bytes())
+
+
+def load_supernet(path: str | os.PathLike, space, dataset, *, shared_copy: Any = None) -> Any:
     """The trained supernet at ``path``, loaded once per process (keyed by path and
-    modification time, so a retrained file is read again)."""
+    modification time, so a retrained file is read again).
+
+    A node that cannot see ``path`` (Ray workers on other machines, no shared
+    filesystem) reads ``shared_copy`` instead: the object-store reference
+    :func:`share_on_ray` made on the driver.
+    """
     path = Path(path)
-    key = (str(path.resolve()), path.stat().st_mtime_ns)
+    if path.exists():
+        key: tuple[str, Any] = (str(path.resolve()), path.stat().st_mtime_ns)
+        source: Any = path
+    elif shared_copy is not None:
+        key, source = ("object store", str(path)), None
+    else:
+        raise FileNotFoundError(
+            f"supernet checkpoint {path} is not readable on this node and no copy was "
+            "shared through Ray; run the search with runner 'ray' (the driver shares it) "
+            "or put the output directory on a filesystem every node mounts")
     if key not in _LOADED:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
+        if source is None:
+            import io
+
+            import ray
+
+            source = io.BytesIO(ray.get(shared_copy))
+        saved = torch.load(source, map_location="cpu", weights_only=True)
         net = space.build_supernet(input_shape=dataset.input_shape,
                                    num_classes=dataset.num_classes)
         net.load_state_dict(saved["state"])

@@ -126,3 +126,32 @@ def test_a_weight_sharing_search_runs_on_ray_tune(ray_session, tmp_path):
         "inherited"}
     front = pareto_front(records, experiment.objectives)
     assert [r["stage"] for r in front] == ["final"]
+
+
+@pytest.mark.ray
+def test_a_node_without_the_run_folder_reads_the_supernet_from_the_object_store(
+        ray_session, finished, tmp_path):
+    from nascompress.evaluators import TrialContext
+    from nascompress.supernet.training import _LOADED
+
+    _, experiment, run = finished
+    evaluator, space = experiment.evaluator, experiment.space
+    dataset = experiment.dataset
+    # Prepared again with Ray up: the finished supernet is reused and its bytes shared.
+    prepared = evaluator.prepare(space=space, dataset=dataset, seed=0, workdir=run.path)
+    assert "supernet_copy" in prepared.shared
+    params = run.load_trials()[0]["params"]
+
+    def score(shared):
+        context = TrialContext(trial_id="probe", seed=7, artifact_dir=tmp_path / "a",
+                               shared=shared)
+        return evaluator.evaluate(params, space=space, dataset=dataset, context=context)
+
+    here = score(prepared.shared)["accuracy"]
+    _LOADED.clear()
+    elsewhere = {**prepared.shared, "supernet_checkpoint": str(tmp_path / "no" / "supernet.pt")}
+    assert score(elsewhere)["accuracy"] == here
+    assert [key[0] for key in _LOADED] == ["object store"]
+    _LOADED.clear()
+    with pytest.raises(FileNotFoundError, match="not readable on this node"):
+        score({"supernet_checkpoint": elsewhere["supernet_checkpoint"]})
