@@ -28,7 +28,8 @@ class SupernetEvaluator(CompressTrainEvaluator):
 
     Chosen with ``evaluator: {name: supernet, options: {...}}`` (multi-trial
     ``compress-train`` stays the default). The space must support weight sharing
-    (:meth:`~nascompress.spaces.SearchSpace.build_supernet`; built in: ``mobilenet``).
+    (:meth:`~nascompress.spaces.SearchSpace.build_supernet`; built in: ``mobilenet``,
+    and ``user-model`` with ``elastic: true``).
 
     * :meth:`prepare` trains the supernet once on the driver (or resumes it from its
       last epoch checkpoint, or reuses a finished one) under ``<run>/supernet/`` (see
@@ -132,9 +133,10 @@ class SupernetEvaluator(CompressTrainEvaluator):
     def check_space(self, space) -> str | None:
         if space.elastic_dimensions():
             return None
+        hint = getattr(space, "weight_sharing_hint", None)
+        fix = hint() if callable(hint) else "use evaluator 'compress-train'"
         return (f"evaluator.name: 'supernet' needs a space that supports weight sharing; "
-                f"space {space.name!r} does not support weight sharing yet (use evaluator "
-                "'compress-train')")
+                f"space {space.name!r} does not support weight sharing yet ({fix})")
 
     def intermediate_metrics(self) -> dict[str, str]:
         # A trial takes seconds and reports nothing along the way: no early stopping.
