@@ -29,7 +29,7 @@ class SupernetEvaluator(CompressTrainEvaluator):
     Chosen with ``evaluator: {name: supernet, options: {...}}`` (multi-trial
     ``compress-train`` stays the default). The space must support weight sharing
     (:meth:`~nascompress.spaces.SearchSpace.build_supernet`; built in: ``mobilenet``,
-    and ``resnet`` with a single ``arch/block``).
+    ``resnet`` with a single ``arch/block``, and ``user-model`` with ``elastic: true``).
 
     * :meth:`prepare` trains the supernet once on the driver (or resumes it from its
       last epoch checkpoint, or reuses a finished one) under ``<run>/supernet/`` (see
@@ -135,9 +135,9 @@ class SupernetEvaluator(CompressTrainEvaluator):
     def check_space(self, space) -> str | None:
         if space.elastic_dimensions():
             return space.weight_sharing_problem()
+        fix = space.weight_sharing_problem() or "use evaluator 'compress-train'"
         return (f"evaluator.name: 'supernet' needs a space that supports weight sharing; "
-                f"space {space.name!r} does not support weight sharing yet (use evaluator "
-                "'compress-train')")
+                f"space {space.name!r} does not support weight sharing yet ({fix})")
 
     def intermediate_metrics(self) -> dict[str, str]:
         # A trial takes seconds and reports nothing along the way: no early stopping.

@@ -119,8 +119,10 @@ class SearchSpace(ABC):
         return ()
 
     def weight_sharing_problem(self) -> str | None:
-        """Why this space's dimensions rule out its supernet (a one-line message naming
-        the dimension, its value and the fix), or ``None``; the default has none."""
+        """Why this space cannot be searched with weight sharing as configured (a one-line
+        message naming the setting, its value and the fix), or ``None``; the default
+        has no such reason. For a space whose settings turn weight sharing on or off
+        (``user-model``'s ``elastic``), with it off: how to turn it on."""
         return None
 
     def build_supernet(self, *, input_shape: tuple[int, ...], num_classes: int

@@ -42,3 +42,19 @@ def test_bad_options_are_named(tmp_path):
 
 def test_image_cnn_passes_the_shipped_conformance_suite():
     check_space(SPACES.resolve("image-cnn")(), input_shape=(1, 8, 8), num_classes=10)
+
+
+def small_cnn():
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+        torch.nn.Sequential(torch.nn.Sequential(torch.nn.Conv2d(8, 8, 3, padding=1),
+                                                torch.nn.ReLU())),
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 10))
+
+
+def test_an_elastic_user_model_space_passes_the_shipped_conformance_suite():
+    space = UserModelSpace(model=f"{__name__}:small_cnn", elastic=True, input_shape=[1, 8, 8])
+    # The inner Sequential is a block, and so is the one holding it.
+    assert {k for k in space.dimensions() if k.startswith("arch/")} == {
+        "arch/width_mult", "arch/3/depth", "arch/3.0/depth"}
+    check_space(space, input_shape=(1, 8, 8), num_classes=10)
