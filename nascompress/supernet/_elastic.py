@@ -1,16 +1,10 @@
-"""What every elastic supernet shares: the fake quantizer, sliced BatchNorm, the
-largest/smallest choice of a key, and the in-place channel permutations.
-
-A supernet built on these (see :mod:`~nascompress.supernet.mobilenet`) keeps the
-contract :mod:`~nascompress.supernet.training` and the ``supernet`` evaluator rely on:
-``choices`` (elastic key -> values), ``largest()``, ``smallest()``, ``subnet(params)``,
-``set_active(params)``, ``forward``, ``sort_channels_()`` and ``extract(params)`` (a
-real model, as ``space.build_model(params)`` builds it, with the subnet's weights).
-"""
+"""What every elastic supernet shares: the contract (:class:`Supernet`), the fake
+quantizer, sliced BatchNorm, the largest/smallest choice of a key, and the in-place
+channel permutations."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -67,3 +61,51 @@ def copy_bn(target: nn.BatchNorm2d, source: nn.BatchNorm2d) -> None:
     target.running_mean.copy_(source.running_mean[:c])
     target.running_var.copy_(source.running_var[:c])
     target.num_batches_tracked.copy_(source.num_batches_tracked)
+
+
+class Supernet(nn.Module):
+    """The contract :mod:`~nascompress.supernet.training` and the ``supernet`` evaluator
+    rely on; every elastic supernet (mobilenet, resnet, user-model) is one.
+
+    A subnet is named by the space's params; only the elastic keys (:attr:`choices`)
+    are read, and a missing one takes its largest value. Subclasses fill
+    :attr:`choices` in ``__init__`` (then call :meth:`set_active` with
+    :meth:`largest`) and implement:
+
+    * ``forward(x)``: the active subnet's output, computed with the shared weights (and
+      fake-quantized at its bit-width, when the space has ``quant/bits``);
+    * :meth:`sort_channels_`: reorder every channel group by importance, largest first,
+      leaving the largest subnet's function unchanged (it decides which channels the
+      smaller subnets keep);
+    * :meth:`extract`: a real model, exactly what ``space.build_model(params)`` builds,
+      carrying the subnet's float weights and BatchNorm statistics; in eval mode its
+      output equals the supernet's for that subnet.
+
+    Attributes:
+        choices: elastic key -> the values the supernet covers.
+    """
+
+    choices: dict[str, list[Any]]
+
+    def subnet(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The elastic part of ``params`` (other keys are ignored; missing ones take the
+        largest value)."""
+        largest = self.largest()
+        return {key: params.get(key, largest[key]) for key in self.choices}
+
+    def largest(self) -> dict[str, Any]:
+        return {key: extreme(key, values, largest=True) for key, values in self.choices.items()}
+
+    def smallest(self) -> dict[str, Any]:
+        return {key: extreme(key, values, largest=False)
+                for key, values in self.choices.items()}
+
+    def set_active(self, params: Mapping[str, Any]) -> None:
+        """Choose the subnet :meth:`forward` runs."""
+        self._active = self.subnet(params)
+
+    def sort_channels_(self) -> None:
+        raise NotImplementedError
+
+    def extract(self, params: Mapping[str, Any]) -> nn.Module:
+        raise NotImplementedError

@@ -76,7 +76,7 @@ import torch_pruning as tp
 from torch import nn
 
 from nascompress.compression._channels import _classifier_layers
-from nascompress.supernet._elastic import FLOAT_BITS, extreme, fake_quant
+from nascompress.supernet._elastic import FLOAT_BITS, Supernet, fake_quant
 
 WIDTH_KEY = "arch/width_mult"
 #: The width :func:`find_structure` checks extraction at.
@@ -533,7 +533,7 @@ def bootstrap_subnet(model: nn.Module, structure: Structure, params: Mapping[str
 # -- the supernet ----------------------------------------------------------------------------
 
 
-class ElasticUserModel(nn.Module):
+class ElasticUserModel(Supernet):
     """The supernet of a :class:`~nascompress.spaces.UserModelSpace` with
     ``elastic: true``: the user's pre-trained model, run as any of its subnets.
 
@@ -577,24 +577,7 @@ class ElasticUserModel(nn.Module):
             raise ValueError(f"space.options.model: the model outputs {tuple(out.shape)} "
                              f"for a batch of 2, not (2, {num_classes}) logits")
         self._kept: dict[float, Any] = {}
-        self._active: dict[str, Any] = self.largest()
-
-    # -- naming subnets --------------------------------------------------------------
-
-    def subnet(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        """The elastic part of ``params`` (missing keys take the largest value)."""
-        largest = self.largest()
-        return {key: params.get(key, largest[key]) for key in self.choices}
-
-    def largest(self) -> dict[str, Any]:
-        return {key: extreme(key, values, largest=True) for key, values in self.choices.items()}
-
-    def smallest(self) -> dict[str, Any]:
-        return {key: extreme(key, values, largest=False)
-                for key, values in self.choices.items()}
-
-    def set_active(self, params: Mapping[str, Any]) -> None:
-        self._active = self.subnet(params)
+        self.set_active(self.largest())
 
     # -- forward -----------------------------------------------------------------------
 

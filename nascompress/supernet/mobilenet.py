@@ -49,8 +49,8 @@ from nascompress.models.mobilenet import make_divisible, stage_strides
 from nascompress.supernet._elastic import (
     FLOAT_BITS,
     ElasticBN,
+    Supernet,
     copy_bn,
-    extreme,
     fake_quant,
     permute,
 )
@@ -138,7 +138,7 @@ class ElasticBlock(nn.Module):
         return x + out if self.stride == 1 and cin == cout else out
 
 
-class ElasticMobileNet(nn.Module):
+class ElasticMobileNet(Supernet):
     """The supernet of a :class:`~nascompress.spaces.MobileNetSpace`.
 
     Built by ``space.build_supernet(input_shape=..., num_classes=...)``. A subnet is named
@@ -191,25 +191,7 @@ class ElasticMobileNet(nn.Module):
         nn.init.kaiming_normal_(self.head, mode="fan_out")
         self.head_bn = nn.BatchNorm2d(space.head_channels)
         self.classifier = nn.Linear(space.head_channels, num_classes)
-        self._active: dict[str, Any] = self.largest()
-
-    # -- naming subnets --------------------------------------------------------------
-
-    def subnet(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        """The elastic part of ``params`` (other keys are ignored; missing ones take the
-        largest value)."""
-        largest = self.largest()
-        return {key: params.get(key, largest[key]) for key in self.choices}
-
-    def largest(self) -> dict[str, Any]:
-        return {key: extreme(key, values, largest=True) for key, values in self.choices.items()}
-
-    def smallest(self) -> dict[str, Any]:
-        return {key: extreme(key, values, largest=False)
-                for key, values in self.choices.items()}
-
-    def set_active(self, params: Mapping[str, Any]) -> None:
-        self._active = self.subnet(params)
+        self.set_active(self.largest())
 
     # -- forward -----------------------------------------------------------------------
 

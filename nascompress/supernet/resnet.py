@@ -51,8 +51,8 @@ from nascompress.models.resnet import Bottleneck
 from nascompress.supernet._elastic import (
     FLOAT_BITS,
     ElasticBN,
+    Supernet,
     copy_bn,
-    extreme,
     fake_quant,
     permute,
 )
@@ -138,7 +138,7 @@ class ElasticResBlock(nn.Module):
         return F.relu(h + short)
 
 
-class ElasticResNet(nn.Module):
+class ElasticResNet(Supernet):
     """The supernet of a :class:`~nascompress.spaces.ResNetSpace` (one block type).
 
     Built by ``space.build_supernet(input_shape=..., num_classes=...)``. A subnet is named
@@ -195,25 +195,7 @@ class ElasticResNet(nn.Module):
                 cin = width_max * expansion
             self.stages.append(blocks)
         self.classifier = nn.Linear(cin, num_classes)
-        self._active: dict[str, Any] = self.largest()
-
-    # -- naming subnets --------------------------------------------------------------
-
-    def subnet(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        """The elastic part of ``params`` (other keys are ignored; missing ones take the
-        largest value)."""
-        largest = self.largest()
-        return {key: params.get(key, largest[key]) for key in self.choices}
-
-    def largest(self) -> dict[str, Any]:
-        return {key: extreme(key, values, largest=True) for key, values in self.choices.items()}
-
-    def smallest(self) -> dict[str, Any]:
-        return {key: extreme(key, values, largest=False)
-                for key, values in self.choices.items()}
-
-    def set_active(self, params: Mapping[str, Any]) -> None:
-        self._active = self.subnet(params)
+        self.set_active(self.largest())
 
     # -- forward -----------------------------------------------------------------------
 
