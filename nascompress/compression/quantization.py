@@ -572,8 +572,12 @@ class ActivationFakeQuantize:
             return None
         x = args[0]
         with torch.no_grad():
-            q = torch.clamp(torch.round(x / self.scale) + self.zero_point, 0, 2**self.bits - 1)
-            fake = (q - self.zero_point) * self.scale
+            # One new tensor, then in place: scoring a quantized model runs this at every
+            # layer of every batch.
+            fake = torch.div(x, self.scale).round_().add_(self.zero_point)
+            fake.clamp_(0, 2**self.bits - 1).sub_(self.zero_point).mul_(self.scale)
+        if not (torch.is_grad_enabled() and x.requires_grad):
+            return (fake, *args[1:])  # no gradient to carry: the quantized value itself
         return (x + (fake - x).detach(), *args[1:])
 
     def params(self) -> dict[str, Any]:

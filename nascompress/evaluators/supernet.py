@@ -217,7 +217,7 @@ class SupernetEvaluator(CompressTrainEvaluator):
     def _evaluate_subnet(self, params, *, space, dataset, context, gate) -> dict[str, Any]:
         import torch
 
-        from nascompress.compression.plan import CompressionPlan
+        from nascompress.compression.plan import FLOAT_BITS, CompressionPlan
         from nascompress.data import take
         from nascompress.supernet.training import load_supernet, recalibrate_bn
         from nascompress.training import Distillation, seed_everything
@@ -271,8 +271,9 @@ class SupernetEvaluator(CompressTrainEvaluator):
                                       distill=distill, on_batch_end=gate.checkpoint)
             metrics["finetune_precision"] = stats.precision
             model = model.cpu()
-        else:
-            # BatchNorm statistics of the model as it ships (fake-quantized weights).
+        elif sparse is not None or plan.quantizes or plan.activation_bits < FLOAT_BITS:
+            # BatchNorm statistics of the model as it ships (fake-quantized weights and
+            # activations, sparse weights); a float subnet's are already recalibrated.
             recalibrate_bn(model, bn_loader(), batches=self.bn_batches)
         achieved, quantized = plan.finalize_(model, layer_bits)
         if achieved is not None:
