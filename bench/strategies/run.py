@@ -421,9 +421,42 @@ def render(raw, benchmarks, names, budgets, info, notes) -> str:
         worse = "-" if p_less is None else ("**yes**" if p_less < 0.05 else "no")
         lines.append(f"| {bench} | {budget} | {name} | {beats} ({_fmt_p(p_rnd)}) | {worse} "
                      f"| {reach} |")
+    lines += few_seed_peers(raw)
     if notes:
         lines += ["", *[f"- {note}" for note in notes]]
     return "\n".join(lines)
+
+
+def few_seed_peers(raw: dict[str, Any]) -> list[str]:
+    """Each strategy against the peers run with fewer seeds (the GP), where they ran.
+
+    The best peer above is chosen among the peers run with every seed; a peer with few
+    seeds can still be better, and this says so: one-sided Mann-Whitney U of HV, the
+    strategy's (all seeds) below / above the peer's (its few seeds). Needs only the HV
+    values, so it can be computed again from ``results.json``.
+    """
+    lines: list[str] = []
+    for key, peer_run in raw.items():
+        bench, budget, peer = key.split("|")
+        base = raw.get(f"{bench}|{budget}|random")
+        if peer not in PEERS or base is None or len(peer_run["hv"]) >= len(base["hv"]):
+            continue
+        if not lines:
+            lines = ["", "## Against the peers run with fewer seeds", "",
+                     "| benchmark | budget | peer (seeds) | peer HV median | strategy (seeds) "
+                     "| HV median | p (strategy worse) | p (strategy better) |",
+                     "|---|---|---|---|---|---|---|---|"]
+        for other, run in raw.items():
+            b2, budget2, name = other.split("|")
+            if (b2, budget2) != (bench, budget) or name in PEERS or name == "grid":
+                continue
+            worse = mannwhitneyu(run["hv"], peer_run["hv"], alternative="less").pvalue
+            better = mannwhitneyu(run["hv"], peer_run["hv"], alternative="greater").pvalue
+            lines.append(
+                f"| {bench} | {budget} | {peer} ({len(peer_run['hv'])}) "
+                f"| {np.median(peer_run['hv']):.4f} | {name} ({len(run['hv'])}) "
+                f"| {np.median(run['hv']):.4f} | {_fmt_p(worse)} | {_fmt_p(better)} |")
+    return lines
 
 
 if __name__ == "__main__":
