@@ -263,16 +263,16 @@ def startup_trials(space: SearchSpace, budget: int | None, *, default: int) -> i
     return max(2, min(max(STARTUP_MIN, searched + 1), budget // 4))
 
 
-def population_for(budget: int | None, *, default: int) -> int:
-    """A population size for a budget: a fifth of it, between 8 and 50.
+def population_for(budget: int | None, *, default: int, turnovers: int = 5) -> int:
+    """A population size for a budget: ``budget // turnovers``, between 8 and 50.
 
-    So that a search of ``budget`` trials runs at least five generations (or population
-    turnovers); 50 is optuna's NSGA-II default, reached at a budget of 250.
-    ``default`` when the budget is unknown.
+    So that a search of ``budget`` trials runs at least ``turnovers`` generations (or
+    population turnovers); 50 is optuna's NSGA-II default. ``default`` when the budget
+    is unknown.
     """
     if budget is None:
         return default
-    return max(8, min(50, budget // 5))
+    return max(8, min(50, budget // turnovers))
 
 
 def _values(dimension: Any) -> int | None:
