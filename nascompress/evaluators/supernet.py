@@ -47,15 +47,15 @@ class SupernetEvaluator(CompressTrainEvaluator):
       ``"inherited"``. ``distill/*`` knobs are ignored (no training happens). Under Ray
       the checkpoint's bytes are also put in the object store (``shared["supernet_copy"]``)
       for worker nodes that cannot read the driver's run folder.
-    * Finalists (:meth:`finalists`): after the budget the ``finalists`` best search
-      trials (NSGA-II order: non-dominated rank, then crowding, so the front's ends come
-      first) are run again with ``context.stage == "final"``: extracted, compressed as
-      planned, fine-tuned ``finetune_epochs`` with quantization-aware training and
-      distillation from the largest subnet (``finetune_alpha``), quantized, scored,
-      written and measured; ``accuracy_source`` is ``"fine-tuned"``,
-      ``accuracy_before_finetune`` the extracted, compressed subnet's float accuracy,
-      and the runner adds the search trial's number (``finalist_of``) and objectives
-      (``search_objectives``). The final front is taken from them alone.
+    * Finalists (:meth:`finalists`): after the budget the ``finalists`` search trials
+      that cover the most hypervolume (chosen greedily) are run again with
+      ``context.stage == "final"``: extracted, compressed as planned, fine-tuned
+      ``finetune_epochs`` with quantization-aware training and distillation from the
+      largest subnet (``finetune_alpha``), quantized, scored, written and measured;
+      ``accuracy_source`` is ``"fine-tuned"``, ``accuracy_before_finetune`` the
+      extracted, compressed subnet's float accuracy, and the runner adds the search
+      trial's number (``finalist_of``) and objectives (``search_objectives``). The
+      final front is taken from them alone.
 
     Args:
         epochs: supernet training epochs (warm-up included).
@@ -184,24 +184,43 @@ class SupernetEvaluator(CompressTrainEvaluator):
 
     def finalists(self, records: Sequence[Mapping[str, Any]], *, objectives,
                   constraints=()) -> list[Mapping[str, Any]]:
-        """The best ``finalists`` search trials: feasible COMPLETE ones in NSGA-II order."""
-        from nascompress.pareto import is_candidate, minimised_vector, rank_and_crowding
+        """The ``finalists`` search trials that together cover the most of the inherited
+        front: chosen greedily by hypervolume contribution (feasible COMPLETE trials,
+        one per distinct candidate; the reference point is the run's own rule,
+        :func:`~nascompress.pareto.reference_point`, over the search trials).
 
-        pool = [r for r in records if is_candidate(r, objectives, constraints)]
-        if not pool or self.finalists_count == 0:
+        Hypervolume, not crowding: crowding distance ranks a front's two ends first, and
+        one end is the smallest model, often at chance accuracy, which no one would
+        ship; fine-tuning it wastes a finalist. A point's hypervolume contribution is
+        what the final front loses without it.
+        """
+        from nascompress.pareto import (
+            hypervolume,
+            is_candidate,
+            minimised_vector,
+            reference_point,
+        )
+
+        if self.finalists_count == 0:
             return []
-        vectors = [minimised_vector(r, objectives) for r in pool]
-        scores = rank_and_crowding(vectors)
-        order = sorted(range(len(pool)), key=lambda i: (scores[i][0], -scores[i][1], i))
-        chosen, seen = [], set()
-        for index in order:  # one finalist per distinct candidate
-            key = repr(sorted(pool[index]["params"].items()))
-            if key not in seen:
+        pool, seen = [], set()
+        for record in records:
+            key = repr(sorted(record["params"].items()))
+            if is_candidate(record, objectives, constraints) and key not in seen:
                 seen.add(key)
-                chosen.append(pool[index])
-            if len(chosen) == self.finalists_count:
-                break
-        return chosen
+                pool.append(record)
+        if not pool:
+            return []
+        reference = reference_point(pool, objectives)
+        ref = [objective.as_minimised(reference[objective.name]) for objective in objectives]
+        vectors = [minimised_vector(r, objectives) for r in pool]
+        chosen: list[int] = []
+        while len(chosen) < min(self.finalists_count, len(pool)):
+            base = [vectors[i] for i in chosen]
+            best = max((i for i in range(len(pool)) if i not in chosen),
+                       key=lambda i: (hypervolume([*base, vectors[i]], ref), -i))
+            chosen.append(best)
+        return [pool[i] for i in chosen]
 
     # -- per trial -------------------------------------------------------------------
 

@@ -155,3 +155,25 @@ def test_a_node_without_the_run_folder_reads_the_supernet_from_the_object_store(
     _LOADED.clear()
     with pytest.raises(FileNotFoundError, match="not readable on this node"):
         score({"supernet_checkpoint": elsewhere["supernet_checkpoint"]})
+
+
+def test_finalists_are_the_points_covering_the_most_hypervolume():
+    from nascompress.evaluators import SupernetEvaluator
+    from nascompress.objectives import Objective
+
+    objectives = [Objective("accuracy", "max"), Objective("size_bytes", "min"),
+                  Objective("latency_ms", "min")]
+
+    def trial(number, accuracy, size):
+        return {"number": number, "state": "COMPLETE", "params": {"x": number},
+                "objectives": {"accuracy": accuracy, "size_bytes": size, "latency_ms": 1.0}}
+
+    tiny, good, small, huge = (trial(0, 0.10, 10), trial(1, 0.90, 100), trial(2, 0.85, 50),
+                               trial(3, 0.95, 1000))
+    evaluator = SupernetEvaluator(finalists=2)
+    # The front's ends (a chance-level model and the largest one) are what crowding
+    # would pick first; they add the least to the front.
+    chosen = evaluator.finalists([tiny, good, small, huge, dict(good, number=4)],
+                                 objectives=objectives)
+    assert [t["number"] for t in chosen] == [1, 2]
+    assert SupernetEvaluator(finalists=0).finalists([good], objectives=objectives) == []
