@@ -38,6 +38,11 @@ from pathlib import Path
 SMALL_SPACE = {"stages": [[8, 1], [16, 2], [24, 2]], "max_depth": 2, "stem_channels": 8,
                "head_channels": 64}
 LATENCY = {"min_repeats": 5, "max_repeats": 20, "warmup": 2, "time_cap_s": 0.5}
+#: Both arms search the same space without the distillation knobs: weight sharing
+#: ignores them (its finalists distil from the largest subnet, for free), and in
+#: multi-trial search they would cost a teacher trained before the first trial.
+NO_DISTILLATION = {"distill/alpha": {"type": "float", "low": 0.0, "high": 0.0},
+                   "distill/feature_weight": {"type": "float", "low": 0.0, "high": 0.0}}
 
 
 def arm_config(arm: str, *, seed: int, out: Path, args) -> dict:
@@ -53,7 +58,8 @@ def arm_config(arm: str, *, seed: int, out: Path, args) -> dict:
         trials = 100_000  # stopped by the clock
     return {"name": arm, "output_dir": str(out), "trials": trials, "runner": "local",
             "seed": seed, "dataset": {"name": args.dataset},
-            "space": {"name": "mobilenet", "options": SMALL_SPACE},
+            "space": {"name": "mobilenet", "options": SMALL_SPACE,
+                      "dimensions": NO_DISTILLATION},
             "strategy": {"name": args.strategy}, "evaluator": evaluator}
 
 
