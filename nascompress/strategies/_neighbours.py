@@ -1,12 +1,20 @@
-"""Nearby values of a dimension: ``evolution``'s mutation of one value."""
+"""Nearby values and never-asked neighbours: what mutation and repeat replacement share.
+
+:func:`nearby_value` is ``evolution``'s mutation of one value. :func:`unseen_neighbour`
+uses it to replace a proposal that repeats an earlier ask by a point next to it that was
+never asked: the optuna strategies (``bayesian``, ``nsga2``) when their sampler keeps
+repeating itself, ``rl`` when its converged policy does.
+"""
 
 from __future__ import annotations
 
 import math
 import random
+from collections.abc import Container, Mapping
 from typing import Any
 
 from nascompress.spaces import Categorical, Dimension, Float, Int
+from nascompress.strategies._base import params_fingerprint
 
 #: Standard deviation of a numeric move, as a fraction of the dimension's range (of its
 #: log-range for log dimensions): mostly local moves, with the odd long jump.
@@ -15,6 +23,10 @@ SIGMA = 0.15
 #: Chance that an Int move draws any other value instead of stepping: lets a search
 #: leave a basin that steps of a few grid points cannot.
 INT_RESAMPLE_PROB = 0.1
+
+#: Points tried per distance (number of dimensions changed) by :func:`unseen_neighbour`.
+NEIGHBOUR_TRIES = 20
+
 
 def has_choice(dimension: Dimension) -> bool:
     """Whether ``dimension`` has more than one value."""
@@ -42,6 +54,32 @@ def nearby_value(dimension: Dimension, value: Any, rng: random.Random) -> Any:
     if isinstance(dimension, Float):
         return _nearby_float(dimension, value, rng)
     return dimension.sample(rng)  # a plug-in dimension type: no notion of "near"
+
+
+def unseen_neighbour(
+    dimensions: Mapping[str, Dimension],
+    params: Mapping[str, Any],
+    asked: Container[str],
+    rng: random.Random,
+    *,
+    tries: int = NEIGHBOUR_TRIES,
+) -> dict[str, Any] | None:
+    """A point near ``params`` whose :func:`params_fingerprint` is not in ``asked``.
+
+    Changes one dimension to a :func:`nearby_value`, then two, and so on up to every
+    dimension with a choice, drawing ``tries`` points per distance (dimensions and
+    values at random with ``rng``); returns the first never-asked one, or ``None`` when
+    every draw was asked before (a neighbourhood asked nearly all over).
+    """
+    mutable = [key for key, dim in dimensions.items() if has_choice(dim)]
+    for distance in range(1, len(mutable) + 1):
+        for _ in range(tries):
+            candidate = dict(params)
+            for key in rng.sample(mutable, distance):
+                candidate[key] = nearby_value(dimensions[key], params[key], rng)
+            if params_fingerprint(candidate) not in asked:
+                return candidate
+    return None
 
 
 def _nearby_int(dimension: Int, value: int, rng: random.Random) -> int:
