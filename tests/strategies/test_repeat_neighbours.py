@@ -1,4 +1,4 @@
-"""A repeated proposal is replaced by a never-asked neighbour of it (bayesian, nsga2)."""
+"""A repeated proposal is replaced by a never-asked neighbour of it (bayesian, nsga2, rl)."""
 
 from __future__ import annotations
 
@@ -186,3 +186,77 @@ def test_resume_reproduces_the_replacements():
     asked_second, _ = _search(second, space, 30, start=30)
     assert replaced  # the stretch compared does replace repeats
     assert asked_second == asked_first
+
+
+# ---------------------------------------------------------------------- rl
+
+
+class MixedSpace(SearchSpace):
+    """Every kind of rl action: values, grid bins, log-int bins, continuous bins."""
+
+    name = "rl-mixed"
+
+    def default_dimensions(self):
+        return {
+            "kind": Categorical(["a", "b", "c"]),
+            "depth": Int(1, 4),
+            "width": Int(0, 1000),
+            "channels": Int(1, 4096, log=True),
+            "ratio": Float(0.0, 0.9, step=0.01),
+            "lr": Float(1e-4, 1.0, log=True),
+            "x": Float(-1.0, 1.0),
+        }
+
+    def build_model(self, params, *, input_shape, num_classes):  # pragma: no cover
+        raise NotImplementedError
+
+
+def test_rl_action_of_inverts_the_value_of_an_action():
+    pytest.importorskip("torch")
+    from nascompress.strategies import RLStrategy
+
+    strategy = RLStrategy()
+    setup_strategy(strategy, MixedSpace(), OBJECTIVES, seed=0)
+    rng = random.Random(3)
+    for spec in strategy._actions:
+        assert spec.kind in ("values", "index_bins", "range_bins")
+        for _ in range(200):
+            action = rng.randrange(spec.n)
+            assert spec.action_of(spec.value(action, rng)) == action
+
+
+def test_rl_converged_policy_proposes_unseen_neighbours_instead_of_repeats():
+    torch = pytest.importorskip("torch")
+    from nascompress.strategies import RLStrategy
+
+    space = GridSpace()
+    strategy = RLStrategy()
+    setup_strategy(strategy, space, OBJECTIVES, seed=0, budget=30)
+    # A policy that has converged on one point: every sample is that point.
+    with torch.no_grad():
+        for logits in strategy._policy.logits:
+            logits.zero_()
+            logits[0] = 50.0
+    mode = {"a": 0, "b": "x", "c": 1, "d": 0.0, "e": 8}
+    asked = []
+    for i in range(12):
+        params = strategy.ask(f"t{i}")
+        pending = strategy._pending[f"t{i}"]
+        # the actions kept for the update are those of the values proposed
+        assert [spec.value(a, random.Random(0)) for spec, a in
+                zip(strategy._actions, pending["actions"], strict=True)] == [
+            params[k] for k in strategy._keys]
+        assert pending["log_prob"] == pytest.approx(
+            strategy._policy.sample_log_prob(pending["actions"]))
+        asked.append(params)
+    assert asked[0] == mode
+    assert len({params_fingerprint(p) for p in asked}) == 12
+    # the first replacements are the mode with one value moved
+    assert all(_distance(p, mode) == 1 for p in asked[1:9])
+    # resume: the same replacements follow
+    state = json.loads(json.dumps(strategy.state_dict()))
+    restored = RLStrategy()
+    setup_strategy(restored, space, OBJECTIVES, seed=0, budget=30)
+    restored.load_state_dict(state)
+    for i in range(12, 18):
+        assert restored.ask(f"t{i}") == strategy.ask(f"t{i}")
