@@ -12,8 +12,10 @@ repeated itself (``reask``), a never-asked neighbour of the sampler's repeat
 (``neighbour``), a uniform never-asked draw (``uniform``) or the repeat itself
 (``repeat``). For ``rl``: proposals that are a neighbour of a converged policy's repeat,
 and repeats proposed. Counts by wrapping the strategies' methods, so the search itself
-is unchanged; methods a version of the code does not have are counted as 0. Prints the
-mean over seeds per category and writes nothing.
+is unchanged; methods a version of the code does not have are counted as 0. Every ask
+counts, including ``ask_valid``'s re-asks of proposals the space rejects (so on the
+surrogate there are more asks than trials). Prints the mean over seeds per category
+and writes nothing.
 """
 
 from __future__ import annotations

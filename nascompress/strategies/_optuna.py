@@ -61,10 +61,12 @@ _SAMPLER_RETRIES = 3
 #: (see :meth:`OptunaStrategy._redraw`). On the tabular benchmarks (bench/strategies)
 #: TPE with one value per few dimensions repeated 44 of 100 proposals and NSGA-II 31
 #: without any redraw. Re-asking rarely helps TPE there: once its model has settled it
-#: proposes the same point again (digits-7d-3x, mean of 5 seeds: 1 of 100 asks was found
-#: by a re-ask and 67 needed a replacement; 261 of 300 at budget 300). For NSGA-II,
-#: whose children are drawn at random, a re-ask usually differs (22 of 100 asks found by
-#: a re-ask, 3 replaced; counted by ``bench/strategies/count_repeats.py``).
+#: proposes the same point again. On digits-7d-3x (mean of 5 seeds) 2 of 100 asks were
+#: found by a re-ask and 42 replaced by a neighbour (197 of 300 at budget 300); when a
+#: uniform draw replaced the repeat instead, 67 of 100 (261 of 300) were replaced, and
+#: TPE was mostly random search. For NSGA-II, whose children are drawn at random, a
+#: re-ask usually differs (21 of 100 asks found by a re-ask, 3 replaced). Counted by
+#: ``bench/strategies/count_repeats.py``.
 _SAMPLER_REDRAWS = 2
 
 #: Uniform draws tried for one never asked before, when no neighbour of the repeat is
