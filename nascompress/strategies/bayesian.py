@@ -52,6 +52,14 @@ class BayesianStrategy(OptunaStrategy):
     gets its further retries drawn uniformly at random (for both samplers), so the
     space's constraints cannot trap the search.
 
+    Repeats: a proposal with the params of an earlier ask of the search is not proposed
+    again. The sampler is asked twice more; when it still repeats itself (on small
+    discrete spaces TPE's model settles on one point and proposes it ask after ask), a
+    never-asked neighbour of that point replaces it: one dimension moved to a nearby
+    value (another choice, a step of a few grid points), else two, and so on. Only when
+    no neighbour is found does a uniform draw never asked before replace it, and only
+    when that fails too (a nearly exhausted space) is the repeat proposed.
+
     Args:
         n_startup_trials: trials sampled at random before the model takes over;
             ``None`` (the default) sizes it to the space and the budget (see

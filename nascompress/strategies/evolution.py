@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from nascompress.objectives import Objective
 from nascompress.pareto import Constraint, TrialState, rank_and_crowding
-from nascompress.spaces import Categorical, Dimension, Float, Int
+from nascompress.spaces import Dimension
 from nascompress.strategies._base import (
     Outcome,
     ValidatingStrategy,
@@ -21,6 +20,7 @@ from nascompress.strategies._base import (
     random_state_from_json,
     random_state_to_json,
 )
+from nascompress.strategies._neighbours import has_choice, nearby_value
 from nascompress.strategies._registry import register_strategy
 
 if TYPE_CHECKING:
@@ -32,17 +32,9 @@ _STATE_VERSION = 2  # 2 added "asked" (version 1 states still load)
 #: random: mutations of a parent next to a constraint's edge can keep crossing it.
 _RANDOM_AFTER_INVALID = 3
 
-#: Standard deviation of a numeric mutation, as a fraction of the dimension's range (of
-#: its log-range for log dimensions): mostly local moves, with the odd long jump.
-_SIGMA = 0.15
-
 #: Proposals drawn per ask before one that was never asked before is given up on. On the
 #: strategy benchmark 6.7 of 100 children repeated an earlier trial without this check.
 _DISTINCT_TRIES = 20
-
-#: Chance that an Int mutation draws any other value instead of stepping: lets a child
-#: leave a basin that steps of a few grid points cannot.
-_INT_RESAMPLE_PROB = 0.1
 
 
 @register_strategy("evolution")
@@ -64,10 +56,13 @@ class EvolutionStrategy(ValidatingStrategy):
     ``mutation_prob`` (at least one always changes): a Categorical takes another choice;
     an Int steps by a few grid points (now and then it jumps to any other value); a Float
     moves by a Gaussian step of 0.15 of its range, clipped to the range and snapped to
-    its step. Log dimensions move in log space. A proposal that repeats an earlier ask
-    (same parameters) is drawn again, with a fresh tournament, up to 20 times, so
-    evaluations are not spent on points already tried; only when every redraw repeats one
-    (a nearly exhausted neighbourhood) is the repeat proposed.
+    its step. Log dimensions move in log space. (This is
+    :func:`~nascompress.strategies._neighbours.nearby_value`, which also finds the
+    replacements of repeated proposals in ``bayesian``, ``nsga2`` and ``rl``.) A
+    proposal that repeats an earlier ask (same parameters) is drawn again, with a fresh
+    tournament, up to 20 times, so evaluations are not spent on points already tried;
+    only when every redraw repeats one (a nearly exhausted neighbourhood) is the repeat
+    proposed.
 
     When a usable result joins a full population, the oldest member dies, however good:
     aging keeps the search moving and stops one lucky evaluation from ruling for ever.
@@ -169,7 +164,7 @@ class EvolutionStrategy(ValidatingStrategy):
 
     def _mutate(self, parent: Mapping[str, Any]) -> dict[str, Any]:
         child = dict(parent)
-        mutable = [key for key, dim in self._dimensions.items() if _has_choice(dim)]
+        mutable = [key for key, dim in self._dimensions.items() if has_choice(dim)]
         if not mutable:
             return child
         prob = self.mutation_prob if self.mutation_prob is not None else 1 / len(mutable)
@@ -177,7 +172,7 @@ class EvolutionStrategy(ValidatingStrategy):
         if not chosen:
             chosen = [self._rng.choice(mutable)]
         for key in chosen:
-            child[key] = _mutate_value(self._dimensions[key], child[key], self._rng)
+            child[key] = nearby_value(self._dimensions[key], child[key], self._rng)
         return child
 
     # ------------------------------------------------------------------ tell
@@ -280,78 +275,3 @@ def _ranking_keys(
     for i, (rank, crowding) in zip(feasible, rank_and_crowding(vectors), strict=True):
         keys[i] = (0, 0.0, rank, -crowding)
     return keys
-
-
-# ---------------------------------------------------------------------- mutation
-
-
-def _has_choice(dimension: Dimension) -> bool:
-    if isinstance(dimension, Categorical):
-        return len(dimension.choices) > 1
-    if isinstance(dimension, Int | Float):
-        return dimension.high > dimension.low
-    return True  # a plug-in dimension type: assume it varies
-
-
-def _mutate_value(dimension: Dimension, value: Any, rng: random.Random) -> Any:
-    """A value of ``dimension`` near ``value`` and different from it."""
-    if isinstance(dimension, Categorical):
-        others = [c for c in dimension.choices if not (type(c) is type(value) and c == value)]
-        return rng.choice(others)
-    if isinstance(dimension, Int):
-        return _mutate_int(dimension, value, rng)
-    if isinstance(dimension, Float):
-        return _mutate_float(dimension, value, rng)
-    return dimension.sample(rng)  # a plug-in dimension type: no notion of "near"
-
-
-def _mutate_int(dimension: Int, value: int, rng: random.Random) -> int:
-    low, step = dimension.low, dimension.step
-    count = (dimension.high - low) // step + 1
-    index = (value - low) // step
-    if rng.random() < _INT_RESAMPLE_PROB:
-        other = rng.randrange(count - 1)
-        return low + (other if other < index else other + 1) * step
-    if dimension.log:
-        # step is 1 here (Int allows log only with step 1)
-        spread = _SIGMA * (math.log(dimension.high) - math.log(low))
-        move = rng.gauss(0.0, spread)
-        target = round(math.exp(math.log(value) + move)) - low
-        direction = 1 if move >= 0 else -1
-    else:
-        direction = rng.choice((-1, 1))
-        target = index + direction * rng.randint(1, max(1, round(_SIGMA * (count - 1))))
-        if not 0 <= target < count:
-            target = 2 * index - target  # bounce off the end of the range
-    target = min(max(target, 0), count - 1)
-    if target == index:
-        target = index + direction if 0 <= index + direction < count else index - direction
-    return low + target * step
-
-
-def _mutate_float(dimension: Float, value: float, rng: random.Random) -> float:
-    low, high = dimension.low, dimension.high
-    if dimension.log:
-        move = rng.gauss(0.0, _SIGMA * (math.log(high) - math.log(low)))
-    else:
-        move = rng.gauss(0.0, _SIGMA * (high - low))
-    new = _moved(dimension, value, move)
-    if new == value:
-        # Clipped back onto the end it started from: move the other way instead.
-        move = -move
-        new = _moved(dimension, value, move)
-    if dimension.step is None:
-        return new
-    count = round((high - low) / dimension.step) + 1
-    index = round((value - low) / dimension.step)
-    target = round((new - low) / dimension.step)
-    if target == index:
-        # The move was smaller than a step: take one step its way, or back off an end.
-        direction = 1 if move >= 0 else -1
-        target = index + direction if 0 <= index + direction < count else index - direction
-    return round(low + target * dimension.step, 12)
-
-
-def _moved(dimension: Float, value: float, move: float) -> float:
-    new = math.exp(math.log(value) + move) if dimension.log else value + move
-    return min(max(new, dimension.low), dimension.high)

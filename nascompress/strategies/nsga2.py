@@ -35,7 +35,8 @@ class NSGA2Strategy(OptunaStrategy):
 
     Outcomes map to optuna trials as for ``bayesian`` (see
     :class:`~nascompress.strategies.BayesianStrategy`), including the random fallback for
-    trial ids rejected ``INVALID`` three times in a row (such draws join no generation).
+    trial ids rejected ``INVALID`` three times in a row (such draws join no generation),
+    and repeats are replaced as there: re-asked twice, then a never-asked neighbour.
 
     Args:
         population_size: trials per generation; at least 2. ``None`` (the default)

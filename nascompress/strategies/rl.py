@@ -32,6 +32,7 @@ from nascompress.strategies._base import (
     random_state_from_json,
     random_state_to_json,
 )
+from nascompress.strategies._neighbours import unseen_neighbour
 from nascompress.strategies._registry import register_strategy
 
 if TYPE_CHECKING:
@@ -41,9 +42,11 @@ if TYPE_CHECKING:
 
 _STATE_VERSION = 2  # 2 added "asked" (version 1 states still load)
 
-#: Policy samples per ask before a repeat of an earlier proposal is accepted. On the
-#: tabular benchmarks (bench/strategies) 20 of 100 proposals repeated an earlier one
-#: without this check; a policy that has converged on a few points repeats them anyway.
+#: Policy samples per ask before a repeat of an earlier proposal is replaced by a
+#: never-asked neighbour. On the tabular benchmarks (bench/strategies) 20 of 100
+#: proposals repeated an earlier one without this check; a policy that has converged on
+#: a few points repeats them anyway (2.4 proposals per search at budget 300 on
+#: digits-7d-3x, mean of 5 seeds, before neighbours replaced them).
 _DISTINCT_TRIES = 50
 REWARDS = ("hv", "mnas")
 CONTROLLERS = ("independent", "lstm")
@@ -101,8 +104,11 @@ class RLStrategy(ValidatingStrategy):
     used for the reward.
 
     **Repeats.** A sample whose params repeat an earlier proposal is drawn again from
-    the policy, up to 50 times, so that no point is trained twice; a policy that has
-    converged on a few points may still repeat one.
+    the policy, up to 50 times, so that no point is trained twice. When a policy that has
+    converged on a few points still repeats one, a never-asked neighbour of the repeat
+    (one dimension moved to a nearby value, else two, and so on) is proposed instead, with
+    the actions that give its values and their log-probability under the current policy;
+    only when no neighbour is found is the repeat proposed.
 
     **Updates.** The action indices and their log-probability are kept from ask to tell,
     so several asks may be in flight. After every ``batch_size`` tells the policy takes
@@ -298,10 +304,23 @@ class RLStrategy(ValidatingStrategy):
             fingerprint = params_fingerprint(params)
             if fingerprint not in self._asked:
                 break
+        else:
+            neighbour = self._unseen_neighbour(params)
+            if neighbour is not None:
+                params = neighbour
+                fingerprint = params_fingerprint(params)
+                actions = [spec.action_of(params[key])
+                           for key, spec in zip(self._keys, self._actions, strict=True)]
+                log_prob = policy.sample_log_prob(actions)
         self._asked.add(fingerprint)
         self._pending[trial_id] = {"actions": actions, "log_prob": log_prob, "params": params}
         self._n_counted += 1
         return dict(params)
+
+    def _unseen_neighbour(self, params: dict[str, Any]) -> dict[str, Any] | None:
+        dimensions = {key: spec.dimension for key, spec in zip(self._keys, self._actions,
+                                                               strict=True)}
+        return unseen_neighbour(dimensions, params, self._asked, self._rng)
 
     def tell(self, trial_id: str, outcome: Outcome) -> None:
         self._require_policy()
@@ -612,6 +631,25 @@ class _Actions:
             value = rng.uniform(low, high)
         return min(max(value, self.dimension.low), self.dimension.high)  # type: ignore[attr-defined]
 
+    def action_of(self, value: Any) -> int:
+        """The action whose value is ``value`` (its bin, for binned dimensions)."""
+        if self.kind == "values":
+            if isinstance(self.dimension, Categorical):
+                return next(i for i, c in enumerate(self.items)
+                            if type(c) is type(value) and c == value)
+            # a numeric grid: the nearest value, so float rounding cannot miss it
+            return min(range(self.n), key=lambda i: abs(self.items[i] - value))
+        if self.kind == "index_bins":
+            dim = self.dimension
+            if isinstance(dim, Int):
+                index = (value - dim.low) // dim.step
+            else:
+                index = round((value - dim.low) / dim.step)  # type: ignore[attr-defined]
+            return next(i for i, (first, last) in enumerate(self.items)
+                        if first <= index <= last)
+        return min(bisect.bisect_right([high for _, high in self.items[:-1]], value),
+                   self.n - 1)
+
     def labels(self) -> list[Any]:
         if self.kind == "values":
             return list(self.items)
@@ -665,6 +703,11 @@ class _Policy:
     def log_prob(self, actions: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-probabilities of a batch of action lists and the entropy (per item)."""
         raise NotImplementedError
+
+    def sample_log_prob(self, actions: list[int]) -> float:
+        """The joint log-probability of one action list, as :meth:`sample` returns it."""
+        with self.torch.no_grad():  # type: ignore[attr-defined]
+            return float(self.log_prob([actions])[0][0])
 
     def marginals(self, rng: random.Random) -> list[list[float]]:
         raise NotImplementedError

@@ -12,7 +12,8 @@ from nascompress.objectives import Objective
 from nascompress.pareto import Constraint
 from nascompress.spaces import Categorical, Float, Int, SearchSpace
 from nascompress.strategies import STRATEGIES, EvolutionStrategy, Outcome, ask_valid
-from nascompress.strategies.evolution import _mutate_value, _ranking_keys
+from nascompress.strategies._neighbours import nearby_value
+from nascompress.strategies.evolution import _ranking_keys
 from nascompress.testing.toy import TOY_OBJECTIVES, ToySpace, toy_objectives
 
 
@@ -153,7 +154,7 @@ def test_mutation_stays_in_the_space_and_changes_the_value():
             continue
         value = dimension.sample(rng)
         for _ in range(300):
-            new = _mutate_value(dimension, value, rng)
+            new = nearby_value(dimension, value, rng)
             assert dimension.contains(new), (key, new)
             assert type(new) is int or not isinstance(dimension, Int)
             assert not (type(new) is type(value) and new == value), (key, value)
@@ -163,11 +164,11 @@ def test_mutation_stays_in_the_space_and_changes_the_value():
 def test_numeric_mutation_is_mostly_local():
     rng = random.Random(1)
     dimension = Int(0, 100)
-    steps = [abs(_mutate_value(dimension, 50, rng) - 50) for _ in range(1000)]
+    steps = [abs(nearby_value(dimension, 50, rng) - 50) for _ in range(1000)]
     assert sum(s <= 15 for s in steps) > 800  # steps of a few grid points...
     assert max(steps) > 30  # ...and the odd jump anywhere
     log_dim = Float(1e-4, 1.0, log=True)
-    ratios = [_mutate_value(log_dim, 1e-2, rng) / 1e-2 for _ in range(1000)]
+    ratios = [nearby_value(log_dim, 1e-2, rng) / 1e-2 for _ in range(1000)]
     # log space: moving up by a factor is as likely as moving down by it
     assert 400 < sum(r > 1 for r in ratios) < 600
 
