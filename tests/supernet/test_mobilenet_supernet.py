@@ -1,13 +1,11 @@
 """The elastic mobilenet supernet: exact extraction, channel sorting, training, resume."""
 
-import random
 
 import pytest
 
 torch = pytest.importorskip("torch")
 
 from nascompress.compression.plan import CompressionPlan  # noqa: E402
-from nascompress.data import DatasetSplits  # noqa: E402
 from nascompress.models.mobilenet import MobileNet  # noqa: E402
 from nascompress.spaces import ImageCNNSpace, MobileNetSpace  # noqa: E402
 from nascompress.supernet import training  # noqa: E402
@@ -17,6 +15,7 @@ from nascompress.supernet.training import (  # noqa: E402
     SupernetOptions,
     train_supernet,
 )
+from tests.supernet._helpers import random_params, with_batchnorm_statistics  # noqa: E402
 
 SHAPE = (1, 8, 8)
 
@@ -32,23 +31,13 @@ def tiny_space(**dimensions):
 
 def randomized(net):
     """Non-trivial BatchNorm statistics and kernel transforms (fresh ones are identities)."""
-    gen = torch.Generator().manual_seed(0)
+    with_batchnorm_statistics(net)
+    gen = torch.Generator().manual_seed(1)
     with torch.no_grad():
-        for module in net.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.normal_(generator=gen)
-                module.running_var.uniform_(0.5, 1.5, generator=gen)
-                module.weight.uniform_(0.5, 1.5, generator=gen)
-                module.bias.normal_(generator=gen)
         for name, parameter in net.named_parameters():
             if ".transforms." in name:
                 parameter.add_(0.05 * torch.randn(parameter.shape, generator=gen))
     return net.eval()
-
-
-def random_params(space, seed):
-    rng = random.Random(seed)
-    return {key: dim.sample(rng) for key, dim in space.dimensions().items()}
 
 
 def test_the_space_declares_its_elastic_keys_and_others_do_not():
@@ -95,17 +84,6 @@ def test_sorting_channels_keeps_the_largest_network_and_orders_by_importance():
     block = net.stages[1][0]
     importance = block.project.abs().sum(dim=(0, 2, 3))
     assert torch.all(importance[:-1] >= importance[1:])
-
-
-@pytest.fixture(scope="module")
-def digits_small():
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    x = (bunch.images[:400] / 16.0).astype("float32")[:, None]
-    return DatasetSplits.stratified("digits-small", x, bunch.target[:400].astype("int64"),
-                                    num_classes=10, split_seed=0, fractions=(0.7, 0.15, 0.15),
-                                    preprocessing={})
 
 
 def test_training_checkpoints_every_epoch_and_resumes_after_a_crash(tmp_path, monkeypatch,

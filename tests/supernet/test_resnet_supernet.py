@@ -1,6 +1,5 @@
 """The elastic resnet supernet: exact extraction, channel sorting, training, a search."""
 
-import random
 
 import pytest
 
@@ -8,7 +7,6 @@ torch = pytest.importorskip("torch")
 
 from nascompress.compression.plan import CompressionPlan  # noqa: E402
 from nascompress.config import ConfigError, parse_config  # noqa: E402
-from nascompress.data import DatasetSplits  # noqa: E402
 from nascompress.models.resnet import ResNet  # noqa: E402
 from nascompress.search.experiment import build_experiment  # noqa: E402
 from nascompress.search.local import run_local  # noqa: E402
@@ -16,6 +14,7 @@ from nascompress.search.records import RunDirectory  # noqa: E402
 from nascompress.spaces import ResNetSpace  # noqa: E402
 from nascompress.supernet import training  # noqa: E402
 from nascompress.supernet.training import SupernetOptions, train_supernet  # noqa: E402
+from tests.supernet._helpers import random_params, with_batchnorm_statistics  # noqa: E402
 
 SHAPE = (1, 8, 8)
 BITS = {"quant/bits": {"type": "categorical", "choices": [4, 8, 32]},
@@ -30,24 +29,6 @@ def small_space(block="basic", strides=(1, 2)):
     """Two stages of width 4 or 8, up to two blocks each."""
     return ResNetSpace(widths=[(4, 8), (4, 8)], strides=strides, max_blocks=2,
                        dimensions={**one_block(block), **BITS})
-
-
-def with_statistics(net):
-    """Non-trivial BatchNorm statistics and affine parameters (fresh ones are 0 and 1)."""
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for module in net.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.normal_(generator=gen)
-                module.running_var.uniform_(0.5, 1.5, generator=gen)
-                module.weight.uniform_(0.5, 1.5, generator=gen)
-                module.bias.normal_(generator=gen)
-    return net.eval()
-
-
-def sample(space, seed):
-    rng = random.Random(seed)
-    return {key: dim.sample(rng) for key, dim in space.dimensions().items()}
 
 
 def test_widths_depths_and_bits_are_elastic_and_the_block_type_is_not():
@@ -81,12 +62,12 @@ def test_an_extracted_subnet_is_the_spaces_model_with_the_supernets_output(block
                                                                           sort):
     torch.manual_seed(0)
     space = small_space(block, strides)
-    net = with_statistics(space.build_supernet(input_shape=SHAPE, num_classes=10))
+    net = with_batchnorm_statistics(space.build_supernet(input_shape=SHAPE, num_classes=10))
     if sort:
         net.sort_channels_()
     x = torch.randn(3, *SHAPE)
     for seed in range(4):
-        params = sample(space, seed)
+        params = random_params(space, seed)
         net.set_active(params)
         with torch.no_grad():
             expected = net(x)
@@ -108,7 +89,7 @@ def test_an_extracted_subnet_is_the_spaces_model_with_the_supernets_output(block
 @pytest.mark.parametrize("strides", [(1, 2), (1, 1)])
 def test_sorting_channels_keeps_the_largest_network_and_orders_by_importance(block, strides):
     torch.manual_seed(0)
-    net = with_statistics(small_space(block, strides).build_supernet(
+    net = with_batchnorm_statistics(small_space(block, strides).build_supernet(
         input_shape=SHAPE, num_classes=10))
     x = torch.randn(4, *SHAPE)
     net.set_active(net.largest())
@@ -144,17 +125,6 @@ def test_progressive_shrinking_unlocks_the_resnet_keys_in_turn():
     assert unlocked[3] == list(net.choices)
 
 
-@pytest.fixture(scope="module")
-def digits_small():
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    x = (bunch.images[:300] / 16.0).astype("float32")[:, None]
-    return DatasetSplits.stratified("digits-small", x, bunch.target[:300].astype("int64"),
-                                    num_classes=10, split_seed=0, fractions=(0.7, 0.15, 0.15),
-                                    preprocessing={})
-
-
 def test_training_writes_a_checkpoint_whose_subnets_score(tmp_path, digits_small):
     from nascompress.training.loop import accuracy
 
@@ -168,7 +138,7 @@ def test_training_writes_a_checkpoint_whose_subnets_score(tmp_path, digits_small
     assert 0.0 <= result.history[-1]["val_accuracy_smallest"] <= 1.0
     net = training.load_supernet(result.path, space, digits_small)
     for seed in range(2):
-        model = net.extract(sample(space, seed))
+        model = net.extract(random_params(space, seed))
         training.recalibrate_bn(model, digits_small.loader("train", batch_size=32),
                                 batches=2)
         assert 0.0 <= accuracy(model, digits_small.loader("val")) <= 1.0

@@ -3,7 +3,6 @@ exact extraction, channel sorting, bits, training, and a weight-sharing search e
 with export and reload."""
 
 import json
-import random
 
 import pytest
 
@@ -14,10 +13,10 @@ from torch.nn import functional as F  # noqa: E402
 
 from nascompress.compression.plan import CompressionPlan  # noqa: E402
 from nascompress.config import ConfigError, parse_config  # noqa: E402
-from nascompress.data import DatasetSplits  # noqa: E402
 from nascompress.spaces import UserModelSpace  # noqa: E402
 from nascompress.spaces.image_cnn import compression_dimensions  # noqa: E402
 from nascompress.supernet.training import SupernetOptions, train_supernet  # noqa: E402
+from tests.supernet._helpers import random_params, with_batchnorm_statistics  # noqa: E402
 
 SHAPE = (1, 8, 8)
 
@@ -101,24 +100,6 @@ def elastic_space(model="residual", **options):
                           input_shape=list(SHAPE), **options)
 
 
-def randomized(net):
-    """Non-trivial BatchNorm statistics and affine parameters."""
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for module in net.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                module.running_mean.normal_(generator=gen)
-                module.running_var.uniform_(0.5, 1.5, generator=gen)
-                module.weight.uniform_(0.5, 1.5, generator=gen)
-                module.bias.normal_(generator=gen)
-    return net.eval()
-
-
-def random_params(space, seed):
-    rng = random.Random(seed)
-    return {key: dim.sample(rng) for key, dim in space.dimensions().items()}
-
-
 def shapes(model):
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
@@ -190,7 +171,7 @@ def test_channels_mixed_outside_conv_layers_keep_the_width_fixed_and_say_why():
 @pytest.mark.parametrize("model", sorted(MODELS))
 def test_sorting_channels_keeps_the_full_model(model):
     space = elastic_space(model)
-    net = randomized(space.build_supernet(input_shape=SHAPE, num_classes=10))
+    net = with_batchnorm_statistics(space.build_supernet(input_shape=SHAPE, num_classes=10))
     x = torch.randn(4, *SHAPE)
     with torch.no_grad():
         before = net(x)
@@ -217,7 +198,7 @@ def test_sorting_channels_keeps_the_full_model(model):
 def test_an_extracted_subnet_computes_what_the_masked_supernet_computes(model, seed):
     space = elastic_space(model, dimensions={
         "quant/scheme": {"type": "categorical", "choices": ["symmetric", "affine", "kmeans"]}})
-    net = randomized(space.build_supernet(input_shape=SHAPE, num_classes=10))
+    net = with_batchnorm_statistics(space.build_supernet(input_shape=SHAPE, num_classes=10))
     net.sort_channels_()
     params = random_params(space, seed)
     if seed == 0:  # the smallest subnet at 4 bits, every skippable block skipped
@@ -249,7 +230,7 @@ def test_an_extracted_subnet_computes_what_the_masked_supernet_computes(model, s
 
 def test_the_bit_width_changes_the_output_and_gradients_pass_through():
     space = elastic_space("depthwise")
-    net = randomized(space.build_supernet(input_shape=SHAPE, num_classes=10))
+    net = with_batchnorm_statistics(space.build_supernet(input_shape=SHAPE, num_classes=10))
     x = torch.randn(4, *SHAPE)
     outputs = {}
     for bits in (2, 8, 32):
@@ -286,17 +267,6 @@ def test_build_model_returns_the_plain_pretrained_model_at_full_size(tmp_path):
 
 
 # -- training and a search ---------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def digits_small():
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    x = (bunch.images[:300] / 16.0).astype("float32")[:, None]
-    return DatasetSplits.stratified("digits-small", x, bunch.target[:300].astype("int64"),
-                                    num_classes=10, split_seed=0, fractions=(0.7, 0.15, 0.15),
-                                    preprocessing={})
 
 
 def test_the_supernet_trains_from_the_pretrained_weights(tmp_path, digits_small):
