@@ -46,6 +46,8 @@ def main() -> None:
     parser.add_argument("--small-space", action="store_true",
                         help="3 narrow stages of depth <= 2 (a reduced run)")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--rows-out", default=None,
+                        help="per-subnet figures as JSON (what ceiling.py --rows reads)")
     args = parser.parse_args()
 
     import torch
@@ -178,6 +180,15 @@ def main() -> None:
         "",
     ])
     print(table)
+    if args.rows_out:
+        import json
+
+        Path(args.rows_out).write_text(json.dumps({
+            "command": f"python bench/supernet/run.py {' '.join(sys.argv[1:])}",
+            "date": time.strftime("%Y-%m-%d"),
+            "rows": [{"subnet": i, "inherited": r[0], "standalone_seed0": r[1],
+                      "inherited_s": r[2], "standalone_s": r[3], "finetuned": r[4],
+                      "finetuned_s": r[5]} for i, r in enumerate(rows)]}, indent=1))
     if args.out:
         with open(args.out, "a", encoding="utf-8") as handle:
             handle.write(table + "\n")
