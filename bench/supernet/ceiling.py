@@ -29,29 +29,15 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-PLAIN = {"prune/ratio": {"type": "float", "low": 0.0, "high": 0.0},
-         "prune/sparsity": {"type": "float", "low": 0.0, "high": 0.0},
-         "lowrank/ratio": {"type": "float", "low": 1.0, "high": 1.0},
-         "quant/bits": {"type": "categorical", "choices": [32]},
-         "quant/scheme": {"type": "categorical", "choices": ["symmetric"]},
-         "quant/activations": {"type": "categorical", "choices": [32]},
-         "distill/alpha": {"type": "float", "low": 0.0, "high": 0.0},
-         "distill/feature_weight": {"type": "float", "low": 0.0, "high": 0.0}}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run import PLAIN, draw_subnets  # noqa: E402 - run.py beside this file
 
 
 def subnets(count: int, draw_seed: int):
     """The subnets ``run.py`` evaluates (same space, same draws)."""
     from nascompress.spaces import MobileNetSpace
 
-    space = MobileNetSpace(dimensions=PLAIN)
-    rng = random.Random(draw_seed)
-    dims = space.dimensions()
-    drawn = []
-    while len(drawn) < count:
-        params = {k: d.sample(rng) for k, d in dims.items()}
-        if space.check(params) is None and params not in drawn:
-            drawn.append(params)
-    return drawn
+    return draw_subnets(MobileNetSpace(dimensions=PLAIN), count, draw_seed)
 
 
 def train_one(job):

@@ -31,6 +31,28 @@ import tempfile
 import time
 from pathlib import Path
 
+#: The subnets are architectures only: every other knob pinned to "off".
+PLAIN = {"prune/ratio": {"type": "float", "low": 0.0, "high": 0.0},
+         "prune/sparsity": {"type": "float", "low": 0.0, "high": 0.0},
+         "lowrank/ratio": {"type": "float", "low": 1.0, "high": 1.0},
+         "quant/bits": {"type": "categorical", "choices": [32]},
+         "quant/scheme": {"type": "categorical", "choices": ["symmetric"]},
+         "quant/activations": {"type": "categorical", "choices": [32]},
+         "distill/alpha": {"type": "float", "low": 0.0, "high": 0.0},
+         "distill/feature_weight": {"type": "float", "low": 0.0, "high": 0.0}}
+
+
+def draw_subnets(space, count: int, seed: int) -> list[dict]:
+    """``count`` distinct valid random points of ``space`` (seeded)."""
+    rng = random.Random(seed)
+    dims = space.dimensions()
+    drawn: list[dict] = []
+    while len(drawn) < count:
+        params = {k: d.sample(rng) for k, d in dims.items()}
+        if space.check(params) is None and params not in drawn:
+            drawn.append(params)
+    return drawn
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -59,17 +81,9 @@ def main() -> None:
 
     torch.set_num_threads(1)
     dataset = DATASETS.resolve(args.dataset, field="dataset")()
-    plain = {"prune/ratio": {"type": "float", "low": 0.0, "high": 0.0},
-             "prune/sparsity": {"type": "float", "low": 0.0, "high": 0.0},
-             "lowrank/ratio": {"type": "float", "low": 1.0, "high": 1.0},
-             "quant/bits": {"type": "categorical", "choices": [32]},
-             "quant/scheme": {"type": "categorical", "choices": ["symmetric"]},
-             "quant/activations": {"type": "categorical", "choices": [32]},
-             "distill/alpha": {"type": "float", "low": 0.0, "high": 0.0},
-             "distill/feature_weight": {"type": "float", "low": 0.0, "high": 0.0}}
     options = ({"stages": [[8, 1], [16, 2], [24, 2]], "max_depth": 2, "stem_channels": 8,
                 "head_channels": 64} if args.small_space else {})
-    space = MobileNetSpace(dimensions=plain, **options)
+    space = MobileNetSpace(dimensions=PLAIN, **options)
     latency = {"min_repeats": 5, "max_repeats": 20, "warmup": 2, "time_cap_s": 0.5}
     common = {"batch_size": 64, "lr": 3e-3, "threads": 1, "latency": latency}
     supernet = SupernetEvaluator(epochs=args.epochs, warmup_epochs=args.warmup_epochs,
@@ -86,13 +100,7 @@ def main() -> None:
     supernet_s = time.perf_counter() - started
     print(prepared.summary, flush=True)
 
-    rng = random.Random(args.seed)
-    dims = space.dimensions()
-    subnets = []
-    while len(subnets) < args.subnets:
-        params = {k: d.sample(rng) for k, d in dims.items()}
-        if space.check(params) is None and params not in subnets:
-            subnets.append(params)
+    subnets = draw_subnets(space, args.subnets, args.seed)
 
     rows = []
     for index, params in enumerate(subnets):
