@@ -74,7 +74,9 @@ class EvolutionStrategy(ValidatingStrategy):
         population_size: members kept; also the number of random proposals that start
             the search. ``None`` (the default) sizes it to the budget: a fifth of it,
             between 8 and 50, so that the population turns over at least five times;
-            16 when the budget is unknown.
+            16 when the budget is unknown. A state saved with a budget-sized population
+            loads into a strategy whose budget differs (a resumed search with a larger
+            budget) and keeps the saved size.
         tournament_size: members drawn per tournament; between 1 and
             ``population_size``. Larger means greedier.
         mutation_prob: chance that each dimension mutates; ``None`` means 1 / (number
@@ -226,9 +228,14 @@ class EvolutionStrategy(ValidatingStrategy):
             state, owner="EvolutionStrategy", name=self.name, version=_STATE_VERSION,
             accepted=(1, _STATE_VERSION),
         )
-        if state["population_size"] != self._size:
+        size = state["population_size"]
+        if size != self._size and (
+                self.population_size is not None or isinstance(size, bool)
+                or not isinstance(size, int) or not self.tournament_size <= size):
+            # A size the user set is theirs: another saved one is refused. A budget-sized
+            # one (the default) follows the saved state below.
             raise ValueError(
-                f"state was saved with population_size={state['population_size']!r}, but this "
+                f"state was saved with population_size={size!r}, but this "
                 f"strategy has population_size={self._size!r}"
             )
         constraints = [c.to_dict() for c in self._constraints]
@@ -248,6 +255,9 @@ class EvolutionStrategy(ValidatingStrategy):
                     f"{sorted(names)}"
                 )
         random_state_from_json(self._rng, state["rng"])
+        # A search resumed with another budget (`resume --trials`) keeps the population
+        # its members were selected and aged in.
+        self._size = size
         self._population = [dict(m) for m in state["population"]]
         self._pending = {tid: dict(p) for tid, p in state["pending"].items()}
         self._invalid_streaks = {tid: int(n) for tid, n in state["invalid_streaks"].items()}

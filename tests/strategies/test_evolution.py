@@ -271,3 +271,30 @@ def test_version_1_state_loads_and_remembers_what_it_holds():
     held = [m["params"] for m in state["population"]]
     assert len(restored.state_dict()["asked"]) == len(
         {json.dumps(p, sort_keys=True) for p in held})
+
+
+def test_resume_with_another_budget_keeps_the_saved_population():
+    original = EvolutionStrategy()
+    original.setup(ToySpace(), TOY_OBJECTIVES, seed=3, budget=100)
+    ids = [f"t{i}" for i in range(30)]
+    for trial_id in ids:
+        params = original.ask(trial_id)
+        original.tell(trial_id, Outcome("COMPLETE", toy_objectives(params)))
+    state = json.loads(json.dumps(original.state_dict(), allow_nan=False))
+    assert state["population_size"] == 20
+
+    # `resume --trials 300`: the budget-sized population would be 50; the saved one stays
+    extended = EvolutionStrategy()
+    extended.setup(ToySpace(), TOY_OBJECTIVES, seed=3, budget=300)
+    extended.load_state_dict(state)
+    assert extended.state_dict()["population_size"] == 20
+    for number in range(10):  # the same proposals as the original from there on
+        params = original.ask(f"n{number}")
+        assert extended.ask(f"n{number}") == params
+        for strategy in (original, extended):
+            strategy.tell(f"n{number}", Outcome("COMPLETE", toy_objectives(params)))
+
+    explicit = EvolutionStrategy(population_size=12)  # the user's size: refused
+    explicit.setup(ToySpace(), TOY_OBJECTIVES, seed=3, budget=300)
+    with pytest.raises(ValueError, match="saved with population_size=20"):
+        explicit.load_state_dict(state)
