@@ -133,9 +133,10 @@ class SupernetEvaluator(CompressTrainEvaluator):
                              f"{self.progressive!r}")
 
     def check_space(self, space) -> str | None:
+        problem = space.weight_sharing_problem()
         if space.elastic_dimensions():
-            return space.weight_sharing_problem()
-        fix = space.weight_sharing_problem() or "use evaluator 'compress-train'"
+            return problem
+        fix = problem or "use evaluator 'compress-train'"
         return (f"evaluator.name: 'supernet' needs a space that supports weight sharing; "
                 f"space {space.name!r} does not support weight sharing yet ({fix})")
 

@@ -67,10 +67,11 @@ class Supernet(nn.Module):
     """The contract :mod:`~nascompress.supernet.training` and the ``supernet`` evaluator
     rely on; every elastic supernet (mobilenet, resnet, user-model) is one.
 
-    A subnet is named by the space's params; only the elastic keys (:attr:`choices`)
-    are read, and a missing one takes its largest value. Subclasses fill
-    :attr:`choices` in ``__init__`` (then call :meth:`set_active` with
-    :meth:`largest`) and implement:
+    A subnet is named by the space's params; only the elastic keys (:attr:`choices`,
+    the grid of each of ``space.elastic_dimensions()``) are read, and a missing one
+    takes its largest value; the largest subnet is active at first. Subclasses call
+    ``super().__init__(space, input_shape=..., num_classes=...)``, build their layers
+    and implement:
 
     * ``forward(x)``: the active subnet's output, computed with the shared weights (and
       fake-quantized at its bit-width, when the space has ``quant/bits``);
@@ -82,10 +83,21 @@ class Supernet(nn.Module):
       output equals the supernet's for that subnet.
 
     Attributes:
+        space: the space the supernet belongs to.
+        input_shape: one example's shape.
+        num_classes: logits produced.
         choices: elastic key -> the values the supernet covers.
     """
 
-    choices: dict[str, list[Any]]
+    def __init__(self, space, *, input_shape: Sequence[int], num_classes: int) -> None:
+        super().__init__()
+        self.space = space
+        self.input_shape = tuple(input_shape)
+        self.num_classes = num_classes
+        dims = space.dimensions()
+        self.choices: dict[str, list[Any]] = {
+            key: list(dims[key].grid() or []) for key in space.elastic_dimensions()}
+        self.set_active(self.largest())
 
     def subnet(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """The elastic part of ``params`` (other keys are ignored; missing ones take the

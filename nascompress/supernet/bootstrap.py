@@ -553,18 +553,13 @@ class ElasticUserModel(Supernet):
     """
 
     def __init__(self, space, *, input_shape: Sequence[int], num_classes: int) -> None:
-        super().__init__()
-        self.input_shape = tuple(input_shape)
-        if tuple(space.input_shape or ()) != self.input_shape:
+        if tuple(space.input_shape or ()) != tuple(input_shape):
             raise ValueError(
                 f"space.options.input_shape: {list(space.input_shape or [])} is not the "
-                f"dataset's example shape {list(self.input_shape)}; set it to "
-                f"{list(self.input_shape)}")
-        self.num_classes = num_classes
+                f"dataset's example shape {list(input_shape)}; set it to "
+                f"{list(input_shape)}")
+        super().__init__(space, input_shape=input_shape, num_classes=num_classes)
         self.structure: Structure = space.elastic_structure
-        dims = space.dimensions()
-        self.choices = {key: list(dims[key].grid() or [])
-                        for key in space.elastic_dimensions()}
         for value in self.choices.get(WIDTH_KEY, []):
             if isinstance(value, bool) or not isinstance(value, int | float) \
                     or not 0 < value <= 1:
@@ -577,7 +572,6 @@ class ElasticUserModel(Supernet):
             raise ValueError(f"space.options.model: the model outputs {tuple(out.shape)} "
                              f"for a batch of 2, not (2, {num_classes}) logits")
         self._kept: dict[float, Any] = {}
-        self.set_active(self.largest())
 
     # -- forward -----------------------------------------------------------------------
 

@@ -153,12 +153,7 @@ class ElasticMobileNet(Supernet):
     """
 
     def __init__(self, space, *, input_shape: Sequence[int], num_classes: int) -> None:
-        super().__init__()
-        dims = space.dimensions()
-        self.space = space
-        self.input_shape = tuple(input_shape)
-        self.num_classes = num_classes
-        self.choices = {key: list(dims[key].grid() or []) for key in space.elastic_dimensions()}
+        super().__init__(space, input_shape=input_shape, num_classes=num_classes)
         for key, values in self.choices.items():
             if key.endswith("/expand") and min(values) <= 1:
                 raise ValueError(f"space.dimensions.{key}: weight sharing needs expansion "
@@ -191,7 +186,6 @@ class ElasticMobileNet(Supernet):
         nn.init.kaiming_normal_(self.head, mode="fan_out")
         self.head_bn = nn.BatchNorm2d(space.head_channels)
         self.classifier = nn.Linear(space.head_channels, num_classes)
-        self.set_active(self.largest())
 
     # -- forward -----------------------------------------------------------------------
 

@@ -156,16 +156,11 @@ class ElasticResNet(Supernet):
     """
 
     def __init__(self, space, *, input_shape: Sequence[int], num_classes: int) -> None:
-        super().__init__()
         problem = space.weight_sharing_problem()
         if problem:
             raise ValueError(problem)
-        dims = space.dimensions()
-        self.space = space
-        self.block = dims["arch/block"].grid()[0]
-        self.input_shape = tuple(input_shape)
-        self.num_classes = num_classes
-        self.choices = {key: list(dims[key].grid() or []) for key in space.elastic_dimensions()}
+        super().__init__(space, input_shape=input_shape, num_classes=num_classes)
+        self.block = space.dimensions()["arch/block"].grid()[0]
         channels, height, width = self.input_shape
         count = len(space.widths)
         strides = stage_strides(min(height, width), space.strides)
@@ -195,7 +190,6 @@ class ElasticResNet(Supernet):
                 cin = width_max * expansion
             self.stages.append(blocks)
         self.classifier = nn.Linear(cin, num_classes)
-        self.set_active(self.largest())
 
     # -- forward -----------------------------------------------------------------------
 
