@@ -12,14 +12,13 @@ import torch.nn.functional as F  # noqa: N812 - torch's own convention
 from torch import nn
 
 from nascompress.compression.plan import FLOAT_BITS
+from nascompress.compression.quantization import _dequantize_raw, _quantize_raw
 
 
 def fake_quant(weight: torch.Tensor, bits: int, scheme: str) -> torch.Tensor:
     """``weight`` as the deployed quantizer sees it, straight-through gradient."""
     if bits >= FLOAT_BITS:
         return weight
-    from nascompress.compression.quantization import _dequantize_raw, _quantize_raw
-
     with torch.no_grad():
         fake = _dequantize_raw(_quantize_raw(weight, bits, scheme), weight.ndim)
     return weight + (fake.to(weight.dtype) - weight).detach()
