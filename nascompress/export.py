@@ -484,9 +484,9 @@ def export_pick(
     out.parent.mkdir(parents=True, exist_ok=True)
 
     model, metadata, space, dataset = rebuild_model(run_dir, record, run=run)
-    from nascompress.data import EVAL_BATCH_SIZE, take
+    from nascompress.data import eval_batch_size, take
 
-    test_loader = dataset.loader("test", batch_size=EVAL_BATCH_SIZE)
+    test_loader = dataset.loader("test", batch_size=eval_batch_size(tuple(dataset.input_shape)))
     reference_accuracy, test_examples = _torch_accuracy(model, test_loader, with_count=True)
     example = take(dataset.loader("test", batch_size=1), 1)[0].float().clone()
     architecture = {

@@ -8,6 +8,7 @@ from nascompress.data._base import (
     DatasetSplits,
     check_batch,
     check_dataset,
+    eval_batch_size,
     stratified_split,
     take,
 )
@@ -23,6 +24,7 @@ from nascompress.data.mnist5k import load_mnist5k_splits
 
 __all__ = ["DATASETS", "EVAL_BATCH_SIZE", "SPLITS", "ArrayLoader", "Dataset", "DatasetSplits",
            "LoaderDataset",
-           "check_batch", "check_dataset", "load_digits_splits", "load_from_loaders",
+           "check_batch", "check_dataset", "eval_batch_size", "load_digits_splits",
+           "load_from_loaders",
            "load_mnist5k_splits", "load_npz", "register_dataset", "splits_from_arrays",
            "stratified_split", "take"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -68,7 +69,9 @@ class SupernetEvaluator(CompressTrainEvaluator):
             in turn; the ones a space lacks are skipped).
         workers: data-parallel workers for supernet training; above 1 it runs on Ray
             Train.
-        bn_batches: training batches that recalibrate a subnet's BatchNorm.
+        bn_batches: how many training batches (of ``batch_size`` images) recalibrate a
+            subnet's BatchNorm; on the CPU they are read in smaller batches (see
+            :func:`~nascompress.data.eval_batch_size`), the same images.
         finalists: how many points to fine-tune after the search (0: none).
         finetune_epochs / finetune_lr: the finalists' fine-tune.
         finetune_alpha: weight of the largest subnet's soft labels while fine-tuning.
@@ -238,7 +241,7 @@ class SupernetEvaluator(CompressTrainEvaluator):
         import torch
 
         from nascompress.compression.plan import FLOAT_BITS, CompressionPlan
-        from nascompress.data import take
+        from nascompress.data import eval_batch_size, take
         from nascompress.supernet.training import load_supernet, recalibrate_bn
         from nascompress.training import Distillation, seed_everything
 
@@ -260,18 +263,24 @@ class SupernetEvaluator(CompressTrainEvaluator):
         val_example = take(dataset.loader("val", batch_size=1), 1)[0]
         plan = CompressionPlan.from_params(params, importance=self.importance)
 
+        # BatchNorm sees bn_batches x batch_size training images, in batches no larger
+        # than an evaluation batch: the same statistics, and on the CPU a smaller batch
+        # stays in the cache (1.6x faster for the largest 28x28 MobileNets).
+        bn_batch = min(self.batch_size, eval_batch_size(tuple(dataset.input_shape)))
+        bn_batches = math.ceil(self.bn_batches * self.batch_size / bn_batch)
+
         def bn_loader():
-            return dataset.loader("train", batch_size=self.batch_size, shuffle=True,
+            return dataset.loader("train", batch_size=bn_batch, shuffle=True,
                                   generator=generator)
 
         model = net.extract(params)
-        recalibrate_bn(model, bn_loader(), batches=self.bn_batches)
+        recalibrate_bn(model, bn_loader(), batches=bn_batches)
         lowrank, pruning = plan.apply_structure_(
             model, calibration[:2], calibration=(calibration, calibration_labels))
         if lowrank is not None:
             metrics["lowrank_layers"] = len(lowrank.layers)
         if lowrank is not None or plan.prune_ratio > 0:
-            recalibrate_bn(model, bn_loader(), batches=self.bn_batches)
+            recalibrate_bn(model, bn_loader(), batches=bn_batches)
         layer_bits = plan.layer_bits(model)
         score_name = self._score_name()
         if final:
@@ -281,7 +290,7 @@ class SupernetEvaluator(CompressTrainEvaluator):
         if sparse is not None:
             metrics["sparsity_requested"] = sparse.sparsity
         if final:
-            teacher = _largest(net, dataset, self.bn_batches, bn_loader).to(device)
+            teacher = _largest(net, dataset, bn_batches, bn_loader).to(device)
             distill = Distillation(alpha=self.finetune_alpha, teacher=teacher.eval(),
                                    label_smoothing=self.recipe.label_smoothing)
             model = model.to(device)
@@ -294,7 +303,7 @@ class SupernetEvaluator(CompressTrainEvaluator):
         elif sparse is not None or plan.quantizes or plan.activation_bits < FLOAT_BITS:
             # BatchNorm statistics of the model as it ships (fake-quantized weights and
             # activations, sparse weights); a float subnet's are already recalibrated.
-            recalibrate_bn(model, bn_loader(), batches=self.bn_batches)
+            recalibrate_bn(model, bn_loader(), batches=bn_batches)
         achieved, quantized = plan.finalize_(model, layer_bits)
         if achieved is not None:
             metrics["sparsity"] = sum(achieved.values()) / max(1, len(achieved))

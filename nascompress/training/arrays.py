@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from nascompress.data import ArrayLoader
+from nascompress.data import ArrayLoader, eval_batch_size
 from nascompress.training import Distillation, seed_everything
 from nascompress.training import accuracy as _accuracy
 from nascompress.training import predict_logits as _predict_logits
@@ -52,12 +52,16 @@ def train_epochs(
                   on_epoch_end=on_epoch_end, on_batch_end=on_batch_end)
 
 
-def predict_logits(model: nn.Module, x: torch.Tensor, *, batch_size: int = 512) -> torch.Tensor:
-    """Logits of ``model`` on ``x`` in eval mode."""
+def predict_logits(model: nn.Module, x: torch.Tensor, *,
+                   batch_size: int | None = None) -> torch.Tensor:
+    """Logits of ``model`` on ``x`` in eval mode (batches of ``batch_size``, by default
+    :func:`~nascompress.data.eval_batch_size`'s)."""
+    batch_size = batch_size or eval_batch_size(tuple(x.shape[1:]), str(x.device))
     return _predict_logits(model, ArrayLoader(x, x.new_zeros(len(x)), batch_size=batch_size),
                            device=str(x.device))
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     """Top-1 accuracy in [0, 1]."""
-    return _accuracy(model, ArrayLoader(x, y, batch_size=512), device=str(x.device))
+    batch_size = eval_batch_size(tuple(x.shape[1:]), str(x.device))
+    return _accuracy(model, ArrayLoader(x, y, batch_size=batch_size), device=str(x.device))
