@@ -7,7 +7,8 @@ Usage (from the repository root)::
     .venv/bin/python bench/strategies/run.py --benchmarks digits-cnn-3x --budgets 50,100
 
 Benchmarks (``--benchmarks``): every measured table of ``bench/tabular`` that is complete
-(real accuracy, size and latency of every point of a reduced ``image-cnn`` space) and
+(real accuracy, size and latency of every point of a reduced ``image-cnn`` space, or of
+a reduced ``mobilenet`` space with accuracy inherited from one supernet) and
 ``surrogate`` (``surrogate.py``: the whole default space, exact sizes, measured
 latencies, modelled accuracy). A strategy proposes points of the benchmark's space
 (``ask_valid``, so the space's constraint applies), is told the point's objectives, and
@@ -69,7 +70,7 @@ from nascompress.strategies import (  # noqa: E402
 )
 from nascompress.strategies._optuna import OptunaStrategy  # noqa: E402
 
-TABLES = ("digits-cnn-3x", "digits-9d-1x", "digits-7d-3x", "mnist5k-cnn-1x")
+TABLES = ("digits-cnn-3x", "digits-9d-1x", "digits-7d-3x", "mnist5k-mbv3-ws", "mnist5k-cnn-1x")
 PEERS = ("optuna-tpe", "optuna-nsga2", "optuna-gp")
 #: Strategies and peers too slow per step to run at every budget and seed on two cores.
 SLOW = ("bayesian-gp", "optuna-gp")
@@ -140,6 +141,9 @@ class TableBenchmark:
         return self._table.evaluate, self._table.true_objectives
 
     def describe(self) -> str:
+        if self._table.spec.get("evaluator_name") == "supernet":
+            return (self._table.describe() + "; every objective **measured**, accuracy "
+                    "**inherited** from one supernet (what a weight-sharing search sees)")
         return self._table.describe() + "; every objective **measured**"
 
 

@@ -10,8 +10,11 @@ again with another seed (same recipe, the ``compress-train`` evaluator exactly a
 * tau of the inherited accuracies (from ``run.py``'s per-subnet file) against the new
   run and against the mean of both runs.
 
-Each with a bootstrap 95 % interval over the subnets. Trainings run in ``--workers``
-processes of one torch thread each (timings are not the point here).
+Each with a bootstrap 95 % interval over the subnets; with ``--joint`` also the tau
+over pairs of the same bit-width. Trainings run in ``--workers`` processes of one torch
+thread each (timings are not the point here). It can run beside ``run.py``: the new
+accuracies are saved to ``--save`` as they come, and ``--rows`` is read only at the end
+(``--save`` of a finished run skips the training).
 
     python bench/supernet/ceiling.py --rows bench/supernet/rank_fidelity_5ep.json \\
         --epochs 5 --seed 1 --out bench/supernet/results.md
@@ -30,32 +33,25 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import PLAIN, draw_subnets  # noqa: E402 - run.py beside this file
-
-
-def subnets(count: int, draw_seed: int):
-    """The subnets ``run.py`` evaluates (same space, same draws)."""
-    from nascompress.spaces import MobileNetSpace
-
-    return draw_subnets(MobileNetSpace(dimensions=PLAIN), count, draw_seed)
+from run import (  # noqa: E402 - run.py beside this file
+    bench_space,
+    draw_subnets,
+    pooled_tau,
+    standalone_evaluator,
+)
 
 
 def train_one(job):
-    index, params, epochs, seed, dataset_name = job
+    index, params, epochs, seed, dataset_name, joint = job
     import torch
 
     from nascompress.data import DATASETS
-    from nascompress.evaluators import CompressTrainEvaluator, TrialContext
-    from nascompress.spaces import MobileNetSpace
+    from nascompress.evaluators import TrialContext
 
     torch.set_num_threads(1)
     dataset = DATASETS.resolve(dataset_name, field="dataset")()
-    space = MobileNetSpace(dimensions=PLAIN)
-    latency = {"min_repeats": 5, "max_repeats": 20, "warmup": 2, "time_cap_s": 0.5}
-    evaluator = CompressTrainEvaluator(epochs=epochs, finetune_epochs=0, batch_size=64,
-                                       lr=3e-3, threads=1, latency=latency)
-    evaluator.configure_latency(setup=evaluator.latency, runtime="onnxruntime")
-    evaluator.validate()
+    space = bench_space(joint=joint)
+    evaluator = standalone_evaluator(epochs, joint=joint)
     work = Path(tempfile.mkdtemp(prefix="bench-ceiling-"))
     context = TrialContext(trial_id=f"c{index}", seed=seed, artifact_dir=work, shared={})
     clock = time.perf_counter()
@@ -63,15 +59,22 @@ def train_one(job):
     return index, result["accuracy"], time.perf_counter() - clock
 
 
-def tau_with_interval(a, b, *, resamples: int, seed: int):
+def tau_with_interval(a, b, *, resamples: int, seed: int, groups=None):
+    """Kendall tau (``groups``: :func:`pooled_tau` within groups) and its bootstrap
+    95 % interval over the subnets."""
     from scipy.stats import kendalltau
 
-    tau = kendalltau(a, b).statistic
+    def statistic(pick):
+        x, y = [a[i] for i in pick], [b[i] for i in pick]
+        if groups is not None:
+            return pooled_tau(x, y, [groups[i] for i in pick])
+        return kendalltau(x, y).statistic
+
+    tau = statistic(range(len(a)))
     rng = random.Random(seed)
     taus = []
     for _ in range(resamples):
-        pick = [rng.randrange(len(a)) for _ in a]
-        value = kendalltau([a[i] for i in pick], [b[i] for i in pick]).statistic
+        value = statistic([rng.randrange(len(a)) for _ in a])
         if value == value:
             taus.append(value)
     taus.sort()
@@ -81,6 +84,10 @@ def tau_with_interval(a, b, *, resamples: int, seed: int):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", required=True, help="run.py's per-subnet figures (JSON)")
+    parser.add_argument("--subnets", type=int, default=20, help="run.py's --subnets")
+    parser.add_argument("--joint", action="store_true", help="run.py's --joint")
+    parser.add_argument("--save", default=None,
+                        help="this run's accuracies (JSON), written as they come")
     parser.add_argument("--dataset", default="mnist5k")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1, help="the new stand-alone seed")
@@ -90,20 +97,30 @@ def main() -> None:
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
 
-    rows = json.loads(Path(args.rows).read_text())["rows"]
-    drawn = subnets(len(rows), args.draw_seed)
-    jobs = [(i, params, args.epochs, args.seed, args.dataset) for i, params in enumerate(drawn)]
-    again = {}
+    drawn = draw_subnets(bench_space(joint=args.joint), args.subnets, args.draw_seed)
+    saved = Path(args.save) if args.save else None
+    again = ({int(k): v for k, v in json.loads(saved.read_text()).items()}
+             if saved and saved.exists() else {})
+    jobs = [(i, params, args.epochs, args.seed, args.dataset, args.joint)
+            for i, params in enumerate(drawn) if i not in again]
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         for index, accuracy, seconds in pool.map(train_one, jobs):
             again[index] = accuracy
             print(f"subnet {index}: stand-alone seed {args.seed} {accuracy:.4f} "
-                  f"(seed {args.draw_seed}: {rows[index]['standalone_seed0']:.4f}) "
                   f"{seconds:.0f} s", flush=True)
+            if saved:
+                saved.write_text(json.dumps(again, indent=1))
+    rows = json.loads(Path(args.rows).read_text())["rows"]
+    if len(rows) != args.subnets:
+        raise SystemExit(f"--rows has {len(rows)} subnets, expected --subnets {args.subnets}")
+    if any(row.get("params", params) != params for row, params in zip(rows, drawn, strict=True)):
+        raise SystemExit("--rows holds other subnets than these draws: check --draw-seed, "
+                         "--joint and --subnets against run.py's")
     first = [r["standalone_seed0"] for r in rows]
     second = [again[i] for i in range(len(rows))]
     both = [(x + y) / 2 for x, y in zip(first, second, strict=True)]
     inherited = [r["inherited"] for r in rows]
+    bits = [params.get("quant/bits", 32) for params in drawn]
     boot = {"resamples": args.bootstrap, "seed": args.draw_seed + 1}
     lines = [
         f"### Ceiling: stand-alone against stand-alone, {len(rows)} subnets "
@@ -121,6 +138,13 @@ def main() -> None:
             args.seed, *tau_with_interval(inherited, second, **boot)),
         "| inherited vs the mean of both stand-alone runs | {:.3f} [{:.3f}, {:.3f}] |".format(
             *tau_with_interval(inherited, both, **boot)),
+        *([] if not args.joint else [
+            "| within bit-widths: stand-alone seed {} vs seed {} | {:.3f} [{:.3f}, {:.3f}] |"
+            .format(args.draw_seed, args.seed,
+                    *tau_with_interval(first, second, **boot, groups=bits)),
+            "| within bit-widths: inherited vs the mean of both runs | "
+            "{:.3f} [{:.3f}, {:.3f}] |".format(
+                *tau_with_interval(inherited, both, **boot, groups=bits))]),
         f"| seed-to-seed accuracy difference, median absolute | "
         f"{statistics.median(abs(x - y) for x, y in zip(first, second, strict=True)):.4f} |",
         "",

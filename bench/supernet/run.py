@@ -42,6 +42,55 @@ PLAIN = {"prune/ratio": {"type": "float", "low": 0.0, "high": 0.0},
          "distill/feature_weight": {"type": "float", "low": 0.0, "high": 0.0}}
 
 
+#: ``--joint``: the subnets also draw the supernet's shared compression knobs
+#: (``quant/bits`` and ``quant/scheme`` over the space's default values); the knobs a
+#: supernet does not share (pruning, sparsity, low rank, activation bits, distillation)
+#: stay pinned off as in :data:`PLAIN`.
+JOINT = {k: v for k, v in PLAIN.items() if k not in ("quant/bits", "quant/scheme")}
+SMALL_STAGES = {"stages": [[8, 1], [16, 2], [24, 2]], "max_depth": 2, "stem_channels": 8,
+                "head_channels": 64}
+LATENCY = {"min_repeats": 5, "max_repeats": 20, "warmup": 2, "time_cap_s": 0.5}
+#: The recipe both arms share: Adam, this batch size and learning rate, one thread.
+COMMON = {"batch_size": 64, "lr": 3e-3, "threads": 1, "latency": LATENCY}
+
+
+def bench_space(*, small: bool = False, joint: bool = False):
+    """The mobilenet space the subnets are drawn from (and the supernet trains)."""
+    from nascompress.spaces import MobileNetSpace
+
+    return MobileNetSpace(dimensions=JOINT if joint else PLAIN,
+                          **(SMALL_STAGES if small else {}))
+
+
+def standalone_evaluator(epochs: int, *, joint: bool = False):
+    """The stand-alone arm: ``compress-train`` with the supernet's recipe and ``epochs``
+    epochs in all. Joint subnets train ``epochs - 1`` epochs and then one epoch of
+    quantization-aware fine-tuning at their bits (the supernet trained every bit-width
+    with its quantizer in the loop; post-training quantization alone would not be the
+    same recipe); float subnets get the same split."""
+    from nascompress.evaluators import CompressTrainEvaluator
+
+    evaluator = CompressTrainEvaluator(epochs=epochs - 1 if joint else epochs,
+                                       finetune_epochs=1 if joint else 0, **COMMON)
+    evaluator.configure_latency(setup=evaluator.latency, runtime="onnxruntime")
+    evaluator.validate()
+    return evaluator
+
+
+def pooled_tau(a: list[float], b: list[float], groups: list) -> float:
+    """Kendall's tau-a over the pairs inside each group only (pairs across groups, and
+    pairs tied in both ``a`` and ``b``, such as a subnet a bootstrap drew twice, are left
+    out): how well ``a`` ranks subnets that share a bit-width."""
+    score = pairs = 0
+    for i in range(len(a)):
+        for j in range(i + 1, len(a)):
+            if groups[i] == groups[j] and (a[i], b[i]) != (a[j], b[j]):
+                pairs += 1
+                product = (a[i] - a[j]) * (b[i] - b[j])
+                score += (product > 0) - (product < 0)
+    return score / pairs if pairs else float("nan")
+
+
 def draw_subnets(space, count: int, seed: int) -> list[dict]:
     """``count`` distinct valid random points of ``space`` (seeded)."""
     rng = random.Random(seed)
@@ -52,6 +101,19 @@ def draw_subnets(space, count: int, seed: int) -> list[dict]:
         if space.check(params) is None and params not in drawn:
             drawn.append(params)
     return drawn
+
+
+def write_rows(path: str, rows: list[tuple], subnets: list[dict]) -> None:
+    """The per-subnet figures as JSON (what ``ceiling.py --rows`` reads)."""
+    import json
+
+    Path(path).write_text(json.dumps({
+        "command": f"python bench/supernet/run.py {' '.join(sys.argv[1:])}",
+        "date": time.strftime("%Y-%m-%d"),
+        "rows": [{"subnet": i, "inherited": r[0], "standalone_seed0": r[1],
+                  "inherited_s": r[2], "standalone_s": r[3], "finetuned": r[4],
+                  "finetuned_s": r[5], "params": subnets[i]} for i, r in enumerate(rows)]},
+        indent=1))
 
 
 def main() -> None:
@@ -67,6 +129,8 @@ def main() -> None:
     parser.add_argument("--bootstrap", type=int, default=2000)
     parser.add_argument("--small-space", action="store_true",
                         help="3 narrow stages of depth <= 2 (a reduced run)")
+    parser.add_argument("--joint", action="store_true",
+                        help="subnets draw quant/bits and quant/scheme too (see JOINT)")
     parser.add_argument("--out", default=None)
     parser.add_argument("--rows-out", default=None,
                         help="per-subnet figures as JSON (what ceiling.py --rows reads)")
@@ -76,23 +140,17 @@ def main() -> None:
     from scipy.stats import kendalltau
 
     from nascompress.data import DATASETS
-    from nascompress.evaluators import CompressTrainEvaluator, SupernetEvaluator, TrialContext
-    from nascompress.spaces import MobileNetSpace
+    from nascompress.evaluators import SupernetEvaluator, TrialContext
 
     torch.set_num_threads(1)
     dataset = DATASETS.resolve(args.dataset, field="dataset")()
-    options = ({"stages": [[8, 1], [16, 2], [24, 2]], "max_depth": 2, "stem_channels": 8,
-                "head_channels": 64} if args.small_space else {})
-    space = MobileNetSpace(dimensions=PLAIN, **options)
-    latency = {"min_repeats": 5, "max_repeats": 20, "warmup": 2, "time_cap_s": 0.5}
-    common = {"batch_size": 64, "lr": 3e-3, "threads": 1, "latency": latency}
+    space = bench_space(small=args.small_space, joint=args.joint)
     supernet = SupernetEvaluator(epochs=args.epochs, warmup_epochs=args.warmup_epochs,
                                  finalists=0, finetune_epochs=max(1, args.finetune_epochs),
-                                 **common)
-    standalone = CompressTrainEvaluator(epochs=args.epochs, finetune_epochs=0, **common)
-    for evaluator in (supernet, standalone):
-        evaluator.configure_latency(setup=evaluator.latency, runtime="onnxruntime")
-        evaluator.validate()
+                                 **COMMON)
+    supernet.configure_latency(setup=supernet.latency, runtime="onnxruntime")
+    supernet.validate()
+    standalone = standalone_evaluator(args.epochs, joint=args.joint)
 
     work = Path(tempfile.mkdtemp(prefix="bench-supernet-"))
     started = time.perf_counter()
@@ -125,21 +183,32 @@ def main() -> None:
         print(f"subnet {index}: inherited {inherited['accuracy']:.4f} ({inherited_s:.2f} s) "
               f"stand-alone {alone['accuracy']:.4f} ({alone_s:.1f} s) "
               f"fine-tuned {tuned:.4f} ({tuned_s:.1f} s)", flush=True)
+        if args.rows_out:  # after every subnet, so an interrupted run keeps its rows
+            write_rows(args.rows_out, rows, subnets)
 
     inherited_acc = [r[0] for r in rows]
     alone_acc = [r[1] for r in rows]
     tuned_acc = [r[4] for r in rows]
 
-    def tau_with_spread(scores: list[float]) -> tuple[float, float, float, float, int]:
-        """tau against the stand-alone accuracies, its bootstrap 95 % interval and std."""
-        tau = kendalltau(scores, alone_acc).statistic
+    bits = [params.get("quant/bits", 32) for params in subnets]
+
+    def tau_with_spread(scores: list[float], within_bits: bool = False
+                        ) -> tuple[float, float, float, float, int]:
+        """tau against the stand-alone accuracies, its bootstrap 95 % interval and std
+        (``within_bits``: :func:`pooled_tau` over pairs of the same bit-width)."""
+        def statistic(pick):
+            a, b = [scores[i] for i in pick], [alone_acc[i] for i in pick]
+            if within_bits:
+                return pooled_tau(a, b, [bits[i] for i in pick])
+            return kendalltau(a, b).statistic
+
+        tau = statistic(range(len(rows)))
         boot_rng = random.Random(args.seed + 1)
         taus = []
         for _ in range(args.bootstrap):
-            pick = [boot_rng.randrange(len(rows)) for _ in rows]
-            value = kendalltau([scores[i] for i in pick], [alone_acc[i] for i in pick])
-            if value.statistic == value.statistic:  # NaN when a resample has no pairs
-                taus.append(value.statistic)
+            value = statistic([boot_rng.randrange(len(rows)) for _ in rows])
+            if value == value:  # NaN when a resample has no pairs
+                taus.append(value)
         taus.sort()
         return (tau, taus[int(0.025 * len(taus))], taus[int(0.975 * len(taus)) - 1],
                 statistics.pstdev(taus), len(taus))
@@ -159,9 +228,20 @@ def main() -> None:
     per_candidate = statistics.median(r[2] for r in rows)
     per_standalone = statistics.median(r[3] for r in rows)
     reduced = args.subnets < 20 or args.small_space
+    joint_lines = []
+    if args.joint:
+        w_tau, w_low, w_high, w_spread, _ = tau_with_spread(inherited_acc, within_bits=True)
+        counts = {b: bits.count(b) for b in sorted(set(bits))}
+        joint_lines = [
+            f"| subnets per bit-width | {', '.join(f'{b}: {n}' for b, n in counts.items())} |",
+            f"| Kendall tau-a within bit-widths (pairs of the same bits only) | "
+            f"{w_tau:.3f} [{w_low:.3f}, {w_high:.3f}], std {w_spread:.3f} |",
+        ]
     table = "\n".join([
         f"### {'REDUCED run' if reduced else 'Run'}: mobilenet"
-        f"{' (small space)' if args.small_space else ''} on {args.dataset}, "
+        f"{' (small space)' if args.small_space else ''}"
+        f"{', joint (architecture + shared quantization knobs)' if args.joint else ''}"
+        f" on {args.dataset}, "
         f"{args.subnets} subnets, {args.epochs} epochs, seed {args.seed}",
         "",
         f"CPU ({platform.machine()}, torch threads 1), {time.strftime('%Y-%m-%d')}. "
@@ -172,6 +252,7 @@ def main() -> None:
         f"| Kendall tau, inherited vs stand-alone accuracy | {tau:.3f} |",
         f"| bootstrap 95% interval of tau ({resamples} resamples) | [{low:.3f}, {high:.3f}] |",
         f"| bootstrap std of tau | {spread:.3f} |",
+        *joint_lines,
         f"| inherited accuracy, mean (min-max) | {statistics.mean(inherited_acc):.4f} "
         f"({min(inherited_acc):.4f}-{max(inherited_acc):.4f}) |",
         f"| stand-alone accuracy, mean (min-max) | {statistics.mean(alone_acc):.4f} "
@@ -188,15 +269,6 @@ def main() -> None:
         "",
     ])
     print(table)
-    if args.rows_out:
-        import json
-
-        Path(args.rows_out).write_text(json.dumps({
-            "command": f"python bench/supernet/run.py {' '.join(sys.argv[1:])}",
-            "date": time.strftime("%Y-%m-%d"),
-            "rows": [{"subnet": i, "inherited": r[0], "standalone_seed0": r[1],
-                      "inherited_s": r[2], "standalone_s": r[3], "finetuned": r[4],
-                      "finetuned_s": r[5]} for i, r in enumerate(rows)]}, indent=1))
     if args.out:
         with open(args.out, "a", encoding="utf-8") as handle:
             handle.write(table + "\n")

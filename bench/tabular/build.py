@@ -5,14 +5,24 @@ Usage (from the repository root)::
     .venv/bin/python bench/tabular/build.py digits-cnn-3x     # one table
     .venv/bin/python bench/tabular/build.py --list            # the tables and their sizes
 
-Each table is a reduced ``image-cnn`` space (:data:`TABLES`): a few values of some
-dimensions, the others pinned. Every point of its grid is trained, compressed, written
-as an artifact and timed by the ``compress-train`` evaluator, in this process, exactly as
-a search trial would be (``prepare`` once, then ``evaluate`` per point), and one JSON
-line per point is appended to ``<name>.jsonl`` next to this file: the free params, the
-measured validation accuracy, the artifact's byte count, the measured latency (median,
-with its kind: ``fp32``, ``int8`` or ``simulated`` below 8 bits), the seconds it took
-and the seed. Points the space's constraint rejects are recorded as invalid. The build
+Each table is a reduced space (:data:`TABLES`): a few values of some dimensions, the
+others pinned. Every point of its grid is scored, compressed, written as an artifact
+and timed by the table's evaluator, in this process, exactly as a search trial would be
+(``prepare`` once, then ``evaluate`` per point), and one JSON line per point is appended
+to ``<name>.jsonl`` next to this file: the free params, the measured validation
+accuracy, the artifact's byte count, the measured latency (median, with its kind:
+``fp32``, ``int8`` or ``simulated`` below 8 bits), the seconds it took and the seed.
+
+Two kinds of table:
+
+* ``image-cnn`` tables, ``compress-train`` evaluator: every point trained stand-alone.
+* ``mobilenet`` tables, ``supernet`` evaluator (``"accuracy_source": "inherited"`` in
+  every row): one supernet over the table's reduced space is trained by ``prepare``
+  (kept under ``bench/tabular/.supernets/<name>/``, so a rebuild reuses it), and every
+  point is scored with weights inherited from it, as a weight-sharing search's trials
+  are. Accuracy, size and latency are measured; the accuracy is inherited, not trained:
+  it is the landscape a strategy searches in weight-sharing mode, not the one of
+  stand-alone training. Points the space's constraint rejects are recorded as invalid. The build
 is resumable: points already in the file are skipped, so an interrupted build continues
 where it stopped.
 
@@ -40,12 +50,22 @@ HERE = Path(__file__).resolve().parent
 SEED = 0
 
 #: The tables: dataset, evaluator options, the free dimensions (values each) and the
-#: pinned ones. Any dimension of ``image-cnn`` not named is pinned to ``BASE``.
+#: pinned ones. Any dimension of ``image-cnn`` not named is pinned to ``BASE`` (of a
+#: ``mobilenet`` table, to ``MOBILENET_BASE``).
 BASE: dict[str, Any] = {
     "arch/depth": 1, "arch/width": 16, "arch/kernel": 3, "prune/ratio": 0.0,
     "prune/importance": "l1", "prune/sparsity": 0.0, "quant/bits": 32,
     "quant/scheme": "symmetric", "quant/activations": 32, "lowrank/ratio": 1.0,
     "distill/alpha": 0.0, "distill/temperature": 4.0, "distill/feature_weight": 0.0,
+}
+
+#: The pinned values of a ``mobilenet`` table (the default four stages): mid-range
+#: architecture, every compression knob off but the free ones.
+MOBILENET_BASE: dict[str, Any] = {
+    "arch/width_mult": 0.75,
+    **{f"arch/stage{s}/{key}": value for s in range(4)
+       for key, value in (("depth", 2), ("expand", 4), ("kernel", 3), ("se", 0))},
+    **{k: v for k, v in BASE.items() if not k.startswith("arch/")},
 }
 
 TABLES: dict[str, dict[str, Any]] = {
@@ -94,6 +114,24 @@ TABLES: dict[str, dict[str, Any]] = {
             "distill/alpha": [0.0, 0.45, 0.9],
         },
     },
+    # Weight sharing: MobileNet stages on mnist5k, every point scored with weights
+    # inherited from one 5-epoch supernet over this reduced space (elastic width, depth,
+    # expansion, kernel and bits). 972 points of about a second each.
+    "mnist5k-mbv3-ws": {
+        "dataset": "mnist5k",
+        "space": "mobilenet",
+        "evaluator_name": "supernet",
+        "evaluator": {"epochs": 5, "warmup_epochs": 1, "finalists": 0, "batch_size": 64,
+                      "lr": 3e-3},
+        "free": {
+            "arch/width_mult": [0.5, 0.75, 1.0],
+            "arch/stage1/depth": [1, 2, 3],
+            "arch/stage2/depth": [1, 2, 3],
+            "arch/stage2/expand": [2, 4, 6],
+            "arch/stage3/kernel": [3, 5, 7],
+            "quant/bits": [2, 4, 8, 32],
+        },
+    },
     # mnist5k (28x28, 5000 images): each point costs tens of seconds on a CPU core.
     "mnist5k-cnn-1x": {
         "dataset": "mnist5k",
@@ -109,14 +147,32 @@ TABLES: dict[str, dict[str, Any]] = {
 }
 
 
+def base(name: str) -> dict[str, Any]:
+    """The pinned values of table ``name``'s space."""
+    return MOBILENET_BASE if TABLES[name].get("space") == "mobilenet" else BASE
+
+
 def table_space(name: str):
-    """The reduced ``ImageCNNSpace`` of table ``name`` (free dims as categoricals)."""
-    from nascompress.spaces import Categorical, ImageCNNSpace
+    """The reduced space of table ``name`` (free dims as categoricals)."""
+    from nascompress.spaces import Categorical, ImageCNNSpace, MobileNetSpace
 
     spec = TABLES[name]
-    dims = {key: Categorical([value]) for key, value in BASE.items()}
+    dims = {key: Categorical([value]) for key, value in base(name).items()}
     dims.update({key: Categorical(list(values)) for key, values in spec["free"].items()})
-    return ImageCNNSpace(dimensions=dims)
+    space = MobileNetSpace if spec.get("space") == "mobilenet" else ImageCNNSpace
+    return space(dimensions=dims)
+
+
+def table_evaluator(name: str):
+    """Table ``name``'s evaluator, validated."""
+    from nascompress.evaluators import CompressTrainEvaluator, SupernetEvaluator
+
+    spec = TABLES[name]
+    kind = {"compress-train": CompressTrainEvaluator, "supernet": SupernetEvaluator}[
+        spec.get("evaluator_name", "compress-train")]
+    evaluator = kind(**spec["evaluator"])
+    evaluator.validate()
+    return evaluator
 
 
 def grid(name: str) -> list[dict[str, Any]]:
@@ -139,14 +195,15 @@ def build(name: str, *, limit: int | None = None) -> None:
     import torch
 
     from nascompress.data import load_digits_splits, load_mnist5k_splits
-    from nascompress.evaluators import CompressTrainEvaluator, Prepared, TrialContext
+    from nascompress.evaluators import Prepared, TrialContext
 
     torch.set_num_threads(1)
     spec = TABLES[name]
     data = {"digits": load_digits_splits, "mnist5k": load_mnist5k_splits}[spec["dataset"]]()
     space = table_space(name)
-    evaluator = CompressTrainEvaluator(**spec["evaluator"])
-    evaluator.validate()
+    evaluator = table_evaluator(name)
+    # A supernet is kept beside the tables, so a resumed build reuses it.
+    keep = HERE / ".supernets" / name if spec.get("evaluator_name") == "supernet" else None
     path = HERE / f"{name}.jsonl"
     done = {point_key(row["params"]) for row in load_rows(name)}
     todo = [p for p in grid(name) if point_key(p) not in done]
@@ -157,11 +214,13 @@ def build(name: str, *, limit: int | None = None) -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
-        shared = Prepared.of(evaluator.prepare(space=space, dataset=data, seed=SEED,
-                                               workdir=Path(tmp))).shared
-        print(f"prepare: {time.perf_counter() - started:.1f} s", flush=True)
+        prepared = Prepared.of(evaluator.prepare(space=space, dataset=data, seed=SEED,
+                                                 workdir=keep or Path(tmp)))
+        shared = prepared.shared
+        print(f"prepare: {time.perf_counter() - started:.1f} s {prepared.summary or ''}",
+              flush=True)
         for number, free in enumerate(todo):
-            params = {**BASE, **free}
+            params = {**base(name), **free}
             row: dict[str, Any] = {"params": free, "seed": SEED}
             reason = space.check(params)
             if reason is not None:
@@ -179,6 +238,8 @@ def build(name: str, *, limit: int | None = None) -> None:
                     latency_kind=result.get("latency_kind"),
                     seconds=round(time.perf_counter() - t0, 3),
                 )
+                if "accuracy_source" in result:
+                    row["accuracy_source"] = result["accuracy_source"]
                 for item in folder.iterdir():
                     item.unlink()
             with path.open("a") as handle:
