@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run import (  # noqa: E402 - run.py beside this file
     bench_space,
     draw_subnets,
+    emit,
     pooled_tau,
     standalone_evaluator,
 )
@@ -149,11 +150,7 @@ def main() -> None:
         f"{statistics.median(abs(x - y) for x, y in zip(first, second, strict=True)):.4f} |",
         "",
     ]
-    table = "\n".join(lines)
-    print(table)
-    if args.out:
-        with open(args.out, "a", encoding="utf-8") as handle:
-            handle.write("\n" + table + "\n")
+    emit("\n".join(lines), args.out)
 
 
 if __name__ == "__main__":

@@ -103,6 +103,14 @@ def draw_subnets(space, count: int, seed: int) -> list[dict]:
     return drawn
 
 
+def emit(table: str, out: str | None) -> None:
+    """Print a result table and append it to ``out`` (a markdown file), if given."""
+    print(table)
+    if out:
+        with open(out, "a", encoding="utf-8") as handle:
+            handle.write("\n" + table + "\n")
+
+
 def write_rows(path: str, rows: list[tuple], subnets: list[dict]) -> None:
     """The per-subnet figures as JSON (what ``ceiling.py --rows`` reads)."""
     import json
@@ -268,10 +276,7 @@ def main() -> None:
         *tuned_lines,
         "",
     ])
-    print(table)
-    if args.out:
-        with open(args.out, "a", encoding="utf-8") as handle:
-            handle.write(table + "\n")
+    emit(table, args.out)
 
 
 if __name__ == "__main__":
