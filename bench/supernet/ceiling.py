@@ -122,6 +122,8 @@ def main() -> None:
     both = [(x + y) / 2 for x, y in zip(first, second, strict=True)]
     inherited = [r["inherited"] for r in rows]
     bits = [params.get("quant/bits", 32) for params in drawn]
+    tuned = [r.get("finetuned", float("nan")) for r in rows]
+    tuned = tuned if all(t == t for t in tuned) else None  # NaN: run.py skipped them
     boot = {"resamples": args.bootstrap, "seed": args.draw_seed + 1}
     lines = [
         f"### Ceiling: stand-alone against stand-alone, {len(rows)} subnets "
@@ -139,6 +141,9 @@ def main() -> None:
             args.seed, *tau_with_interval(inherited, second, **boot)),
         "| inherited vs the mean of both stand-alone runs | {:.3f} [{:.3f}, {:.3f}] |".format(
             *tau_with_interval(inherited, both, **boot)),
+        *(["| fine-tuned (finalist recipe) vs the mean of both runs | "
+           "{:.3f} [{:.3f}, {:.3f}] |".format(*tau_with_interval(tuned, both, **boot))]
+          if tuned else []),
         *([] if not args.joint else [
             "| within bit-widths: stand-alone seed {} vs seed {} | {:.3f} [{:.3f}, {:.3f}] |"
             .format(args.draw_seed, args.seed,
