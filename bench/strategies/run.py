@@ -70,7 +70,8 @@ from nascompress.strategies import (  # noqa: E402
 )
 from nascompress.strategies._optuna import OptunaStrategy  # noqa: E402
 
-TABLES = ("digits-cnn-3x", "digits-9d-1x", "digits-7d-3x", "mnist5k-mbv3-ws", "mnist5k-cnn-1x")
+TABLES = ("digits-cnn-3x", "digits-9d-1x", "digits-7d-3x", "mnist5k-cnn-1x", "mnist5k-cnn-6d",
+          "mnist5k-mbv3-ws")
 PEERS = ("optuna-tpe", "optuna-nsga2", "optuna-gp")
 #: Strategies and peers too slow per step to run at every budget and seed on two cores.
 SLOW = ("bayesian-gp", "optuna-gp")

@@ -114,6 +114,20 @@ TABLES: dict[str, dict[str, Any]] = {
             "distill/alpha": [0.0, 0.45, 0.9],
         },
     },
+    # mnist5k with six dimensions (486 points, one epoch + one of fine-tuning): large
+    # enough for a budget of 100 on real 28x28 data, trained stand-alone.
+    "mnist5k-cnn-6d": {
+        "dataset": "mnist5k",
+        "evaluator": {"epochs": 1, "finetune_epochs": 1},
+        "free": {
+            "arch/depth": [1, 2, 3],
+            "arch/width": [8, 16, 32],
+            "arch/kernel": [3, 5],
+            "prune/ratio": [0.0, 0.25, 0.5],
+            "quant/bits": [2, 4, 8],
+            "lowrank/ratio": [0.5, 0.75, 1.0],
+        },
+    },
     # Weight sharing: MobileNet stages on mnist5k, every point scored with weights
     # inherited from one 5-epoch supernet over this reduced space (elastic width, depth,
     # expansion, kernel and bits). 972 points of about a second each.
@@ -132,7 +146,7 @@ TABLES: dict[str, dict[str, Any]] = {
             "quant/bits": [2, 4, 8, 32],
         },
     },
-    # mnist5k (28x28, 5000 images): each point costs tens of seconds on a CPU core.
+    # mnist5k (28x28, 5000 images), stand-alone: built in 3.6 min (1.3 s a point, median).
     "mnist5k-cnn-1x": {
         "dataset": "mnist5k",
         "evaluator": {"epochs": 1, "finetune_epochs": 1},
