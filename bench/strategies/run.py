@@ -142,10 +142,7 @@ class TableBenchmark:
         return self._table.evaluate, self._table.true_objectives
 
     def describe(self) -> str:
-        if self._table.spec.get("evaluator_name") == "supernet":
-            return (self._table.describe() + "; every objective **measured**, accuracy "
-                    "**inherited** from one supernet (what a weight-sharing search sees)")
-        return self._table.describe() + "; every objective **measured**"
+        return self._table.describe()
 
 
 def load_benchmarks(names: list[str] | None) -> tuple[list[Any], list[str]]:

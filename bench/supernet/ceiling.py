@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import statistics
 import sys
 import tempfile
@@ -35,9 +34,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run import (  # noqa: E402 - run.py beside this file
     bench_space,
+    bootstrap_tau,
     draw_subnets,
     emit,
-    pooled_tau,
     standalone_evaluator,
 )
 
@@ -58,28 +57,6 @@ def train_one(job):
     clock = time.perf_counter()
     result = evaluator.evaluate(params, space=space, dataset=dataset, context=context)
     return index, result["accuracy"], time.perf_counter() - clock
-
-
-def tau_with_interval(a, b, *, resamples: int, seed: int, groups=None):
-    """Kendall tau (``groups``: :func:`pooled_tau` within groups) and its bootstrap
-    95 % interval over the subnets."""
-    from scipy.stats import kendalltau
-
-    def statistic(pick):
-        x, y = [a[i] for i in pick], [b[i] for i in pick]
-        if groups is not None:
-            return pooled_tau(x, y, [groups[i] for i in pick])
-        return kendalltau(x, y).statistic
-
-    tau = statistic(range(len(a)))
-    rng = random.Random(seed)
-    taus = []
-    for _ in range(resamples):
-        value = statistic([rng.randrange(len(a)) for _ in a])
-        if value == value:
-            taus.append(value)
-    taus.sort()
-    return tau, taus[int(0.025 * len(taus))], taus[int(0.975 * len(taus)) - 1]
 
 
 def main() -> None:
@@ -136,21 +113,21 @@ def main() -> None:
         "| Kendall tau (bootstrap 95 % interval) | value |",
         "|---|---|",
         "| stand-alone seed {} vs seed {} (the ceiling) | {:.3f} [{:.3f}, {:.3f}] |".format(
-            args.draw_seed, args.seed, *tau_with_interval(first, second, **boot)),
+            args.draw_seed, args.seed, *bootstrap_tau(first, second, **boot)[:3]),
         "| inherited vs stand-alone seed {} | {:.3f} [{:.3f}, {:.3f}] |".format(
-            args.seed, *tau_with_interval(inherited, second, **boot)),
+            args.seed, *bootstrap_tau(inherited, second, **boot)[:3]),
         "| inherited vs the mean of both stand-alone runs | {:.3f} [{:.3f}, {:.3f}] |".format(
-            *tau_with_interval(inherited, both, **boot)),
+            *bootstrap_tau(inherited, both, **boot)[:3]),
         *(["| fine-tuned (finalist recipe) vs the mean of both runs | "
-           "{:.3f} [{:.3f}, {:.3f}] |".format(*tau_with_interval(tuned, both, **boot))]
+           "{:.3f} [{:.3f}, {:.3f}] |".format(*bootstrap_tau(tuned, both, **boot)[:3])]
           if tuned else []),
         *([] if not args.joint else [
             "| within bit-widths: stand-alone seed {} vs seed {} | {:.3f} [{:.3f}, {:.3f}] |"
             .format(args.draw_seed, args.seed,
-                    *tau_with_interval(first, second, **boot, groups=bits)),
+                    *bootstrap_tau(first, second, **boot, groups=bits)[:3]),
             "| within bit-widths: inherited vs the mean of both runs | "
             "{:.3f} [{:.3f}, {:.3f}] |".format(
-                *tau_with_interval(inherited, both, **boot, groups=bits))]),
+                *bootstrap_tau(inherited, both, **boot, groups=bits)[:3])]),
         f"| seed-to-seed accuracy difference, median absolute | "
         f"{statistics.median(abs(x - y) for x, y in zip(first, second, strict=True)):.4f} |",
         "",

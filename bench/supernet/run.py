@@ -91,6 +91,31 @@ def pooled_tau(a: list[float], b: list[float], groups: list) -> float:
     return score / pairs if pairs else float("nan")
 
 
+def bootstrap_tau(a: list[float], b: list[float], *, resamples: int, seed: int,
+                  groups: list | None = None) -> tuple[float, float, float, float, int]:
+    """Kendall tau of ``a`` against ``b`` (with ``groups``, :func:`pooled_tau` within
+    them), its bootstrap 95 % interval and std over the subnets (resampled with
+    replacement, ``seed``), and how many resamples had pairs to compare."""
+    from scipy.stats import kendalltau
+
+    def statistic(pick):
+        x, y = [a[i] for i in pick], [b[i] for i in pick]
+        if groups is not None:
+            return pooled_tau(x, y, [groups[i] for i in pick])
+        return kendalltau(x, y).statistic
+
+    tau = statistic(range(len(a)))
+    rng = random.Random(seed)
+    taus = []
+    for _ in range(resamples):
+        value = statistic([rng.randrange(len(a)) for _ in a])
+        if value == value:  # NaN when a resample has no pairs
+            taus.append(value)
+    taus.sort()
+    return (tau, taus[int(0.025 * len(taus))], taus[int(0.975 * len(taus)) - 1],
+            statistics.pstdev(taus), len(taus))
+
+
 def draw_subnets(space, count: int, seed: int) -> list[dict]:
     """``count`` distinct valid random points of ``space`` (seeded)."""
     rng = random.Random(seed)
@@ -145,7 +170,6 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-    from scipy.stats import kendalltau
 
     from nascompress.data import DATASETS
     from nascompress.evaluators import SupernetEvaluator, TrialContext
@@ -200,26 +224,11 @@ def main() -> None:
 
     bits = [params.get("quant/bits", 32) for params in subnets]
 
-    def tau_with_spread(scores: list[float], within_bits: bool = False
-                        ) -> tuple[float, float, float, float, int]:
-        """tau against the stand-alone accuracies, its bootstrap 95 % interval and std
-        (``within_bits``: :func:`pooled_tau` over pairs of the same bit-width)."""
-        def statistic(pick):
-            a, b = [scores[i] for i in pick], [alone_acc[i] for i in pick]
-            if within_bits:
-                return pooled_tau(a, b, [bits[i] for i in pick])
-            return kendalltau(a, b).statistic
-
-        tau = statistic(range(len(rows)))
-        boot_rng = random.Random(args.seed + 1)
-        taus = []
-        for _ in range(args.bootstrap):
-            value = statistic([boot_rng.randrange(len(rows)) for _ in rows])
-            if value == value:  # NaN when a resample has no pairs
-                taus.append(value)
-        taus.sort()
-        return (tau, taus[int(0.025 * len(taus))], taus[int(0.975 * len(taus)) - 1],
-                statistics.pstdev(taus), len(taus))
+    def tau_with_spread(scores: list[float], within_bits: bool = False):
+        """tau against the stand-alone accuracies (``within_bits``: over pairs of the
+        same bit-width), with its bootstrap interval and std."""
+        return bootstrap_tau(scores, alone_acc, resamples=args.bootstrap, seed=args.seed + 1,
+                             groups=bits if within_bits else None)
 
     tau, low, high, spread, resamples = tau_with_spread(inherited_acc)
     tuned_lines = []

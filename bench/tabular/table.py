@@ -1,11 +1,12 @@
 """A tabular benchmark: the objectives of a proposed point looked up in a measured table.
 
-A table (built by ``build.py``) holds every point of a reduced ``image-cnn`` space with
-its measured validation accuracy, artifact size and latency. :class:`TabularBenchmark`
-gives a strategy that reduced space (the free dimensions as categoricals, the rest
-pinned to one value), answers each proposal with the measured objectives of that point
-(no noise is added: the table's accuracy is one real training run, noise included), and
-knows the exact Pareto front of the whole table.
+A table (built by ``build.py``) holds every point of a reduced ``image-cnn`` or
+``mobilenet`` space with its measured validation accuracy (trained, or inherited from a
+supernet: :meth:`TabularBenchmark.describe` says which), artifact size and latency.
+:class:`TabularBenchmark` gives a strategy that reduced space (the free dimensions as
+categoricals, the rest pinned to one value), answers each proposal with the measured
+objectives of that point (no noise is added: the table's accuracy is one measurement,
+noise included), and knows the exact Pareto front of the whole table.
 """
 
 from __future__ import annotations
@@ -82,4 +83,8 @@ class TabularBenchmark:
         return (f"{len(self.points)} points ({free}); {self.spec['dataset']}, "
                 f"{json.dumps(self.spec['evaluator'])}; accuracy {accs[0]:.3f}-{accs[-1]:.3f} "
                 f"(median {accs[len(accs) // 2]:.3f}, {at_max} points at the maximum); "
-                f"{len(self.front)} front points; built in {self.build_seconds / 60:.1f} min")
+                f"{len(self.front)} front points; built in {self.build_seconds / 60:.1f} min; "
+                + ("every objective **measured**, accuracy **inherited** from one supernet "
+                   "(what a weight-sharing search sees)"
+                   if self.spec.get("evaluator_name") == "supernet"
+                   else "every objective **measured**"))

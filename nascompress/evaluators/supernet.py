@@ -290,7 +290,7 @@ class SupernetEvaluator(CompressTrainEvaluator):
         if sparse is not None:
             metrics["sparsity_requested"] = sparse.sparsity
         if final:
-            teacher = _largest(net, dataset, bn_batches, bn_loader).to(device)
+            teacher = _largest(net, bn_batches, bn_loader).to(device)
             distill = Distillation(alpha=self.finetune_alpha, teacher=teacher.eval(),
                                    label_smoothing=self.recipe.label_smoothing)
             model = model.to(device)
@@ -357,7 +357,7 @@ class SupernetEvaluator(CompressTrainEvaluator):
 _TEACHERS: dict[int, Any] = {}
 
 
-def _largest(net, dataset, batches: int, bn_loader):
+def _largest(net, batches: int, bn_loader):
     """The largest subnet (float, BatchNorm recalibrated): the finalists' teacher, built
     once per loaded supernet."""
     from nascompress.supernet.training import recalibrate_bn
