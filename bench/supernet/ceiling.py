@@ -37,6 +37,7 @@ from run import (  # noqa: E402 - run.py beside this file
     bootstrap_tau,
     draw_subnets,
     emit,
+    read_rows,
     standalone_evaluator,
 )
 
@@ -88,22 +89,22 @@ def main() -> None:
                   f"{seconds:.0f} s", flush=True)
             if saved:
                 saved.write_text(json.dumps(again, indent=1))
-    rows = json.loads(Path(args.rows).read_text())["rows"]
-    if len(rows) != args.subnets:
-        raise SystemExit(f"--rows has {len(rows)} subnets, expected --subnets {args.subnets}")
-    if any(row.get("params", params) != params for row, params in zip(rows, drawn, strict=True)):
+    rows = read_rows(args.rows)
+    if len(rows["params"]) != args.subnets:
+        raise SystemExit(f"--rows has {len(rows['params'])} subnets, expected --subnets "
+                         f"{args.subnets}")
+    if any(saved not in (None, params)
+           for saved, params in zip(rows["params"], drawn, strict=True)):
         raise SystemExit("--rows holds other subnets than these draws: check --draw-seed, "
                          "--joint and --subnets against run.py's")
-    first = [r["standalone_seed0"] for r in rows]
-    second = [again[i] for i in range(len(rows))]
+    first = rows["standalone"]
+    second = [again[i] for i in range(len(first))]
     both = [(x + y) / 2 for x, y in zip(first, second, strict=True)]
-    inherited = [r["inherited"] for r in rows]
+    inherited, tuned = rows["inherited"], rows["finetuned"]
     bits = [params.get("quant/bits", 32) for params in drawn]
-    tuned = [r.get("finetuned", float("nan")) for r in rows]
-    tuned = tuned if all(t == t for t in tuned) else None  # NaN: run.py skipped them
     boot = {"resamples": args.bootstrap, "seed": args.draw_seed + 1}
     lines = [
-        f"### Ceiling: stand-alone against stand-alone, {len(rows)} subnets "
+        f"### Ceiling: stand-alone against stand-alone, {len(first)} subnets "
         f"(the rank-fidelity run's), {args.epochs} epochs, seeds {args.draw_seed} and "
         f"{args.seed}",
         "",

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import bootstrap_tau, emit  # noqa: E402 - run.py beside this file
+from run import bootstrap_tau, emit, read_rows  # noqa: E402 - run.py beside this file
 
 
 def tau(a: list[float], b: list[float]) -> float:
@@ -48,14 +48,10 @@ def mean_of(runs: list[list[float]], members) -> list[float]:
 
 
 def split_halves(count: int) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
-    """Every split of runs ``0..count-1`` into two halves (each split once)."""
-    half = count // 2
-    splits = []
-    for first in itertools.combinations(range(count), half):
-        second = tuple(i for i in range(count) if i not in first)
-        if (second, first) not in splits:
-            splits.append((first, second))
-    return splits
+    """Every split of runs ``0..count-1`` (``count`` even) into two halves, each split
+    once: the half holding run 0 comes first."""
+    return [(first, tuple(i for i in range(count) if i not in first))
+            for first in itertools.combinations(range(count), count // 2) if 0 in first]
 
 
 def main() -> None:
@@ -68,18 +64,16 @@ def main() -> None:
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
 
-    rows = json.loads(Path(args.rows).read_text())["rows"]
-    runs = [[r["standalone_seed0"] for r in rows]]
+    rows = read_rows(args.rows)
+    count = len(rows["inherited"])
+    runs = [rows["standalone"]]
     for path in args.runs:
         saved = json.loads(Path(path).read_text())
-        missing = [i for i in range(len(rows)) if str(i) not in saved]
+        missing = [i for i in range(count) if str(i) not in saved]
         if missing:
             raise SystemExit(f"{path} lacks subnets {missing}: let ceiling.py finish first")
-        runs.append([saved[str(i)] for i in range(len(rows))])
-    inherited = [r["inherited"] for r in rows]
-    tuned = [r.get("finetuned", float("nan")) for r in rows]
-    tuned = tuned if all(t == t for t in tuned) else None  # NaN: run.py skipped them
-    bits = [r["params"].get("quant/bits", 32) for r in rows]
+        runs.append([saved[str(i)] for i in range(count)])
+    inherited, tuned, bits = rows["inherited"], rows["finetuned"], rows["bits"]
     boot = {"resamples": args.bootstrap, "seed": args.seed}
     everything = mean_of(runs, range(len(runs)))
 
@@ -89,7 +83,7 @@ def main() -> None:
 
     lines = [
         f"### Rank fidelity against the mean of {len(runs)} stand-alone runs, "
-        f"{len(rows)} subnets (the rank-fidelity run's)",
+        f"{count} subnets (the rank-fidelity run's)",
         "",
         f"{time.strftime('%Y-%m-%d')}. Command: `python bench/supernet/reference.py "
         f"{' '.join(sys.argv[1:])}`. Run 0 is `run.py`'s stand-alone training, the others "
@@ -107,23 +101,22 @@ def main() -> None:
                      f"{cell(inherited, everything, bits)} |")
     lines.append("| inherited vs each single run | " + ", ".join(
         f"{tau(inherited, run):.3f}" for run in runs) + " |")
-    if len(runs) >= 2:
-        k = len(runs) // 2
-        halves = split_halves(2 * k)
-        between, proxy = [], []
-        for first, second in halves:
-            a, b = mean_of(runs, first), mean_of(runs, second)
-            between.append(tau(a, b))
-            proxy.extend(tau(inherited, half) for half in (a, b))
-        lines += [
-            f"| mean of {k} run(s) vs the mean of {k} other(s), averaged over "
-            f"{len(halves)} splits (the ceiling for a {k}-run judge) | "
-            f"{statistics.mean(between):.3f} (range {min(between):.3f}-"
-            f"{max(between):.3f}) |",
-            f"| inherited vs the mean of {k} run(s), same splits | "
-            f"{statistics.mean(proxy):.3f} (range {min(proxy):.3f}-{max(proxy):.3f}) |",
-        ]
-    spread = [statistics.stdev(run[i] for run in runs) for i in range(len(rows))]
+    k = len(runs) // 2  # an odd last run is left out of the splits
+    halves = split_halves(2 * k)
+    between, proxy = [], []
+    for first, second in halves:
+        a, b = mean_of(runs, first), mean_of(runs, second)
+        between.append(tau(a, b))
+        proxy.extend(tau(inherited, half) for half in (a, b))
+    lines += [
+        f"| mean of {k} run(s) vs the mean of {k} other(s), averaged over "
+        f"{len(halves)} splits (the ceiling for a {k}-run judge) | "
+        f"{statistics.mean(between):.3f} (range {min(between):.3f}-"
+        f"{max(between):.3f}) |",
+        f"| inherited vs the mean of {k} run(s), same splits | "
+        f"{statistics.mean(proxy):.3f} (range {min(proxy):.3f}-{max(proxy):.3f}) |",
+    ]
+    spread = [statistics.stdev(run[i] for run in runs) for i in range(count)]
     lines += [
         f"| per-subnet std of the stand-alone accuracy over the runs, median | "
         f"{statistics.median(spread):.4f} |",

@@ -137,7 +137,8 @@ def emit(table: str, out: str | None) -> None:
 
 
 def write_rows(path: str, rows: list[tuple], subnets: list[dict]) -> None:
-    """The per-subnet figures as JSON (what ``ceiling.py --rows`` reads)."""
+    """The per-subnet figures as JSON (``ceiling.py`` and ``reference.py`` read them
+    with :func:`read_rows`)."""
     import json
 
     Path(path).write_text(json.dumps({
@@ -147,6 +148,21 @@ def write_rows(path: str, rows: list[tuple], subnets: list[dict]) -> None:
                   "inherited_s": r[2], "standalone_s": r[3], "finetuned": r[4],
                   "finetuned_s": r[5], "params": subnets[i]} for i, r in enumerate(rows)]},
         indent=1))
+
+
+def read_rows(path: str) -> dict[str, list]:
+    """What :func:`write_rows` wrote, by column: ``params`` (``None`` in files written
+    before the rows carried them), ``inherited``, ``standalone`` (seed 0), ``bits`` and
+    ``finetuned`` (``None`` when the run skipped the fine-tune: its rows hold NaN)."""
+    import json
+
+    rows = json.loads(Path(path).read_text())["rows"]
+    tuned = [r.get("finetuned", float("nan")) for r in rows]
+    return {"params": [r.get("params") for r in rows],
+            "inherited": [r["inherited"] for r in rows],
+            "standalone": [r["standalone_seed0"] for r in rows],
+            "bits": [(r.get("params") or {}).get("quant/bits", 32) for r in rows],
+            "finetuned": tuned if all(t == t for t in tuned) else None}
 
 
 def main() -> None:
