@@ -5,6 +5,7 @@ Usage (from the repository root)::
     .venv/bin/python bench/strategies/run.py                      # everything, 20 seeds
     .venv/bin/python bench/strategies/run.py --quick              # 3 seeds x budget 30
     .venv/bin/python bench/strategies/run.py --benchmarks digits-cnn-3x --budgets 50,100
+    .venv/bin/python bench/strategies/run.py --strategies bayesian,bayesian+multivariate=true
 
 Benchmarks (``--benchmarks``): every measured table of ``bench/tabular`` that is complete
 (real accuracy, size and latency of every point of a reduced ``image-cnn`` space, or of
@@ -101,9 +102,16 @@ class OptunaPeer(OptunaStrategy):
 
 
 def make_strategy(name: str) -> Any:
+    """A registered strategy or a peer by name; ``bayesian+multivariate=true`` (options
+    after ``+``, values as JSON) is a strategy with options other than its defaults."""
     if name in PEERS:
         return OptunaPeer(name.removeprefix("optuna-"))
-    return STRATEGIES.resolve(name)()
+    base, *options = name.split("+")
+    kwargs = {}
+    for option in options:
+        key, _, value = option.partition("=")
+        kwargs[key] = json.loads(value)
+    return STRATEGIES.resolve(base)(**kwargs)
 
 
 # ---------------------------------------------------------------------- benchmarks
