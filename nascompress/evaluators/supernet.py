@@ -190,20 +190,19 @@ class SupernetEvaluator(CompressTrainEvaluator):
                   constraints=()) -> list[Mapping[str, Any]]:
         """The ``finalists`` search trials that together cover the most of the inherited
         front: chosen greedily by hypervolume contribution (feasible COMPLETE trials,
-        one per distinct candidate; the reference point is the run's own rule,
-        :func:`~nascompress.pareto.reference_point`, over the search trials).
+        one per distinct candidate) on scaled axes (:func:`finalist_axes`).
 
         Hypervolume, not crowding: crowding distance ranks a front's two ends first, and
-        one end is the smallest model, often at chance accuracy, which no one would
-        ship; fine-tuning it wastes a finalist. A point's hypervolume contribution is
-        what the final front loses without it.
+        one end is the smallest model, often at chance accuracy; a point's hypervolume
+        contribution is what the final front loses without it. Scaled axes, not raw
+        units: in raw bytes and milliseconds the largest models' differences dominate and
+        a model twice as small counts for little at the small end. On six recorded
+        searches (``bench/supernet/finalists.py``: every inherited front point
+        fine-tuned, each rule's picks scored on the fine-tuned numbers) this gave a
+        larger final front than raw units on four, the same on one, a slightly smaller
+        one on one; it can still pick a small model that stays near chance accuracy.
         """
-        from nascompress.pareto import (
-            hypervolume,
-            is_candidate,
-            minimised_vector,
-            reference_point,
-        )
+        from nascompress.pareto import hypervolume, is_candidate
 
         if self.finalists_count == 0:
             return []
@@ -213,16 +212,13 @@ class SupernetEvaluator(CompressTrainEvaluator):
             if is_candidate(record, objectives, constraints) and key not in seen:
                 seen.add(key)
                 pool.append(record)
-        if not pool:
-            return []
-        reference = reference_point(pool, objectives)
-        ref = [objective.as_minimised(reference[objective.name]) for objective in objectives]
-        vectors = [minimised_vector(r, objectives) for r in pool]
+        vectors = finalist_axes(pool, objectives, score=self._score_name())
+        reference = [1.1] * len(objectives)
         chosen: list[int] = []
         while len(chosen) < min(self.finalists_count, len(pool)):
             base = [vectors[i] for i in chosen]
             best = max((i for i in range(len(pool)) if i not in chosen),
-                       key=lambda i: (hypervolume([*base, vectors[i]], ref), -i))
+                       key=lambda i: (hypervolume([*base, vectors[i]], reference), -i))
             chosen.append(best)
         return [pool[i] for i in chosen]
 
@@ -371,3 +367,23 @@ def _largest(net, batches: int, bn_loader):
         _TEACHERS[key] = model
     return _TEACHERS[key]
 
+
+def finalist_axes(pool: Sequence[Mapping[str, Any]], objectives, *,
+                  score: str) -> list[list[float]]:
+    """The pool's objective vectors, minimised and scaled to [0, 1] per objective over
+    the pool (0 its best value, 1 its worst; 0 for all when they are equal).
+
+    The ``score`` objective (accuracy, the user's metric) stays linear: a point of
+    accuracy is worth the same anywhere. Every other objective (size, latency, MACs)
+    whose values are all positive is taken in log10 first: costs compare by ratios, and
+    halving a 20 kB model is as much a step as halving a 2 MB one.
+    """
+    columns = []
+    for objective in objectives:
+        values = [float(record["objectives"][objective.name]) for record in pool]
+        if objective.name != score and all(v > 0 for v in values):
+            values = [math.log10(v) for v in values]
+        values = [objective.as_minimised(v) for v in values]
+        low, high = min(values, default=0.0), max(values, default=0.0)
+        columns.append([(v - low) / (high - low) if high > low else 0.0 for v in values])
+    return [list(row) for row in zip(*columns, strict=True)] if pool else []

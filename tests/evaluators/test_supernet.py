@@ -157,23 +157,42 @@ def test_a_node_without_the_run_folder_reads_the_supernet_from_the_object_store(
         score({"supernet_checkpoint": elsewhere["supernet_checkpoint"]})
 
 
+OBJECTIVES_3 = (("accuracy", "max"), ("size_bytes", "min"), ("latency_ms", "min"))
+
+
+def _trial(number, accuracy, size, latency=1.0):
+    return {"number": number, "state": "COMPLETE", "params": {"x": number},
+            "objectives": {"accuracy": accuracy, "size_bytes": size, "latency_ms": latency}}
+
+
 def test_finalists_are_the_points_covering_the_most_hypervolume():
     from nascompress.evaluators import SupernetEvaluator
     from nascompress.objectives import Objective
 
-    objectives = [Objective("accuracy", "max"), Objective("size_bytes", "min"),
-                  Objective("latency_ms", "min")]
-
-    def trial(number, accuracy, size):
-        return {"number": number, "state": "COMPLETE", "params": {"x": number},
-                "objectives": {"accuracy": accuracy, "size_bytes": size, "latency_ms": 1.0}}
-
-    tiny, good, small, huge = (trial(0, 0.10, 10), trial(1, 0.90, 100), trial(2, 0.85, 50),
-                               trial(3, 0.95, 1000))
+    objectives = [Objective(name, mode) for name, mode in OBJECTIVES_3]
+    huge, large, small, chance = (_trial(0, 0.95, 1_000_000), _trial(1, 0.93, 100_000),
+                                  _trial(2, 0.90, 10_000), _trial(3, 0.10, 9_000))
     evaluator = SupernetEvaluator(finalists=2)
-    # The front's ends (a chance-level model and the largest one) are what crowding
-    # would pick first; they add the least to the front.
-    chosen = evaluator.finalists([tiny, good, small, huge, dict(good, number=4)],
+    # The front's ends (the largest model and a chance-level one) are what crowding
+    # would pick first; they add the least to the front. A repeated candidate counts once.
+    chosen = evaluator.finalists([huge, large, small, chance, dict(small, number=4)],
                                  objectives=objectives)
-    assert [t["number"] for t in chosen] == [1, 2]
-    assert SupernetEvaluator(finalists=0).finalists([good], objectives=objectives) == []
+    assert [t["number"] for t in chosen] == [2, 1]
+    assert SupernetEvaluator(finalists=0).finalists([large], objectives=objectives) == []
+    assert evaluator.finalists([], objectives=objectives) == []
+
+
+def test_finalist_axes_take_costs_by_ratio_and_the_score_linearly():
+    from nascompress.evaluators.supernet import finalist_axes
+    from nascompress.objectives import Objective
+
+    objectives = [Objective(name, mode) for name, mode in OBJECTIVES_3]
+    pool = [_trial(0, 0.9, 100, 2.0), _trial(1, 0.5, 1_000, 2.0), _trial(2, 0.7, 10_000, 2.0)]
+    axes = finalist_axes(pool, objectives, score="accuracy")
+    # accuracy: best 0, worst 1, linear in between; size: 10x steps are equal steps;
+    # latency: all equal, so it separates nothing.
+    assert [v for row in axes for v in row] == pytest.approx(
+        [0.0, 0.0, 0.0, 1.0, 0.5, 0.0, 0.5, 1.0, 0.0])
+    # A cost with a non-positive value has no log: it is scaled linearly.
+    pool[0]["objectives"]["size_bytes"] = 0
+    assert finalist_axes(pool, objectives, score="accuracy")[1][1] == pytest.approx(0.1)
