@@ -47,6 +47,7 @@ from pathlib import Path
 from scipy.stats import kendalltau
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run import emit  # noqa: E402 - run.py beside this file
 from same_clock import scaled_hypervolume  # noqa: E402 - the benchmark's own scoring
 
 OBJECTIVE_NAMES = ("accuracy", "size_bytes", "latency_ms")
@@ -247,11 +248,7 @@ def main() -> None:
                 f"{a:.3f} -> {b:.3f}" for a, b in score["picks"][rule]))
     lines += ["", "Same subnet fine-tuned twice (the search's finalist, this replay): "
               + "; ".join(f"{a:.4f} / {b:.4f}" for _, _, s in rows for a, b in s["repeat"]), ""]
-    table = "\n".join(lines)
-    print(table)
-    if args.out:
-        with open(args.out, "a", encoding="utf-8") as handle:
-            handle.write(table + "\n")
+    emit("\n".join(lines), args.out)
 
 
 if __name__ == "__main__":
