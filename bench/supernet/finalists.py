@@ -61,33 +61,8 @@ def point(objectives) -> tuple[float, float, float]:
     return tuple(float(objectives[name]) for name in OBJECTIVE_NAMES)
 
 
-def inherited_pool(records, objectives):
-    """The search stage's feasible candidates, one per distinct params (first kept)."""
-    from nascompress.pareto import is_candidate
-
-    pool, seen = [], set()
-    for record in records:
-        key = params_key(record["params"])
-        if (record.get("stage", "search") == "search" and key not in seen
-                and is_candidate(record, objectives, ())):
-            seen.add(key)
-            pool.append(record)
-    return pool
-
-
-def greedy(vectors, reference, k: int) -> list[int]:
-    """Greedy hypervolume contribution, ties to the earlier trial (the evaluator's rule)."""
-    from nascompress.pareto import hypervolume
-
-    chosen: list[int] = []
-    while len(chosen) < min(k, len(vectors)):
-        base = [vectors[i] for i in chosen]
-        chosen.append(max((i for i in range(len(vectors)) if i not in chosen),
-                          key=lambda i: (hypervolume([*base, vectors[i]], reference), -i)))
-    return chosen
-
-
 def rule_picks(pool, objectives, evaluator) -> dict[str, list[int]]:
+    from nascompress.evaluators.supernet import greedy_hypervolume as greedy
     from nascompress.pareto import minimised_vector, reference_point
 
     k = evaluator.finalists_count
@@ -105,6 +80,7 @@ def rule_picks(pool, objectives, evaluator) -> dict[str, list[int]]:
 def finetune_front(folder: Path, cache_path: Path, *, train: bool = True) -> dict:
     """Fine-tune every inherited front point of ``folder/ws`` (cached, resumable)."""
     from nascompress.config import parse_config
+    from nascompress.evaluators.supernet import distinct_candidates
     from nascompress.pareto import pareto_front
     from nascompress.search.experiment import build_experiment
     from nascompress.search.records import RunDirectory
@@ -113,7 +89,8 @@ def finetune_front(folder: Path, cache_path: Path, *, train: bool = True) -> dic
     config = parse_config(json.loads((folder / "ws.json").read_text()))
     experiment = build_experiment(config, allow_existing=True)
     records = RunDirectory(folder / "ws").load_trials()
-    pool = inherited_pool(records, experiment.objectives)
+    pool = distinct_candidates([r for r in records if r.get("stage", "search") == "search"],
+                               experiment.objectives)
     front = pareto_front(pool, experiment.objectives)
     todo = [r for r in front if params_key(r["params"]) not in cache]
     if todo and not train:

@@ -202,24 +202,11 @@ class SupernetEvaluator(CompressTrainEvaluator):
         larger final front than raw units on four, the same on one, a slightly smaller
         one on one; it can still pick a small model that stays near chance accuracy.
         """
-        from nascompress.pareto import hypervolume, is_candidate
-
         if self.finalists_count == 0:
             return []
-        pool, seen = [], set()
-        for record in records:
-            key = repr(sorted(record["params"].items()))
-            if is_candidate(record, objectives, constraints) and key not in seen:
-                seen.add(key)
-                pool.append(record)
+        pool = distinct_candidates(records, objectives, constraints)
         vectors = finalist_axes(pool, objectives, score=self._score_name())
-        reference = [1.1] * len(objectives)
-        chosen: list[int] = []
-        while len(chosen) < min(self.finalists_count, len(pool)):
-            base = [vectors[i] for i in chosen]
-            best = max((i for i in range(len(pool)) if i not in chosen),
-                       key=lambda i: (hypervolume([*base, vectors[i]], reference), -i))
-            chosen.append(best)
+        chosen = greedy_hypervolume(vectors, [1.1] * len(objectives), self.finalists_count)
         return [pool[i] for i in chosen]
 
     # -- per trial -------------------------------------------------------------------
@@ -366,6 +353,35 @@ def _largest(net, batches: int, bn_loader):
         _TEACHERS.clear()
         _TEACHERS[key] = model
     return _TEACHERS[key]
+
+
+def distinct_candidates(records: Sequence[Mapping[str, Any]], objectives,
+                        constraints=()) -> list[Mapping[str, Any]]:
+    """The feasible COMPLETE trials of ``records`` with finite objectives, one per
+    distinct params (the first kept)."""
+    from nascompress.pareto import is_candidate
+
+    pool, seen = [], set()
+    for record in records:
+        key = repr(sorted(record["params"].items()))
+        if is_candidate(record, objectives, constraints) and key not in seen:
+            seen.add(key)
+            pool.append(record)
+    return pool
+
+
+def greedy_hypervolume(vectors: Sequence[Sequence[float]], reference: Sequence[float],
+                       count: int) -> list[int]:
+    """Indices of up to ``count`` of ``vectors`` (minimised), each chosen for the largest
+    hypervolume it adds to those chosen before it; ties go to the earlier vector."""
+    from nascompress.pareto import hypervolume
+
+    chosen: list[int] = []
+    while len(chosen) < min(count, len(vectors)):
+        base = [vectors[i] for i in chosen]
+        chosen.append(max((i for i in range(len(vectors)) if i not in chosen),
+                          key=lambda i: (hypervolume([*base, vectors[i]], reference), -i)))
+    return chosen
 
 
 def finalist_axes(pool: Sequence[Mapping[str, Any]], objectives, *,
