@@ -12,6 +12,14 @@ seeds that suggested it), run one strategy on one benchmark with any checkout's
     python bench/strategies/compare_versions.py compare /tmp/before.json /tmp/after.json
 
 ``compare`` prints both medians and IQRs and the two-sided Mann-Whitney U p-value.
+
+An option of one checkout's strategy (``run.py --strategies bayesian,bayesian+x=y``) is
+compared with the strategy's default, per benchmark and budget, from ``run.py``'s JSON
+outputs (same seeds), and optionally with a peer's per-seed HV from other outputs::
+
+    python bench/strategies/compare_versions.py variant --base bayesian \
+        --variant bayesian+x=y /tmp/run-*.json --peer optuna-gp \
+        --peer-results bench/strategies/results-gp20.json
 """
 
 from __future__ import annotations
@@ -50,6 +58,54 @@ def compare(before: dict, after: dict) -> str:
             f"{summary(after)}; two-sided p {p:.3f}")
 
 
+def runs_of(paths: list[Path]) -> dict[str, dict]:
+    """Every ``benchmark|budget|strategy`` entry of ``run.py`` JSON outputs (a single
+    run's, or a file holding several runs keyed by benchmark)."""
+    runs: dict[str, dict] = {}
+    for path in paths:
+        data = json.loads(path.read_text())
+        for part in [data] if "runs" in data else data.values():
+            runs.update(part["runs"])
+    return runs
+
+
+def variant_table(runs: dict[str, dict], base: str, variant: str,
+                  peer: str | None = None, peer_runs: dict[str, dict] | None = None) -> str:
+    """Markdown: per benchmark and budget, the median HV/HV* of ``base`` and ``variant``
+    and the two-sided Mann-Whitney U p of a difference; with ``peer``, its median and the
+    one-sided p that each is worse than it."""
+    from scipy.stats import mannwhitneyu
+
+    head = "| benchmark | budget | seeds | " + base + " | " + variant + " | difference | p (two-sided) |"
+    rule = "|---|---|---|---|---|---|---|"
+    if peer:
+        head += f" {peer} | p {base} worse | p {variant} worse |"
+        rule += "---|---|---|"
+    def fmt(p: float) -> str:
+        return f"{p:.3f}" if p >= 0.001 else f"{p:.0e}"
+
+    lines = [head, rule]
+    for key in runs:
+        benchmark, budget, strategy = key.split("|")
+        other = f"{benchmark}|{budget}|{variant}"
+        if strategy != base or other not in runs:
+            continue
+        a, b = runs[key]["hv"], runs[other]["hv"]
+        p = mannwhitneyu(b, a, alternative="two-sided").pvalue
+        row = (f"| {benchmark} | {budget} | {len(a)} | {statistics.median(a):.4f} | "
+               f"{statistics.median(b):.4f} | {statistics.median(b) - statistics.median(a):+.4f} | "
+               f"{fmt(p)} |")
+        yardstick = (peer_runs or {}).get(f"{benchmark}|{budget}|{peer}") if peer else None
+        if peer and yardstick:
+            c = yardstick["hv"]
+            worse = [mannwhitneyu(x, c, alternative="less").pvalue for x in (a, b)]
+            row += f" {statistics.median(c):.4f} ({len(c)} seeds) | {fmt(worse[0])} | {fmt(worse[1])} |"
+        elif peer:
+            row += " - | - | - |"
+        lines.append(row)
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -63,7 +119,17 @@ def main() -> None:
     two = commands.add_parser("compare")
     two.add_argument("before", type=Path)
     two.add_argument("after", type=Path)
+    three = commands.add_parser("variant")
+    three.add_argument("results", type=Path, nargs="+", help="run.py --output's .json files")
+    three.add_argument("--base", required=True)
+    three.add_argument("--variant", required=True)
+    three.add_argument("--peer", default=None)
+    three.add_argument("--peer-results", type=Path, nargs="*", default=[])
     args = parser.parse_args()
+    if args.command == "variant":
+        print(variant_table(runs_of(args.results), args.base, args.variant, args.peer,
+                            runs_of(args.peer_results) if args.peer_results else None))
+        return
     if args.command == "run":
         first, stop = (int(x) for x in args.seeds.split("-"))
         result = run(args.root.resolve(), args.strategy, args.benchmark, args.budget,

@@ -325,3 +325,69 @@ def test_gp_learns_from_failures_as_worst_results():
         # as bad as the worst real result (largest f, smallest g), and marked as not run
         assert trial.state.name == "COMPLETE" and trial.values == [4.0, 2.0]
         assert trial.constraints == {"ran": 1.0}
+
+
+class OrdinalSpace(FGSpace):
+    """``arch/x`` as unsorted numeric choices, plus a two-number and a string categorical."""
+
+    def default_dimensions(self):
+        return {
+            "arch/x": Categorical([8, 2, 4, 6, 0, 10]),
+            "prune/y": Float(0.0, 1.0, step=0.1),
+            "quant/c": Categorical(["a", "b", "c"]),
+            "quant/bits": Categorical([4, 8]),
+        }
+
+
+def test_ordinal_gives_the_sampler_the_rank_of_numeric_choices():
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    strategy = BayesianStrategy(ordinal=True, n_startup_trials=4)
+    strategy.setup(OrdinalSpace(), FG_OBJECTIVES, seed=0)
+    distributions = strategy._distributions
+    assert distributions["arch/x"] == IntDistribution(0, 5)
+    # strings have no order and two numbers nothing to learn from it: unchanged
+    assert isinstance(distributions["quant/c"], CategoricalDistribution)
+    assert distributions["quant/bits"] == CategoricalDistribution([4, 8])
+    space, seen = OrdinalSpace(), set()
+    for i in range(25):
+        params = ask_valid(strategy, space, f"t{i}")
+        assert type(params["arch/x"]) is int and params["arch/x"] in (0, 2, 4, 6, 8)
+        optuna_value = strategy._study.trials[-1].params["arch/x"]
+        assert sorted([8, 2, 4, 6, 0, 10])[optuna_value] == params["arch/x"]
+        seen.add(params["arch/x"])
+        strategy.tell(f"t{i}", Outcome("COMPLETE", fg_objectives(params)))
+    assert len(seen) >= 3
+
+
+def test_ordinal_state_round_trip_and_mismatch():
+    def make(**options):
+        strategy = BayesianStrategy(n_startup_trials=3, **options)
+        strategy.setup(OrdinalSpace(), FG_OBJECTIVES, seed=5)
+        return strategy
+
+    original, space = make(ordinal=True), OrdinalSpace()
+    for i in range(8):
+        params = ask_valid(original, space, f"t{i}")
+        original.tell(f"t{i}", Outcome("COMPLETE", fg_objectives(params)))
+    state = json.loads(json.dumps(original.state_dict()))
+    restored = make(ordinal=True)
+    restored.load_state_dict(state)
+    ids = [f"n{i}" for i in range(6)]
+    assert _run_on(restored, space, ids) == _run_on(original, space, ids)
+    with pytest.raises(ValueError, match=r"saved with options \{'sampler': 'tpe', "
+                                         r"'ordinal': True\}"):
+        make().load_state_dict(state)
+    # a state saved without the option (as before it existed) loads without it
+    plain = make()
+    _run_on(plain, space, ["a"])
+    make().load_state_dict(json.loads(json.dumps(plain.state_dict())))
+
+
+def _run_on(strategy, space, ids):
+    asked = []
+    for trial_id in ids:
+        params = ask_valid(strategy, space, trial_id)
+        asked.append(params)
+        strategy.tell(trial_id, Outcome("COMPLETE", fg_objectives(params)))
+    return asked
