@@ -89,8 +89,8 @@ class JournalWriter:
             except TypeError:  # a dimension type Optuna has no distribution for
                 continue
             self._distributions[key] = distribution
-            if coded is not None:
-                self._index_coded[key] = coded
+            if coded:
+                self._index_coded[key] = list(dimension.choices)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.study = optuna.create_study(
             storage=journal_storage(self.path), study_name=study_name, load_if_exists=True,

@@ -97,8 +97,7 @@ class OptunaStrategy(ValidatingStrategy):
         self._constraints: tuple[Constraint, ...] = ()
         self._dimensions: dict[str, Dimension] = {}
         self._distributions: dict[str, Any] = {}
-        # dimensions optuna sees as an index into these choices (see _distribution)
-        self._coded_choices: dict[str, list[Any]] = {}
+        self._index_coded: set[str] = set()
         self._trial_numbers: dict[str, int] = {}  # every asked id -> its latest trial number
         self._pending: dict[str, int] = {}  # asked, not yet told
         self._handles: dict[int, Any] = {}  # trial number -> optuna.Trial, while running
@@ -130,11 +129,6 @@ class OptunaStrategy(ValidatingStrategy):
     def _load_extra_state(self, sampler: Any, state: Mapping[str, Any]) -> None:
         """Restore :meth:`_extra_sampler_state` output."""
 
-    def _distribution(self, key: str, dimension: Dimension) -> tuple[Any, list[Any] | None]:
-        """The optuna distribution of ``dimension`` and, when the sampler sees an index
-        rather than the value, the choices that index picks from."""
-        return _to_distribution(key, dimension, type(self).__name__)
-
     # ------------------------------------------------------------------ Strategy
 
     def _setup(self, space: SearchSpace, *, seed: int) -> None:
@@ -147,12 +141,12 @@ class OptunaStrategy(ValidatingStrategy):
         self._space = space
         self._dimensions = dict(space.dimensions())
         self._distributions = {}
-        self._coded_choices = {}
+        self._index_coded = set()
         for key, dimension in self._dimensions.items():
-            distribution, coded = self._distribution(key, dimension)
+            distribution, index_coded = _to_distribution(key, dimension, type(self).__name__)
             self._distributions[key] = distribution
-            if coded is not None:
-                self._coded_choices[key] = coded
+            if index_coded:
+                self._index_coded.add(key)
         with warnings.catch_warnings():
             # Some optuna releases flag sampler options as experimental on construction.
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -252,8 +246,8 @@ class OptunaStrategy(ValidatingStrategy):
 
     def _to_value(self, key: str, value: Any) -> Any:
         dimension = self._dimensions[key]
-        if key in self._coded_choices:
-            return self._coded_choices[key][value]
+        if key in self._index_coded:
+            return dimension.choices[value]  # type: ignore[attr-defined]
         if isinstance(dimension, Float) and dimension.step is not None:
             # optuna returns low + k * step with float noise (0.7000000000000001); match
             # the values Float.grid() lists.
@@ -262,9 +256,9 @@ class OptunaStrategy(ValidatingStrategy):
 
     def _to_optuna(self, key: str, value: Any) -> Any:
         dimension = self._dimensions[key]
-        if key in self._coded_choices:
-            return next(i for i, c in enumerate(self._coded_choices[key])
-                        if type(c) is type(value) and c == value)
+        if key in self._index_coded:
+            choices = dimension.choices  # type: ignore[attr-defined]
+            return next(i for i, c in enumerate(choices) if type(c) is type(value) and c == value)
         if isinstance(dimension, Float):
             # log-uniform draws can overshoot an end by a rounding error
             return min(max(value, dimension.low), dimension.high)
@@ -477,9 +471,8 @@ def _ambiguous(choices: Sequence[Any]) -> bool:
     return any(a == b for i, a in enumerate(choices) for b in choices[i + 1 :])
 
 
-def _to_distribution(key: str, dimension: Dimension, owner: str) -> tuple[Any, list | None]:
-    """The optuna distribution of ``dimension`` and the choices it codes by index (or
-    ``None`` when optuna sees the values themselves)."""
+def _to_distribution(key: str, dimension: Dimension, owner: str) -> tuple[Any, bool]:
+    """The optuna distribution of ``dimension`` and whether it codes choices by index."""
     from optuna.distributions import (
         CategoricalDistribution,
         FloatDistribution,
@@ -488,19 +481,18 @@ def _to_distribution(key: str, dimension: Dimension, owner: str) -> tuple[Any, l
 
     if isinstance(dimension, Categorical):
         if _ambiguous(dimension.choices):
-            return (CategoricalDistribution(list(range(len(dimension.choices)))),
-                    list(dimension.choices))
-        return CategoricalDistribution(list(dimension.choices)), None
+            return CategoricalDistribution(list(range(len(dimension.choices)))), True
+        return CategoricalDistribution(list(dimension.choices)), False
     if isinstance(dimension, Int):
         return (
             IntDistribution(dimension.low, dimension.high, step=dimension.step, log=dimension.log),
-            None,
+            False,
         )
     if isinstance(dimension, Float):
         return (
             FloatDistribution(dimension.low, dimension.high, step=dimension.step,
                               log=dimension.log),
-            None,
+            False,
         )
     raise TypeError(
         f"{owner} supports Categorical, Int and Float dimensions, but dimension "

@@ -11,7 +11,6 @@ import importlib.util
 from collections.abc import Mapping
 from typing import Any
 
-from nascompress.spaces import Categorical
 from nascompress.strategies._base import check_int_option, startup_trials
 from nascompress.strategies._optuna import (
     OptunaStrategy,
@@ -77,11 +76,6 @@ class BayesianStrategy(OptunaStrategy):
             trials, random search's hypervolume reached in fewer trials), but worse at
             100 trials on the surrogate of the 13-dimension default space, on both seed
             sets (two-sided p 0.021 and 0.002), where it no longer beat random search.
-        ordinal: give the sampler a categorical dimension of three or more numbers
-            (widths, bit-widths, depths, kernel sizes) as the rank of its value, an
-            integer, instead of an unordered category: TPE's Parzen estimator then
-            spreads what it learns about a value to the values beside it, and the GP
-            measures distance along that order.
         sampler: ``"tpe"`` or ``"gp"``.
     """
 
@@ -93,19 +87,17 @@ class BayesianStrategy(OptunaStrategy):
         n_startup_trials: int | None = None,
         constant_liar: bool = True,
         multivariate: bool = False,
-        ordinal: bool = False,
         sampler: str = "tpe",
     ) -> None:
         self.n_startup_trials = n_startup_trials
         self.constant_liar = constant_liar
         self.multivariate = multivariate
-        self.ordinal = ordinal
         self.sampler = sampler
         super().__init__()
 
     def _validate_options(self) -> None:
         check_int_option("n_startup_trials", self.n_startup_trials, 0, or_none=True)
-        for option in ("constant_liar", "multivariate", "ordinal"):
+        for option in ("constant_liar", "multivariate"):
             if not isinstance(getattr(self, option), bool):
                 raise TypeError(
                     f"strategy.{option} must be true or false, but got {getattr(self, option)!r}"
@@ -149,16 +141,7 @@ class BayesianStrategy(OptunaStrategy):
     def _options_state(self) -> dict[str, Any]:
         # A TPE history loaded into a GP strategy (or back) would replay without error
         # but not continue either search.
-        # "ordinal" only when set, so states saved before the option existed still load.
-        return {"sampler": self.sampler, **({"ordinal": True} if self.ordinal else {})}
-
-    def _distribution(self, key: str, dimension: Any) -> tuple[Any, list[Any] | None]:
-        choices = ordered_numbers(dimension) if self.ordinal else None
-        if choices is None:
-            return super()._distribution(key, dimension)
-        from optuna.distributions import IntDistribution
-
-        return IntDistribution(0, len(choices) - 1), choices
+        return {"sampler": self.sampler}
 
     def _sampling(self) -> contextlib.AbstractContextManager[None]:
         return single_torch_thread() if self.sampler == "gp" else contextlib.nullcontext()
@@ -169,17 +152,6 @@ class BayesianStrategy(OptunaStrategy):
     def _load_extra_state(self, sampler: Any, state: Mapping[str, Any]) -> None:
         if self.sampler == "gp" and state.get("gp_cache") is not None:
             gp_cache_from_json(sampler, state["gp_cache"])
-
-
-def ordered_numbers(dimension: Any) -> list[Any] | None:
-    """The choices of a categorical ``dimension`` of three or more distinct numbers,
-    sorted (``None`` for any other dimension: two values have no order to learn from)."""
-    choices = getattr(dimension, "choices", None)
-    if (not isinstance(dimension, Categorical) or len(choices) < 3
-            or any(isinstance(c, bool) or not isinstance(c, int | float) for c in choices)
-            or len(set(choices)) < len(choices)):
-        return None
-    return sorted(choices)
 
 
 @register_strategy("bayesian-gp")
@@ -197,13 +169,11 @@ class BayesianGPStrategy(BayesianStrategy):
         n_startup_trials: int | None = None,
         constant_liar: bool = True,
         multivariate: bool = False,
-        ordinal: bool = False,
         sampler: str = "gp",
     ) -> None:
         super().__init__(
             n_startup_trials=n_startup_trials,
             constant_liar=constant_liar,
             multivariate=multivariate,
-            ordinal=ordinal,
             sampler=sampler,
         )
