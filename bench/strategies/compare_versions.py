@@ -76,7 +76,7 @@ def variant_table(runs: dict[str, dict], base: str, variant: str,
     one-sided p that each is worse than it."""
     from scipy.stats import mannwhitneyu
 
-    head = "| benchmark | budget | seeds | " + base + " | " + variant + " | difference | p (two-sided) |"
+    head = f"| benchmark | budget | seeds | {base} | {variant} | difference | p (two-sided) |"
     rule = "|---|---|---|---|---|---|---|"
     if peer:
         head += f" {peer} | p {base} worse | p {variant} worse |"
@@ -99,7 +99,8 @@ def variant_table(runs: dict[str, dict], base: str, variant: str,
         if peer and yardstick:
             c = yardstick["hv"]
             worse = [mannwhitneyu(x, c, alternative="less").pvalue for x in (a, b)]
-            row += f" {statistics.median(c):.4f} ({len(c)} seeds) | {fmt(worse[0])} | {fmt(worse[1])} |"
+            row += (f" {statistics.median(c):.4f} ({len(c)} seeds) | {fmt(worse[0])} | "
+                    f"{fmt(worse[1])} |")
         elif peer:
             row += " - | - | - |"
         lines.append(row)

@@ -7,7 +7,10 @@
    trial, timed).
 3. Train each of the same subnets stand-alone with the same recipe (the
    ``compress-train`` evaluator: Adam, the supernet's learning rate, batch size and
-   epochs, no fine-tune), timed.
+   epochs, no fine-tune), timed. ``--standalone-from ROWS`` instead takes the subnets
+   and their stand-alone figures from an earlier run's ``--rows-out`` file and trains
+   only the supernet (to judge another supernet recipe against the same reference,
+   and with ``reference.py`` against every stand-alone run of those subnets).
 4. Fine-tune each subnet as a finalist would be (``context.stage == "final"``:
    extracted, ``--finetune-epochs`` distilled from the largest subnet), timed.
 5. Kendall tau between inherited and stand-alone accuracy, and between fine-tuned and
@@ -153,7 +156,8 @@ def write_rows(path: str, rows: list[tuple], subnets: list[dict]) -> None:
 def read_rows(path: str) -> dict[str, list]:
     """What :func:`write_rows` wrote, by column: ``params`` (``None`` in files written
     before the rows carried them), ``inherited``, ``standalone`` (seed 0), ``bits`` and
-    ``finetuned`` (``None`` when the run skipped the fine-tune: its rows hold NaN)."""
+    ``finetuned`` (``None`` when the run skipped the fine-tune: its rows hold NaN), and
+    ``standalone_s``."""
     import json
 
     rows = json.loads(Path(path).read_text())["rows"]
@@ -162,6 +166,7 @@ def read_rows(path: str) -> dict[str, list]:
             "inherited": [r["inherited"] for r in rows],
             "standalone": [r["standalone_seed0"] for r in rows],
             "bits": [(r.get("params") or {}).get("quant/bits", 32) for r in rows],
+            "standalone_s": [r["standalone_s"] for r in rows],
             "finetuned": tuned if all(t == t for t in tuned) else None}
 
 
@@ -183,7 +188,17 @@ def main() -> None:
     parser.add_argument("--out", default=None)
     parser.add_argument("--rows-out", default=None,
                         help="per-subnet figures as JSON (what ceiling.py --rows reads)")
+    parser.add_argument("--standalone-from", default=None, metavar="ROWS",
+                        help="an earlier --rows-out file: its subnets and stand-alone "
+                             "figures are reused, not retrained (--epochs is then the "
+                             "supernet's alone)")
     args = parser.parse_args()
+    earlier = read_rows(args.standalone_from) if args.standalone_from else None
+    if earlier is not None:
+        if any(p is None for p in earlier["params"]):
+            raise SystemExit(f"--standalone-from {args.standalone_from}: its rows carry no "
+                             "params; use a file written by a newer run.py --rows-out")
+        args.subnets = len(earlier["params"])
 
     import torch
 
@@ -198,7 +213,7 @@ def main() -> None:
                                  **COMMON)
     supernet.configure_latency(setup=supernet.latency, runtime="onnxruntime")
     supernet.validate()
-    standalone = standalone_evaluator(args.epochs, joint=args.joint)
+    standalone = None if earlier else standalone_evaluator(args.epochs, joint=args.joint)
 
     work = Path(tempfile.mkdtemp(prefix="bench-supernet-"))
     started = time.perf_counter()
@@ -206,7 +221,7 @@ def main() -> None:
     supernet_s = time.perf_counter() - started
     print(prepared.summary, flush=True)
 
-    subnets = draw_subnets(space, args.subnets, args.seed)
+    subnets = earlier["params"] if earlier else draw_subnets(space, args.subnets, args.seed)
 
     rows = []
     for index, params in enumerate(subnets):
@@ -215,9 +230,13 @@ def main() -> None:
         clock = time.perf_counter()
         inherited = supernet.evaluate(params, space=space, dataset=dataset, context=context)
         inherited_s = time.perf_counter() - clock
-        clock = time.perf_counter()
-        alone = standalone.evaluate(params, space=space, dataset=dataset, context=context)
-        alone_s = time.perf_counter() - clock
+        if earlier:
+            alone = {"accuracy": earlier["standalone"][index]}
+            alone_s = earlier["standalone_s"][index]
+        else:
+            clock = time.perf_counter()
+            alone = standalone.evaluate(params, space=space, dataset=dataset, context=context)
+            alone_s = time.perf_counter() - clock
         tuned, tuned_s = float("nan"), float("nan")
         if args.finetune_epochs:
             final = TrialContext(trial_id=f"f{index}", seed=args.seed, artifact_dir=work / "a",
@@ -275,10 +294,14 @@ def main() -> None:
         f"{' (small space)' if args.small_space else ''}"
         f"{', joint (architecture + shared quantization knobs)' if args.joint else ''}"
         f" on {args.dataset}, "
-        f"{args.subnets} subnets, {args.epochs} epochs, seed {args.seed}",
+        f"{args.subnets} subnets, {args.epochs} epochs, seed {args.seed}"
+        f"{', stand-alone figures reused' if earlier else ''}",
         "",
         f"CPU ({platform.machine()}, torch threads 1), {time.strftime('%Y-%m-%d')}. "
-        f"Command: `python bench/supernet/run.py {' '.join(sys.argv[1:])}`",
+        f"Command: `python bench/supernet/run.py {' '.join(sys.argv[1:])}`"
+        + (f". The subnets and their stand-alone accuracies and seconds are "
+           f"`{args.standalone_from}`'s (not retrained here; that run's recipe), "
+           f"so {args.epochs} epochs is the supernet's alone." if earlier else ""),
         "",
         "| measure | value |",
         "|---|---|",
