@@ -69,6 +69,11 @@ def runs_of(paths: list[Path]) -> dict[str, dict]:
     return runs
 
 
+def fmt(p: float) -> str:
+    """A p-value for a table: three decimals, or one significant digit below 0.001."""
+    return f"{p:.3f}" if p >= 0.001 else f"{p:.0e}"
+
+
 def variant_table(runs: dict[str, dict], base: str, variant: str,
                   peer: str | None = None, peer_runs: dict[str, dict] | None = None) -> str:
     """Markdown: per benchmark and budget, the median HV/HV* of ``base`` and ``variant``
@@ -81,9 +86,6 @@ def variant_table(runs: dict[str, dict], base: str, variant: str,
     if peer:
         head += f" {peer} | p {base} worse | p {variant} worse |"
         rule += "---|---|---|"
-    def fmt(p: float) -> str:
-        return f"{p:.3f}" if p >= 0.001 else f"{p:.0e}"
-
     lines = [head, rule]
     for key in runs:
         benchmark, budget, strategy = key.split("|")

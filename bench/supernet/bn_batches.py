@@ -18,15 +18,14 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reference import mean_of  # noqa: E402 - beside this file
-from run import COMMON, bench_space, bootstrap_tau, emit, read_rows  # noqa: E402
+from reference import mean_of, standalone_runs  # noqa: E402 - beside this file
+from run import bench_space, bootstrap_tau, emit, read_rows, supernet_evaluator  # noqa: E402
 
 
 def main() -> None:
@@ -43,21 +42,17 @@ def main() -> None:
     import torch
 
     from nascompress.data import DATASETS
-    from nascompress.evaluators import SupernetEvaluator, TrialContext
+    from nascompress.evaluators import TrialContext
 
     torch.set_num_threads(1)
     rows = read_rows(args.rows)
     count = len(rows["params"])
-    runs = [rows["standalone"]] + [
-        [json.loads(Path(p).read_text())[str(i)] for i in range(count)] for p in args.runs]
+    runs = standalone_runs(rows, args.runs)
     reference = mean_of(runs, range(len(runs)))
     dataset = DATASETS.resolve("mnist5k", field="dataset")()
     space = bench_space(joint=any(b != 32 for b in rows["bits"]))
-    # run.py's supernet options, so that prepare() finds its finished supernet
-    evaluator = SupernetEvaluator(epochs=args.epochs, warmup_epochs=1, finalists=0,
-                                  finetune_epochs=1, **COMMON)
-    evaluator.configure_latency(setup=evaluator.latency, runtime="onnxruntime")
-    evaluator.validate()
+    # run.py's supernet options (its defaults), so that prepare() finds its supernet
+    evaluator = supernet_evaluator(args.epochs)
     work = Path(args.workdir)
     prepared = evaluator.prepare(space=space, dataset=dataset, seed=0, workdir=work)
     lines = [f"### BatchNorm recalibration batches and rank fidelity, {count} subnets, "

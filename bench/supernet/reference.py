@@ -47,6 +47,20 @@ def mean_of(runs: list[list[float]], members) -> list[float]:
     return [statistics.mean(runs[m][i] for m in members) for i in range(len(runs[0]))]
 
 
+def standalone_runs(rows: dict[str, list], paths: list[str]) -> list[list[float]]:
+    """Per stand-alone run, the accuracy of every subnet: ``run.py``'s own (``rows``, as
+    :func:`read_rows` gives them) first, then each ``ceiling.py --save`` file's."""
+    count = len(rows["inherited"])
+    runs = [rows["standalone"]]
+    for path in paths:
+        saved = json.loads(Path(path).read_text())
+        missing = [i for i in range(count) if str(i) not in saved]
+        if missing:
+            raise SystemExit(f"{path} lacks subnets {missing}: let ceiling.py finish first")
+        runs.append([saved[str(i)] for i in range(count)])
+    return runs
+
+
 def split_halves(count: int) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
     """Every split of runs ``0..count-1`` (``count`` even) into two halves, each split
     once: the half holding run 0 comes first."""
@@ -66,13 +80,7 @@ def main() -> None:
 
     rows = read_rows(args.rows)
     count = len(rows["inherited"])
-    runs = [rows["standalone"]]
-    for path in args.runs:
-        saved = json.loads(Path(path).read_text())
-        missing = [i for i in range(count) if str(i) not in saved]
-        if missing:
-            raise SystemExit(f"{path} lacks subnets {missing}: let ceiling.py finish first")
-        runs.append([saved[str(i)] for i in range(count)])
+    runs = standalone_runs(rows, args.runs)
     inherited, tuned, bits = rows["inherited"], rows["finetuned"], rows["bits"]
     boot = {"resamples": args.bootstrap, "seed": args.seed}
     everything = mean_of(runs, range(len(runs)))

@@ -65,6 +65,19 @@ def bench_space(*, small: bool = False, joint: bool = False):
                           **(SMALL_STAGES if small else {}))
 
 
+def supernet_evaluator(epochs: int, *, warmup_epochs: int = 1, finetune_epochs: int = 1):
+    """The weight-sharing arm: the ``supernet`` evaluator with the recipe both arms share
+    (its supernet found again by ``prepare`` in the same work folder with the same
+    arguments)."""
+    from nascompress.evaluators import SupernetEvaluator
+
+    evaluator = SupernetEvaluator(epochs=epochs, warmup_epochs=warmup_epochs, finalists=0,
+                                  finetune_epochs=max(1, finetune_epochs), **COMMON)
+    evaluator.configure_latency(setup=evaluator.latency, runtime="onnxruntime")
+    evaluator.validate()
+    return evaluator
+
+
 def standalone_evaluator(epochs: int, *, joint: bool = False):
     """The stand-alone arm: ``compress-train`` with the supernet's recipe and ``epochs``
     epochs in all. Joint subnets train ``epochs - 1`` epochs and then one epoch of
@@ -203,16 +216,13 @@ def main() -> None:
     import torch
 
     from nascompress.data import DATASETS
-    from nascompress.evaluators import SupernetEvaluator, TrialContext
+    from nascompress.evaluators import TrialContext
 
     torch.set_num_threads(1)
     dataset = DATASETS.resolve(args.dataset, field="dataset")()
     space = bench_space(small=args.small_space, joint=args.joint)
-    supernet = SupernetEvaluator(epochs=args.epochs, warmup_epochs=args.warmup_epochs,
-                                 finalists=0, finetune_epochs=max(1, args.finetune_epochs),
-                                 **COMMON)
-    supernet.configure_latency(setup=supernet.latency, runtime="onnxruntime")
-    supernet.validate()
+    supernet = supernet_evaluator(args.epochs, warmup_epochs=args.warmup_epochs,
+                                  finetune_epochs=args.finetune_epochs)
     standalone = None if earlier else standalone_evaluator(args.epochs, joint=args.joint)
 
     work = Path(tempfile.mkdtemp(prefix="bench-supernet-"))
