@@ -7,9 +7,7 @@ strategies) stays cheap.
 from __future__ import annotations
 
 import contextlib
-import functools
 import importlib.util
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,11 +21,6 @@ from nascompress.strategies._optuna import (
 from nascompress.strategies._registry import register_strategy
 
 SAMPLERS = ("tpe", "gp")
-
-
-def good_trials(fraction: float, seen: int) -> int:
-    """How many of ``seen`` trials TPE models as good: optuna's rule at ``fraction``."""
-    return min(math.ceil(fraction * seen), 25)
 
 
 @register_strategy("bayesian")
@@ -84,8 +77,6 @@ class BayesianStrategy(OptunaStrategy):
             100 trials on the surrogate of the 13-dimension default space, on both seed
             sets (two-sided p 0.021 and 0.002), where it no longer beat random search.
         sampler: ``"tpe"`` or ``"gp"``.
-        gamma: (TPE only) the fraction of the trials seen that TPE models as the good
-            ones, at most 25 trials; ``None`` (the default): optuna's 0.1.
     """
 
     name = "bayesian"
@@ -97,13 +88,11 @@ class BayesianStrategy(OptunaStrategy):
         constant_liar: bool = True,
         multivariate: bool = False,
         sampler: str = "tpe",
-        gamma: float | None = None,
     ) -> None:
         self.n_startup_trials = n_startup_trials
         self.constant_liar = constant_liar
         self.multivariate = multivariate
         self.sampler = sampler
-        self.gamma = gamma
         super().__init__()
 
     def _validate_options(self) -> None:
@@ -113,11 +102,6 @@ class BayesianStrategy(OptunaStrategy):
                 raise TypeError(
                     f"strategy.{option} must be true or false, but got {getattr(self, option)!r}"
                 )
-        if self.gamma is not None and (isinstance(self.gamma, bool)
-                                       or not isinstance(self.gamma, int | float)
-                                       or not 0 < self.gamma < 1):
-            raise ValueError(f"strategy.gamma must be a fraction in (0, 1) or null, but got "
-                             f"{self.gamma!r}")
         if self.sampler not in SAMPLERS:
             raise ValueError(
                 f"strategy.sampler must be one of {list(SAMPLERS)}, but got {self.sampler!r}"
@@ -143,14 +127,11 @@ class BayesianStrategy(OptunaStrategy):
                 # A one-value dimension is always drawn independently; nothing to warn about.
                 warn_independent_sampling=False,
             )
-        extra = {} if self.gamma is None else {"gamma": functools.partial(good_trials,
-                                                                          self.gamma)}
         return optuna.samplers.TPESampler(
             seed=seed,
             n_startup_trials=startup,
             constant_liar=self.constant_liar,
             multivariate=self.multivariate,
-            **extra,
         )
 
     @property

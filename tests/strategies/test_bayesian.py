@@ -325,15 +325,3 @@ def test_gp_learns_from_failures_as_worst_results():
         # as bad as the worst real result (largest f, smallest g), and marked as not run
         assert trial.state.name == "COMPLETE" and trial.values == [4.0, 2.0]
         assert trial.constraints == {"ran": 1.0}
-
-
-def test_gamma_sets_the_share_of_good_trials_and_is_validated():
-    from nascompress.strategies.bayesian import good_trials
-
-    assert [good_trials(0.25, n) for n in (8, 50, 100, 1000)] == [2, 13, 25, 25]
-    strategy = BayesianStrategy(gamma=0.25)
-    strategy.setup(ToySpace(), FG_OBJECTIVES, seed=0)
-    assert strategy.ask("t0") is not None
-    with pytest.raises(ValueError, match=r"strategy.gamma must be a fraction in \(0, 1\) "
-                                         "or null, but got 1.5"):
-        BayesianStrategy(gamma=1.5).setup(ToySpace(), FG_OBJECTIVES, seed=0)
