@@ -105,6 +105,9 @@ def main() -> None:
     parser.add_argument("--finetune-epochs", type=int, default=1)
     parser.add_argument("--epochs", type=int, default=3,
                         help="multi-trial: training epochs per candidate")
+    parser.add_argument("--ws-only", action="store_true",
+                        help="run only the weight-sharing search of each seed and print its "
+                             "folder (for finalists.py); no multi-trial arm, no table")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
 
@@ -118,13 +121,19 @@ def main() -> None:
         folder = Path(tempfile.mkdtemp(prefix=f"same-clock-{seed}-"))
         clock = time.perf_counter()
         ws = start("ws", arm_config("ws", seed=seed, out=folder, args=args), folder)
-        mt = start("mt", arm_config("mt", seed=seed, out=folder, args=args), folder)
+        mt = None if args.ws_only else start(
+            "mt", arm_config("mt", seed=seed, out=folder, args=args), folder)
         ws_code = ws.wait()
         budget_s = time.perf_counter() - clock
-        os.killpg(mt.pid, signal.SIGKILL)  # the clock ran out for multi-trial
-        mt.wait()
+        if mt is not None:
+            os.killpg(mt.pid, signal.SIGKILL)  # the clock ran out for multi-trial
+            mt.wait()
         if ws_code != 0:
             raise SystemExit(f"weight-sharing search failed, see {folder / 'ws.log'}")
+        if mt is None:
+            print(json.dumps({"seed": seed, "wall_s": budget_s, "folder": str(folder)}),
+                  flush=True)
+            continue
         ws_records = RunDirectory(folder / "ws").load_trials()
         mt_records = [r for r in RunDirectory(folder / "mt").load_trials()
                       if r.get("state") == "COMPLETE"]
@@ -153,6 +162,8 @@ def main() -> None:
         rows.append(row)
         print(json.dumps(row), flush=True)
 
+    if not rows:
+        return
     # No multi-trial trial finished in the time: weight sharing wins by default (inf).
     ratios = [r["ws_hv"] / r["mt_hv"] if r["mt_hv"] else float("inf") for r in rows]
     lines = [

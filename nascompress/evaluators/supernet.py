@@ -45,11 +45,14 @@ class SupernetEvaluator(CompressTrainEvaluator):
       trained with, so a subnet's bits are shared knobs, not post-training
       quantization), scores it on the validation split, writes the artifact and measures
       latency exactly like ``compress-train``. ``metrics["accuracy_source"]`` is
-      ``"inherited"``. ``distill/*`` knobs are ignored (no training happens). Under Ray
+      ``"inherited"``; with accuracy as the score, ``metrics["chance_accuracy"]`` and
+      ``metrics["val_samples"]`` record what guessing scores on the validation split
+      (for :meth:`finalists`). ``distill/*`` knobs are ignored (no training happens). Under Ray
       the checkpoint's bytes are also put in the object store (``shared["supernet_copy"]``)
       for worker nodes that cannot read the driver's run folder.
     * Finalists (:meth:`finalists`): after the budget the ``finalists`` search trials
-      that cover the most hypervolume (chosen greedily) are run again with
+      that cover the most hypervolume (chosen greedily, none at chance accuracy while
+      others are left) are run again with
       ``context.stage == "final"``: extracted, compressed as planned, fine-tuned
       ``finetune_epochs`` with quantization-aware training and distillation from the
       largest subnet (``finetune_alpha``), quantized, scored, written and measured;
@@ -173,6 +176,8 @@ class SupernetEvaluator(CompressTrainEvaluator):
                f"resumed after epoch {result.resumed_from}" if result.resumed_from
                else "trained")
         shared: dict[str, Any] = {"supernet_checkpoint": str(result.path.resolve())}
+        if self._score_name() == "accuracy":  # one pass over the labels, not one per trial
+            shared["chance_accuracy"], shared["val_samples"] = chance_accuracy(dataset)
         copy = share_on_ray(result.path)  # for nodes without the driver's run folder
         if copy is not None:
             shared["supernet_copy"] = copy
@@ -200,13 +205,24 @@ class SupernetEvaluator(CompressTrainEvaluator):
         searches (``bench/supernet/finalists.py``: every inherited front point
         fine-tuned, each rule's picks scored on the fine-tuned numbers) this gave a
         larger final front than raw units on four, the same on one, a slightly smaller
-        one on one; it can still pick a small model that stays near chance accuracy.
+        one on one.
+
+        Candidates whose inherited accuracy is indistinguishable from chance
+        (:func:`at_chance`) are chosen only when fewer than ``finalists`` others are left:
+        a small one adds hypervolume on these axes, but in those six searches the 17
+        front points at chance reached at most 0.34 after fine-tuning (median 0.14), so
+        such a finalist is a fine-tune spent on a model nobody ships.
         """
         if self.finalists_count == 0:
             return []
         pool = distinct_candidates(records, objectives, constraints)
-        vectors = finalist_axes(pool, objectives, score=self._score_name())
-        chosen = greedy_hypervolume(vectors, [1.1] * len(objectives), self.finalists_count)
+        score = self._score_name()
+        vectors = finalist_axes(pool, objectives, score=score)
+        reference = [1.1] * len(objectives)
+        above = [i for i, record in enumerate(pool) if not at_chance(record, score)]
+        chosen = greedy_hypervolume(vectors, reference, self.finalists_count, among=above)
+        # Only when too few are above chance: fill up with the rest, the same way.
+        chosen = greedy_hypervolume(vectors, reference, self.finalists_count, chosen=chosen)
         return [pool[i] for i in chosen]
 
     # -- per trial -------------------------------------------------------------------
@@ -294,6 +310,9 @@ class SupernetEvaluator(CompressTrainEvaluator):
         gate.checkpoint()
 
         score = self._score(model, dataset.loader("val"), "cpu")
+        for key in ("chance_accuracy", "val_samples"):
+            if key in context.shared:
+                metrics[key] = context.shared[key]
         result = self._ship(model, params, space=space, dataset=dataset, context=context,
                             plan=plan, layer_bits=layer_bits, quantized=quantized,
                             val_example=val_example, calibration=calibration, gate=gate,
@@ -371,17 +390,55 @@ def distinct_candidates(records: Sequence[Mapping[str, Any]], objectives,
 
 
 def greedy_hypervolume(vectors: Sequence[Sequence[float]], reference: Sequence[float],
-                       count: int) -> list[int]:
+                       count: int, *, among: Sequence[int] | None = None,
+                       chosen: Sequence[int] = ()) -> list[int]:
     """Indices of up to ``count`` of ``vectors`` (minimised), each chosen for the largest
-    hypervolume it adds to those chosen before it; ties go to the earlier vector."""
+    hypervolume it adds to those chosen before it; ties go to the earlier vector.
+
+    ``chosen``: indices already chosen (they count towards ``count``); ``among``: the
+    indices that may be chosen (default all).
+    """
     from nascompress.pareto import hypervolume
 
-    chosen: list[int] = []
-    while len(chosen) < min(count, len(vectors)):
+    chosen = list(chosen)
+    candidates = range(len(vectors)) if among is None else among
+    left = [i for i in candidates if i not in chosen]
+    while len(chosen) < count and left:
         base = [vectors[i] for i in chosen]
-        chosen.append(max((i for i in range(len(vectors)) if i not in chosen),
-                          key=lambda i: (hypervolume([*base, vectors[i]], reference), -i)))
+        best = max(left, key=lambda i: (hypervolume([*base, vectors[i]], reference), -i))
+        chosen.append(best)
+        left.remove(best)
     return chosen
+
+
+#: How many binomial standard errors above chance an accuracy must be to count as
+#: better than guessing (one-sided p about 0.001 for a model that guesses).
+CHANCE_MARGIN = 3.0
+
+
+def chance_accuracy(dataset) -> tuple[float, int]:
+    """The accuracy of always answering the validation split's most frequent class, and
+    the split's size."""
+    from collections import Counter
+
+    counts: Counter[int] = Counter()
+    for _, labels in dataset.loader("val"):
+        counts.update(int(label) for label in labels)
+    total = sum(counts.values())
+    return (max(counts.values()) / total if total else 0.0), total
+
+
+def at_chance(record: Mapping[str, Any], score: str) -> bool:
+    """Whether the trial's accuracy is within :data:`CHANCE_MARGIN` binomial standard
+    errors of its recorded chance accuracy (``metrics["chance_accuracy"]`` over
+    ``metrics["val_samples"]`` images); False for another score or without a record of
+    chance (trials recorded before it was)."""
+    metrics = record.get("metrics") or {}
+    chance, samples = metrics.get("chance_accuracy"), metrics.get("val_samples")
+    if score != "accuracy" or chance is None or not samples:
+        return False
+    margin = CHANCE_MARGIN * math.sqrt(chance * (1.0 - chance) / samples)
+    return float(record["objectives"][score]) <= chance + margin
 
 
 def finalist_axes(pool: Sequence[Mapping[str, Any]], objectives, *,

@@ -52,6 +52,9 @@ def test_trials_inherit_and_the_finalist_is_fine_tuned(finished):
     assert len(search) == 4 and len(final) == 1
     assert all(r["state"] == "COMPLETE" for r in records)
     assert {r["metrics"]["accuracy_source"] for r in search} == {"inherited"}
+    # digits' validation split: 269 images, the largest class 27 of them
+    assert [(r["metrics"]["chance_accuracy"], r["metrics"]["val_samples"])
+            for r in records] == [(pytest.approx(27 / 269), 269)] * len(records)
     assert final[0]["metrics"]["accuracy_source"] == "fine-tuned"
     chosen = final[0]["metrics"]["finalist_of"]
     assert final[0]["params"] == search[chosen]["params"]
@@ -180,6 +183,46 @@ def test_finalists_are_the_points_covering_the_most_hypervolume():
     assert [t["number"] for t in chosen] == [2, 1]
     assert SupernetEvaluator(finalists=0).finalists([large], objectives=objectives) == []
     assert evaluator.finalists([], objectives=objectives) == []
+
+
+def _with_chance(trial, chance=0.1, samples=750):
+    return {**trial, "metrics": {"chance_accuracy": chance, "val_samples": samples}}
+
+
+def test_a_finalist_at_chance_accuracy_is_chosen_only_when_too_few_others_are_left():
+    from nascompress.evaluators import SupernetEvaluator
+    from nascompress.evaluators.supernet import at_chance
+    from nascompress.objectives import Objective
+
+    objectives = [Objective(name, mode) for name, mode in OBJECTIVES_3]
+    large, medium, small = (_trial(0, 0.95, 100_000), _trial(1, 0.90, 30_000),
+                            _trial(2, 0.80, 10_000))
+    tiny = _trial(3, 0.12, 1_000)  # 0.1 + 3 standard errors on 750 images is 0.133
+    evaluator = SupernetEvaluator(finalists=2)
+    # Without a recorded chance level the tiny model adds the second most hypervolume...
+    assert [t["number"] for t in evaluator.finalists([large, medium, small, tiny],
+                                                     objectives=objectives)] == [2, 3]
+    # ...with one, it is indistinguishable from guessing and left out,
+    pool = [_with_chance(t) for t in (large, medium, small, tiny)]
+    assert [t["number"] for t in evaluator.finalists(pool, objectives=objectives)] == [2, 1]
+    # but taken when too few others are left (the count is what the user asked for).
+    chosen = evaluator.finalists([pool[0], pool[3]], objectives=objectives)
+    assert [t["number"] for t in chosen] == [0, 3]
+    # The margin shrinks with more validation images; another score has no chance level.
+    assert at_chance(_with_chance(tiny), "accuracy")
+    assert not at_chance(_with_chance(tiny, samples=20_000), "accuracy")
+    assert not at_chance(_with_chance(tiny), "f1")
+    assert not at_chance(tiny, "accuracy")
+
+
+def test_greedy_hypervolume_continues_a_choice_among_given_candidates():
+    from nascompress.evaluators.supernet import greedy_hypervolume
+
+    vectors = [[0.0, 1.0], [1.0, 0.0], [0.5, 0.5], [0.2, 0.2]]
+    assert greedy_hypervolume(vectors, [1.1, 1.1], 2) == [3, 0]
+    assert greedy_hypervolume(vectors, [1.1, 1.1], 2, among=[0, 1, 2]) == [2, 0]
+    assert greedy_hypervolume(vectors, [1.1, 1.1], 3, chosen=[1]) == [1, 3, 0]
+    assert greedy_hypervolume(vectors, [1.1, 1.1], 5, among=[1]) == [1]
 
 
 def test_finalist_axes_take_costs_by_ratio_and_the_score_linearly():
