@@ -170,6 +170,9 @@ def scorers(points, chance: float) -> dict:
 
 
 def score_folder(data: dict, chance: float, *, whole_front: bool = True) -> dict:
+    from nascompress.evaluators.supernet import at_chance
+    from nascompress.pareto import pareto_front
+
     pool, cache = data["pool"], data["cache"]
     k = data["evaluator"].finalists_count
     tuned = {key: tuple(entry["tuned"]) for key, entry in cache.items()}
@@ -189,9 +192,12 @@ def score_folder(data: dict, chance: float, *, whole_front: bool = True) -> dict
               if key in data["recorded"]]
     tau = kendalltau([cache[key]["inherited"][0] for key in tuned],
                      [tuned[key][0] for key in tuned]).statistic if whole_front else None
+    front = pareto_front(pool, data["objectives"])
     return {"front": len(tuned), "tau": tau, "scores": scores, "repeat": repeat,
             "picks": {name: [(inherited[key], tuned[key][0]) for key in keys]
-                      for name, keys in picks.items()}}
+                      for name, keys in picks.items()},
+            "at_chance": (sum(at_chance(r, "accuracy") for r in pool), len(pool),
+                          sum(at_chance(r, "accuracy") for r in front), len(front))}
 
 
 def optional(value, digits: int = 4) -> str:
@@ -250,6 +256,10 @@ def main() -> None:
         for rule in names:
             lines.append(f"- {name} {rule}: " + ", ".join(
                 f"{a:.3f} -> {b:.3f}" for a, b in score["picks"][rule]))
+    lines += ["", "Inherited accuracy at chance (`at_chance`; trials recorded before the chance "
+              "level was are never at chance): "
+              + "; ".join(f"{name} {c[0]} of {c[1]} trials, {c[2]} of {c[3]} front points"
+                          for name, _, score in rows for c in [score["at_chance"]])]
     lines += ["", "Same subnet fine-tuned twice (the search's finalist, this replay): "
               + "; ".join(f"{a:.4f} / {b:.4f}" for _, _, s in rows for a, b in s["repeat"]), ""]
     emit("\n".join(lines), args.out)
