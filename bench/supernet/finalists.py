@@ -106,11 +106,10 @@ def finetune_front(folder: Path, cache_path: Path, *, train: bool = True,
     pool = distinct_candidates([r for r in records if r.get("stage", "search") == "search"],
                                experiment.objectives)
     front = pareto_front(pool, experiment.objectives)
-    if picks_only:
-        picked = {i for chosen in rule_picks(pool, experiment.objectives,
-                                             experiment.evaluator).values() for i in chosen}
-        front = [pool[i] for i in sorted(picked)]
-    todo = [r for r in front if params_key(r["params"]) not in cache]
+    picks = rule_picks(pool, experiment.objectives, experiment.evaluator)
+    wanted = ([pool[i] for i in sorted({i for chosen in picks.values() for i in chosen})]
+              if picks_only else front)
+    todo = [r for r in wanted if params_key(r["params"]) not in cache]
     if todo and not train:
         raise SystemExit(f"{folder}: {len(todo)} front points not fine-tuned yet in {cache_path}")
     if todo:
@@ -137,8 +136,9 @@ def finetune_front(folder: Path, cache_path: Path, *, train: bool = True,
     mt = [point(r["objectives"]) for r in pareto_front(
         [r for r in RunDirectory(folder / "mt").load_trials() if r.get("state") == "COMPLETE"],
         experiment.objectives)] if (folder / "mt").exists() else []
-    return {"pool": pool, "objectives": experiment.objectives, "cache": cache,
-            "recorded": recorded, "mt": mt, "evaluator": experiment.evaluator}
+    return {"pool": pool, "front": front, "picks": picks, "whole_front": not picks_only,
+            "objectives": experiment.objectives, "cache": cache, "recorded": recorded,
+            "mt": mt, "evaluator": experiment.evaluator}
 
 
 def scorers(points, chance: float) -> dict:
@@ -169,19 +169,20 @@ def scorers(points, chance: float) -> dict:
             "at-chance": at_chance}
 
 
-def score_folder(data: dict, chance: float, *, whole_front: bool = True) -> dict:
+def score_folder(data: dict, chance: float) -> dict:
     from nascompress.evaluators.supernet import at_chance
-    from nascompress.pareto import pareto_front
 
-    pool, cache = data["pool"], data["cache"]
+    pool, front, cache = data["pool"], data["front"], data["cache"]
+    whole_front = data["whole_front"]
     k = data["evaluator"].finalists_count
     tuned = {key: tuple(entry["tuned"]) for key, entry in cache.items()}
-    picks = {name: [params_key(pool[i]["params"]) for i in chosen] for name, chosen
-             in rule_picks(pool, data["objectives"], data["evaluator"]).items()}
-    subsets = list(itertools.combinations(tuned.values(), k))
+    picks = {name: [params_key(pool[i]["params"]) for i in chosen]
+             for name, chosen in data["picks"].items()}
+    # every k-subset of the fine-tuned front: what a perfect and a random choice get
+    subsets = list(itertools.combinations(tuned.values(), k)) if whole_front else []
     scores = {}
     for scorer, hv in scorers(list(tuned.values()) + data["mt"], chance).items():
-        every = [hv(list(subset)) for subset in subsets] if whole_front else []
+        every = [hv(list(subset)) for subset in subsets]
         scores[scorer] = {"rules": {name: hv([tuned[key] for key in keys])
                                     for name, keys in picks.items()},
                           "best": max(every, default=None),
@@ -192,7 +193,6 @@ def score_folder(data: dict, chance: float, *, whole_front: bool = True) -> dict
               if key in data["recorded"]]
     tau = kendalltau([cache[key]["inherited"][0] for key in tuned],
                      [tuned[key][0] for key in tuned]).statistic if whole_front else None
-    front = pareto_front(pool, data["objectives"])
     return {"front": len(tuned), "tau": tau, "scores": scores, "repeat": repeat,
             "picks": {name: [(inherited[key], tuned[key][0]) for key in keys]
                       for name, keys in picks.items()},
@@ -227,8 +227,7 @@ def main() -> None:
         data = finetune_front(folder, args.cache / f"{folder.name}.json",
                               train=not args.score_only, picks_only=args.picks_only)
         config = json.loads((folder / "ws.json").read_text())
-        rows.append((folder.name, config, score_folder(data, args.chance,
-                                                       whole_front=not args.picks_only)))
+        rows.append((folder.name, config, score_folder(data, args.chance)))
     names = list(rows[0][2]["picks"]) if rows else []
     lines = [
         "### Finalist choice scored on fine-tuned truth",

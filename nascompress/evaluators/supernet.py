@@ -423,7 +423,7 @@ def chance_accuracy(dataset) -> tuple[float, int]:
 
     counts: Counter[int] = Counter()
     for _, labels in dataset.loader("val"):
-        counts.update(int(label) for label in labels)
+        counts.update(labels.tolist())
     total = sum(counts.values())
     return (max(counts.values()) / total if total else 0.0), total
 
