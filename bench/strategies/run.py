@@ -3,6 +3,7 @@
 Usage (from the repository root)::
 
     .venv/bin/python bench/strategies/run.py                      # everything, 20 seeds
+                                  # (5 for a GP, ~1 s per step: --slow-seeds 20 for all)
     .venv/bin/python bench/strategies/run.py --quick              # 3 seeds x budget 30
     .venv/bin/python bench/strategies/run.py --benchmarks digits-cnn-3x --budgets 50,100
     .venv/bin/python bench/strategies/run.py --strategies bayesian,bayesian+multivariate=true
@@ -15,7 +16,8 @@ latencies, modelled accuracy). A strategy proposes points of the benchmark's spa
 (``ask_valid``, so the space's constraint applies), is told the point's objectives, and
 its search is scored on the (noise-free, for the surrogate) objectives of the points it
 was told. Every run is sequential: one ask, one tell. The strategy is set up with the
-budget (``setup_strategy``), as the runner does.
+budget (``setup_strategy``), as the runner does, so ``bayesian`` runs the GP at budgets up
+to 100 and TPE above (``bayesian+sampler="tpe"`` is TPE at every budget).
 
 Peers, beside ``random``: optuna's ``TPESampler``, ``NSGAIISampler`` and ``GPSampler``
 with their defaults (only the seed set), asked through the same adapter as our optuna
@@ -70,12 +72,26 @@ from nascompress.strategies import (  # noqa: E402
     setup_strategy,
 )
 from nascompress.strategies._optuna import OptunaStrategy  # noqa: E402
+from nascompress.strategies.bayesian import GP_MAX_BUDGET, BayesianStrategy  # noqa: E402
 
 TABLES = ("digits-cnn-3x", "digits-9d-1x", "digits-7d-3x", "mnist5k-cnn-1x", "mnist5k-cnn-6d",
           "mnist5k-mbv3-ws")
 PEERS = ("optuna-tpe", "optuna-nsga2", "optuna-gp")
-#: Strategies and peers too slow per step to run at every budget and seed on two cores.
+#: Strategies and peers too slow per step to run at every budget and seed on two cores
+#: (a GP: ~1 s per step); ``bayesian`` is one of them at budgets where it runs the GP.
 SLOW = ("bayesian-gp", "optuna-gp")
+
+
+def is_slow(name: str, budget: int) -> bool:
+    """Whether ``name`` runs a GP at ``budget`` (``bayesian``'s ``sampler="auto"`` does
+    up to ``GP_MAX_BUDGET`` trials)."""
+    if name in SLOW:
+        return True
+    if name in PEERS:
+        return False
+    strategy = make_strategy(name)
+    sampler = getattr(strategy, "sampler", None) if isinstance(strategy, BayesianStrategy) else None
+    return sampler == "gp" or (sampler == "auto" and budget <= GP_MAX_BUDGET)
 
 
 class OptunaPeer(OptunaStrategy):
@@ -273,18 +289,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--benchmarks", default="", help="comma-separated; default all")
     parser.add_argument("--strategies", default="", help="comma-separated; default all + peers")
     parser.add_argument("--slow-seeds", type=int, default=5,
-                        help=f"seeds for {', '.join(SLOW)} (their steps take ~1 s)")
-    parser.add_argument("--slow-budgets", default="50",
-                        help=f"budgets for {', '.join(SLOW)}")
+                        help=f"seeds for {', '.join(SLOW)} and for bayesian where it runs "
+                             "the GP (their steps take ~1 s)")
+    parser.add_argument("--slow-budgets", default=f"50,{GP_MAX_BUDGET}",
+                        help=f"budgets for {', '.join(SLOW)} (bayesian runs the GP up to "
+                             f"{GP_MAX_BUDGET})")
     parser.add_argument("--slow-benchmarks", default="",
                         help=f"benchmarks for {', '.join(SLOW)} (comma-separated; default all)")
     parser.add_argument("--max-fraction", type=float, default=0.5,
                         help="skip a budget above this fraction of a finite table")
-    parser.add_argument("--quick", action="store_true", help="3 seeds x budget 30")
+    parser.add_argument("--quick", action="store_true", help="3 seeds x budget 30, GP strategies too")
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.quick:
-        args.seeds, args.budgets, args.slow_seeds, args.slow_budgets = 3, "30", 0, ""
+        args.seeds, args.budgets, args.slow_seeds, args.slow_budgets = 3, "30", 3, "30"
     if args.output is None:
         args.output = HERE / ("results-quick.md" if args.quick else "results.md")
     budgets = [int(b) for b in args.budgets.split(",") if b]
@@ -303,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
                              f"{args.max_fraction:.0%} of its {benchmark.size} points")
                 continue
             for name in names:
-                slow = name in SLOW
+                slow = is_slow(name, budget)
                 seeds = args.slow_seeds if slow else args.seeds
                 if slow and (budget not in slow_budgets or (
                         slow_benchmarks and benchmark.name not in slow_benchmarks)):
@@ -360,7 +378,8 @@ def render(raw, benchmarks, names, budgets, info, notes) -> str:
         "",
         f"Command: `{info['command'].strip()}`; {info['date']}; {info['machine']}; "
         f"{info['seeds']} seeds (0..{info['seeds'] - 1}) per strategy, "
-        f"{info['slow_seeds']} for {', '.join(SLOW)} (budgets {info['slow_budgets']}; "
+        f"{info['slow_seeds']} for {', '.join(SLOW)} and for `bayesian` where it runs the GP "
+        f"(budgets {info['slow_budgets']}; "
         f"benchmarks: {info['slow_benchmarks']}).",
         "",
         "HV/HV*: hypervolume of the points found over the true front's, with accuracy, "

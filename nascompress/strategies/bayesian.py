@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nascompress.strategies._base import check_int_option, startup_trials
 from nascompress.strategies._optuna import (
@@ -20,14 +20,32 @@ from nascompress.strategies._optuna import (
 )
 from nascompress.strategies._registry import register_strategy
 
-SAMPLERS = ("tpe", "gp")
+if TYPE_CHECKING:
+    from nascompress.spaces import SearchSpace
+
+SAMPLERS = ("auto", "tpe", "gp")
+
+#: The largest budget for which ``sampler="auto"`` chooses the GP. On the strategy
+#: benchmarks (``bench/strategies/results-gp20.md``, 20 seeds) the GP found the larger
+#: front at budgets 50 and 100 on most tables, and TPE on a few; budgets beyond 100 were
+#: not measured for the GP (its steps grow with the trials seen), so TPE keeps them.
+GP_MAX_BUDGET = 100
+
+
+def _missing_gp_modules() -> list[str]:
+    return [m for m in ("torch", "scipy") if importlib.util.find_spec(m) is None]
 
 
 @register_strategy("bayesian")
 class BayesianStrategy(OptunaStrategy):
     """Multi-objective Bayesian optimisation with optuna's ``TPESampler`` or ``GPSampler``.
 
-    ``sampler="tpe"`` (the default): a Tree-structured Parzen Estimator. Cheap per
+    ``sampler="auto"`` (the default): the GP when the search's budget is known and at
+    most :data:`GP_MAX_BUDGET` (100) trials, TPE otherwise (more trials, or a budget
+    unknown). :attr:`sampler_in_use` says which; a resumed search keeps the sampler it
+    started with, even when ``--trials`` moves its budget across the line.
+
+    ``sampler="tpe"``: a Tree-structured Parzen Estimator. Cheap per
     proposal, fine with hundreds of trials and with many trials in parallel (through
     ``constant_liar``).
 
@@ -76,7 +94,7 @@ class BayesianStrategy(OptunaStrategy):
             trials, random search's hypervolume reached in fewer trials), but worse at
             100 trials on the surrogate of the 13-dimension default space, on both seed
             sets (two-sided p 0.021 and 0.002), where it no longer beat random search.
-        sampler: ``"tpe"`` or ``"gp"``.
+        sampler: ``"auto"``, ``"tpe"`` or ``"gp"``.
     """
 
     name = "bayesian"
@@ -87,12 +105,14 @@ class BayesianStrategy(OptunaStrategy):
         n_startup_trials: int | None = None,
         constant_liar: bool = True,
         multivariate: bool = False,
-        sampler: str = "tpe",
+        sampler: str = "auto",
     ) -> None:
         self.n_startup_trials = n_startup_trials
         self.constant_liar = constant_liar
         self.multivariate = multivariate
         self.sampler = sampler
+        self._sampler_in_use = "tpe"  # chosen in _setup, where the budget is known
+        self._seed = 0
         super().__init__()
 
     def _validate_options(self) -> None:
@@ -106,13 +126,36 @@ class BayesianStrategy(OptunaStrategy):
             raise ValueError(
                 f"strategy.sampler must be one of {list(SAMPLERS)}, but got {self.sampler!r}"
             )
-        if self.sampler == "gp":
-            missing = [m for m in ("torch", "scipy") if importlib.util.find_spec(m) is None]
-            if missing:
-                raise ValueError(
-                    f"strategy.sampler='gp' needs {' and '.join(missing)} (optuna's GPSampler "
-                    "uses them), which cannot be imported; install them or use sampler='tpe'"
-                )
+        if self.sampler == "gp" and _missing_gp_modules():
+            raise ValueError(
+                f"strategy.sampler='gp' needs {' and '.join(_missing_gp_modules())} (optuna's "
+                "GPSampler uses them), which cannot be imported; install them or use "
+                "sampler='tpe'"
+            )
+
+    @property
+    def sampler_in_use(self) -> str:
+        """``"tpe"`` or ``"gp"``: the sampler this search runs (what ``"auto"`` chose)."""
+        return self._sampler_in_use
+
+    def _setup(self, space: SearchSpace, *, seed: int) -> None:
+        self._seed = seed
+        self._sampler_in_use = self.sampler
+        if self.sampler == "auto":
+            # torch and scipy are dependencies of nascompress; in an environment without
+            # them "auto" still runs, with TPE.
+            small = self._budget is not None and self._budget <= GP_MAX_BUDGET
+            self._sampler_in_use = "gp" if small and not _missing_gp_modules() else "tpe"
+        super()._setup(space, seed=seed)
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        saved = (state.get("options") or {}).get("sampler")
+        if self.sampler == "auto" and saved in ("tpe", "gp") and saved != self._sampler_in_use:
+            # "auto" resumes a search with the sampler it started with: one saved before
+            # "auto" chose by budget, or with another budget, continues as it began.
+            self._sampler_in_use = saved
+            super()._setup(self._space, seed=self._seed)
+        super().load_state_dict(state)
 
     def _create_sampler(self, seed: int) -> Any:
         import optuna
@@ -120,7 +163,7 @@ class BayesianStrategy(OptunaStrategy):
         startup = self.n_startup_trials
         if startup is None:
             startup = startup_trials(self._space, self._budget, default=8)
-        if self.sampler == "gp":
+        if self._sampler_in_use == "gp":
             return optuna.samplers.GPSampler(
                 seed=seed,
                 n_startup_trials=startup,
@@ -136,21 +179,21 @@ class BayesianStrategy(OptunaStrategy):
 
     @property
     def _impute_failures(self) -> bool:  # type: ignore[override]
-        return self.sampler == "gp"
+        return self._sampler_in_use == "gp"
 
     def _options_state(self) -> dict[str, Any]:
         # A TPE history loaded into a GP strategy (or back) would replay without error
         # but not continue either search.
-        return {"sampler": self.sampler}
+        return {"sampler": self._sampler_in_use}
 
     def _sampling(self) -> contextlib.AbstractContextManager[None]:
-        return single_torch_thread() if self.sampler == "gp" else contextlib.nullcontext()
+        return single_torch_thread() if self._sampler_in_use == "gp" else contextlib.nullcontext()
 
     def _extra_sampler_state(self, sampler: Any) -> dict[str, Any]:
-        return {"gp_cache": gp_cache_to_json(sampler)} if self.sampler == "gp" else {}
+        return {"gp_cache": gp_cache_to_json(sampler)} if self._sampler_in_use == "gp" else {}
 
     def _load_extra_state(self, sampler: Any, state: Mapping[str, Any]) -> None:
-        if self.sampler == "gp" and state.get("gp_cache") is not None:
+        if self._sampler_in_use == "gp" and state.get("gp_cache") is not None:
             gp_cache_from_json(sampler, state["gp_cache"])
 
 

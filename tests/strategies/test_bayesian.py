@@ -19,6 +19,7 @@ from nascompress.strategies import (  # noqa: E402
     Outcome,
     ask_valid,
 )
+from nascompress.strategies.bayesian import GP_MAX_BUDGET  # noqa: E402
 from tests._helpers import FG_OBJECTIVES, FGSpace, fg_objectives  # noqa: E402
 
 
@@ -263,7 +264,8 @@ def test_version_1_states_still_load():
 
 
 def test_sampler_option_is_validated():
-    with pytest.raises(ValueError, match=r"strategy.sampler must be one of \['tpe', 'gp'\], "
+    with pytest.raises(ValueError, match=r"strategy.sampler must be one of \['auto', 'tpe', "
+                                         r"'gp'\], "
                                          "but got 'cmaes'"):
         BayesianStrategy(sampler="cmaes").setup(ToySpace(), FG_OBJECTIVES, seed=0)
     assert STRATEGIES.resolve("bayesian-gp") is BayesianGPStrategy
@@ -279,6 +281,45 @@ def test_state_of_one_sampler_does_not_load_into_the_other():
     other.setup(ToySpace(), FG_OBJECTIVES, seed=0)
     with pytest.raises(ValueError, match="saved with options {'sampler': 'tpe'}"):
         other.load_state_dict(state)
+
+
+@pytest.mark.parametrize(
+    ("sampler", "budget", "in_use"),
+    [
+        ("auto", None, "tpe"),  # budget unknown
+        ("auto", GP_MAX_BUDGET, "gp"),
+        ("auto", GP_MAX_BUDGET + 1, "tpe"),
+        ("tpe", 10, "tpe"),
+        ("gp", 1000, "gp"),
+    ],
+)
+def test_auto_sampler_is_the_gp_for_small_budgets(sampler, budget, in_use):
+    pytest.importorskip("torch")
+    strategy = BayesianStrategy(sampler=sampler, n_startup_trials=3)
+    strategy.setup(ToySpace(), FG_OBJECTIVES, seed=0, budget=budget)
+    assert strategy.sampler_in_use == in_use
+    expected = optuna.samplers.GPSampler if in_use == "gp" else optuna.samplers.TPESampler
+    assert isinstance(strategy._study.sampler, expected)
+    assert strategy.state_dict()["options"] == {"sampler": in_use}
+
+
+def test_auto_resumes_with_the_sampler_the_search_started_with():
+    """A search saved with TPE at a budget for which "auto" now picks the GP (saved
+    before "auto" existed, or under a larger budget) continues with TPE, and
+    identically."""
+    pytest.importorskip("torch")
+    ids = [f"t{i}" for i in range(8)]
+    original = BayesianStrategy(sampler="tpe", n_startup_trials=3)
+    original.setup(ToySpace(), FG_OBJECTIVES, seed=5, budget=20)
+    _run(original, ids[:5])
+    state = json.loads(json.dumps(original.state_dict()))
+    resumed = BayesianStrategy(n_startup_trials=3)  # sampler="auto"
+    resumed.setup(ToySpace(), FG_OBJECTIVES, seed=5, budget=20)
+    assert resumed.sampler_in_use == "gp"
+    resumed.load_state_dict(state)
+    assert resumed.sampler_in_use == "tpe"
+    assert isinstance(resumed._study.sampler, optuna.samplers.TPESampler)
+    assert _run(resumed, ids[5:]) == _run(original, ids[5:])
 
 
 def _make_gp(seed: int = 0, **options) -> BayesianStrategy:
