@@ -1,7 +1,8 @@
 """Search strategies: the ask/tell :class:`Strategy` contract and built-in strategies.
 
 Built-ins: ``random``, ``grid``, ``evolution`` (regularized evolution), ``bayesian``
-(optuna TPE, or a Gaussian process with ``sampler="gp"``; ``bayesian-gp`` for short),
+(optuna's Gaussian process for budgets up to 100 trials, TPE above; ``sampler`` fixes
+one; ``bayesian-gp`` is the GP at any budget),
 ``nsga2`` (optuna NSGA-II) and ``rl`` (REINFORCE policy gradient in torch). Importing
 this package imports neither ray nor torch nor optuna; the optuna-backed strategies
 import optuna, and ``rl`` torch, when they are set up.
