@@ -90,8 +90,7 @@ def is_slow(name: str, budget: int) -> bool:
     if name in PEERS:
         return False
     strategy = make_strategy(name)
-    sampler = getattr(strategy, "sampler", None) if isinstance(strategy, BayesianStrategy) else None
-    return sampler == "gp" or (sampler == "auto" and budget <= GP_MAX_BUDGET)
+    return isinstance(strategy, BayesianStrategy) and strategy.sampler_for(budget) == "gp"
 
 
 class OptunaPeer(OptunaStrategy):
@@ -298,7 +297,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"benchmarks for {', '.join(SLOW)} (comma-separated; default all)")
     parser.add_argument("--max-fraction", type=float, default=0.5,
                         help="skip a budget above this fraction of a finite table")
-    parser.add_argument("--quick", action="store_true", help="3 seeds x budget 30, GP strategies too")
+    parser.add_argument("--quick", action="store_true",
+                        help="3 seeds x budget 30, GP strategies too")
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.quick:

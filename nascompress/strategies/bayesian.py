@@ -128,9 +128,10 @@ class BayesianStrategy(OptunaStrategy):
             raise ValueError(
                 f"strategy.sampler must be one of {list(SAMPLERS)}, but got {self.sampler!r}"
             )
-        if self.sampler == "gp" and _missing_gp_modules():
+        missing = _missing_gp_modules() if self.sampler == "gp" else []
+        if missing:
             raise ValueError(
-                f"strategy.sampler='gp' needs {' and '.join(_missing_gp_modules())} (optuna's "
+                f"strategy.sampler='gp' needs {' and '.join(missing)} (optuna's "
                 "GPSampler uses them), which cannot be imported; install them or use "
                 "sampler='tpe'"
             )
@@ -140,14 +141,19 @@ class BayesianStrategy(OptunaStrategy):
         """``"tpe"`` or ``"gp"``: the sampler this search runs (what ``"auto"`` chose)."""
         return self._sampler_in_use
 
+    def sampler_for(self, budget: int | None) -> str:
+        """The sampler a fresh search of ``budget`` trials runs: ``sampler`` itself, or
+        what ``"auto"`` chooses for that budget."""
+        if self.sampler != "auto":
+            return self.sampler
+        # torch and scipy are dependencies of nascompress; in an environment without
+        # them "auto" still runs, with TPE.
+        small = budget is not None and budget <= GP_MAX_BUDGET
+        return "gp" if small and not _missing_gp_modules() else "tpe"
+
     def _setup(self, space: SearchSpace, *, seed: int) -> None:
         self._seed = seed
-        self._sampler_in_use = self.sampler
-        if self.sampler == "auto":
-            # torch and scipy are dependencies of nascompress; in an environment without
-            # them "auto" still runs, with TPE.
-            small = self._budget is not None and self._budget <= GP_MAX_BUDGET
-            self._sampler_in_use = "gp" if small and not _missing_gp_modules() else "tpe"
+        self._sampler_in_use = self.sampler_for(self._budget)
         super()._setup(space, seed=seed)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
