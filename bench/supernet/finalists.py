@@ -90,9 +90,10 @@ def rule_picks(pool, objectives, evaluator) -> dict[str, list[int]]:
 
 
 def finetune_front(folder: Path, cache_path: Path, *, train: bool = True,
-                   picks_only: bool = False) -> dict:
+                   picks_only: bool = False, overrides: dict | None = None) -> dict:
     """Fine-tune every inherited front point of ``folder/ws`` (cached, resumable), or
-    with ``picks_only`` the points some rule picks."""
+    with ``picks_only`` the points some rule picks; ``overrides`` replaces evaluator
+    options of the recorded search (the fine-tune's ``finetune_lr``, ...)."""
     from nascompress.config import parse_config
     from nascompress.evaluators.supernet import distinct_candidates
     from nascompress.pareto import pareto_front
@@ -102,6 +103,9 @@ def finetune_front(folder: Path, cache_path: Path, *, train: bool = True,
     cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
     config = parse_config(json.loads((folder / "ws.json").read_text()))
     experiment = build_experiment(config, allow_existing=True)
+    for name, value in (overrides or {}).items():
+        setattr(experiment.evaluator, name, value)
+    experiment.evaluator.validate()
     records = RunDirectory(folder / "ws").load_trials()
     pool = distinct_candidates([r for r in records if r.get("stage", "search") == "search"],
                                experiment.objectives)
@@ -215,8 +219,17 @@ def main() -> None:
                         help="fine-tune only the points some rule picks, not the whole front")
     parser.add_argument("--chance", type=float, default=0.1,
                         help="the task's chance accuracy (mnist5k: 10 classes, 0.1)")
+    parser.add_argument("--finetune-lr", type=float, default=None,
+                        help="fine-tune at this learning rate instead of the search's "
+                             "(give such a run its own --cache)")
+    parser.add_argument("--finetune-alpha", type=float, default=None,
+                        help="weight of the largest subnet's soft labels instead of the "
+                             "search's (its own --cache too)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
+    overrides = {name: value for name, value in (("finetune_lr", args.finetune_lr),
+                                                 ("finetune_alpha", args.finetune_alpha))
+                 if value is not None}
 
     import torch
 
@@ -225,7 +238,8 @@ def main() -> None:
     rows = []
     for folder in args.folders:
         data = finetune_front(folder, args.cache / f"{folder.name}.json",
-                              train=not args.score_only, picks_only=args.picks_only)
+                              train=not args.score_only, picks_only=args.picks_only,
+                              overrides=overrides)
         config = json.loads((folder / "ws.json").read_text())
         rows.append((folder.name, config, score_folder(data, args.chance)))
     names = list(rows[0][2]["picks"]) if rows else []
