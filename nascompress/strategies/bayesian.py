@@ -189,6 +189,10 @@ class BayesianStrategy(OptunaStrategy):
     def _impute_failures(self) -> bool:  # type: ignore[override]
         return self._sampler_in_use == "gp"
 
+    @property
+    def _tell_repeats_their_result(self) -> bool:  # type: ignore[override]
+        return self._sampler_in_use == "gp"
+
     def _options_state(self) -> dict[str, Any]:
         # A TPE history loaded into a GP strategy (or back) would replay without error
         # but not continue either search.

@@ -366,3 +366,26 @@ def test_gp_learns_from_failures_as_worst_results():
         # as bad as the worst real result (largest f, smallest g), and marked as not run
         assert trial.state.name == "COMPLETE" and trial.values == [4.0, 2.0]
         assert trial.constraints == {"ran": 1.0}
+
+
+@pytest.mark.parametrize("sampler", ["gp", "tpe"])
+def test_a_repeat_is_told_its_earlier_result_by_the_gp_and_failed_by_tpe(sampler):
+    """The GP proposes a measured point again when its noise model says another
+    measurement could pay; told the earlier result again (no trial run), it moves on.
+    TPE is told a failed trial, which it ignores."""
+    strategy = _make_gp() if sampler == "gp" else _make()
+    constrained = Constraint("f", "<=", 3.0)
+    strategy.setup(ToySpace(), FG_OBJECTIVES, seed=0, constraints=[constrained])
+    first = _run(strategy, ["a", "b"])
+    study = strategy._study
+    study.enqueue_trial(dict(study.trials[0].params))  # the sampler's next proposal repeats "a"
+    params = strategy.ask("c")
+    assert params not in first
+    repeat = study.trials[2]
+    assert repeat.params == study.trials[0].params
+    if sampler == "gp":
+        assert repeat.state.name == "COMPLETE" and repeat.values == study.trials[0].values
+        assert repeat.constraints == study.trials[0].constraints
+    else:
+        assert repeat.state.name == "FAIL"
+
