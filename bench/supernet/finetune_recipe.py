@@ -9,8 +9,8 @@ Run it once per recipe, each with its own cache (``--finetune-lr``,
 
 Only subnets present in every cache are compared. Per recipe: the median fine-tuned
 accuracy, the median paired difference to the baseline with its quartiles, how many
-subnets got better / worse, the two-sided Wilcoxon signed-rank p of the differences, and
-the median fine-tune seconds (the same epochs, so a check that nothing else changed).
+subnets got better / worse and the two-sided Wilcoxon signed-rank p of the differences.
+No seconds: runs of different recipes usually share the machine under different loads.
 """
 
 from __future__ import annotations
@@ -70,15 +70,14 @@ def main() -> None:
         f"paired (the same subnet, the same seed), against `{base_name}`.",
         "",
         "| recipe | median fine-tuned accuracy | min | median difference [IQR] | better / worse "
-        "| Wilcoxon p (two-sided) | median fine-tune s |",
-        "|---|---|---|---|---|---|---|",
+        "| Wilcoxon p (two-sided) |",
+        "|---|---|---|---|---|---|",
     ]
     for name, entries in recipes:
         tuned = [entries[key]["tuned"][0] for key in common]
-        seconds = statistics.median(entries[key]["seconds"] for key in common)
         if name == base_name:
             lines.append(f"| {name} (baseline) | {statistics.median(tuned):.4f} | "
-                         f"{min(tuned):.4f} | - | - | - | {seconds:.0f} |")
+                         f"{min(tuned):.4f} | - | - | - |")
             continue
         diffs = [entries[key]["tuned"][0] - base[key]["tuned"][0] for key in common]
         low, high = quartiles(diffs)
@@ -87,7 +86,7 @@ def main() -> None:
         p = wilcoxon(diffs).pvalue if any(diffs) else 1.0
         lines.append(f"| {name} | {statistics.median(tuned):.4f} | {min(tuned):.4f} | "
                      f"{statistics.median(diffs):+.4f} [{low:+.4f}, {high:+.4f}] | "
-                     f"{better} / {worse} | {p:.2g} | {seconds:.0f} |")
+                     f"{better} / {worse} | {p:.2g} |")
     lines += ["", "Per subnet (inherited -> fine-tuned by each recipe, in the order above):", ""]
     for search, key in common:
         values = " / ".join(f"{entries[(search, key)]['tuned'][0]:.3f}" for _, entries in recipes)
