@@ -82,7 +82,8 @@ class SupernetEvaluator(CompressTrainEvaluator):
             and recovers more at a rate closer to training's (``bench/supernet/
             finetune_recipe.py``, 5 epochs, 29 picks of six recorded searches: 5e-3
             better than 5e-4 on 28, by a median 0.049 accuracy; the one worse was at
-            chance either way).
+            chance either way; 1e-2 better again by 0.009, not yet checked on other
+            searches).
         finetune_alpha: weight of the largest subnet's soft labels while fine-tuning.
         batch_size, lr, importance, threads, latency, latency_runtime, recipe: as for
             ``compress-train`` (``lr`` is the supernet's; ``recipe`` the fine-tune's).
