@@ -189,7 +189,7 @@ class OptunaStrategy(ValidatingStrategy):
                  for key, dim in self._dimensions.items()}
             )
         trial = self._ask_sampler(study)
-        params = {key: self._to_value(key, trial.params[key]) for key in self._distributions}
+        params = self._params_of(trial)
         if self._redraw_repeats:
             trial, params = self._redraw(study, trial, params)
             self._asked_keys.add(params_fingerprint(params))
@@ -222,9 +222,6 @@ class OptunaStrategy(ValidatingStrategy):
         """
         from optuna.trial import TrialState as OptunaTrialState
 
-        def params_of(trial: Any) -> dict[str, Any]:
-            return {key: self._to_value(key, trial.params[key]) for key in self._distributions}
-
         for _ in range(_SAMPLER_REDRAWS):
             if params_fingerprint(params) not in self._asked_keys:
                 return trial, params
@@ -236,7 +233,7 @@ class OptunaStrategy(ValidatingStrategy):
                     trial.set_constraint(key, value)
                 study.tell(trial.number, earlier.values)
             trial = self._ask_sampler(study)
-            params = params_of(trial)
+            params = self._params_of(trial)
         if params_fingerprint(params) not in self._asked_keys:
             return trial, params
         fresh = self._unseen_neighbour(params)
@@ -247,7 +244,7 @@ class OptunaStrategy(ValidatingStrategy):
         study.tell(trial.number, state=OptunaTrialState.FAIL)
         study.enqueue_trial({key: self._to_optuna(key, value) for key, value in fresh.items()})
         trial = self._ask_sampler(study)
-        return trial, params_of(trial)
+        return trial, self._params_of(trial)
 
     def _result_of(self, study: Any, params: dict[str, Any]) -> Any:
         """The first finished trial of the study with ``params``, or ``None``."""
@@ -256,7 +253,7 @@ class OptunaStrategy(ValidatingStrategy):
         key = params_fingerprint(params)
         for earlier in study.get_trials(deepcopy=False, states=(OptunaTrialState.COMPLETE,)):
             if set(earlier.params) == set(self._distributions) and key == params_fingerprint(
-                {k: self._to_value(k, earlier.params[k]) for k in self._distributions}
+                self._params_of(earlier)
             ):
                 return earlier
         return None
@@ -272,6 +269,10 @@ class OptunaStrategy(ValidatingStrategy):
             if params_fingerprint(draw) not in self._asked_keys:
                 return draw
         return None
+
+    def _params_of(self, trial: Any) -> dict[str, Any]:
+        """An optuna trial's params as the space's values (see :meth:`_to_value`)."""
+        return {key: self._to_value(key, trial.params[key]) for key in self._distributions}
 
     def _to_value(self, key: str, value: Any) -> Any:
         dimension = self._dimensions[key]
@@ -466,7 +467,7 @@ class OptunaStrategy(ValidatingStrategy):
             study.add_trial(trial)
         # Every proposal is a trial of the study (discarded repeats too, told FAIL).
         self._asked_keys = {
-            params_fingerprint({k: self._to_value(k, t.params[k]) for k in self._distributions})
+            params_fingerprint(self._params_of(t))
             for t in study.get_trials(deepcopy=False)
             if set(t.params) == set(self._distributions)
         }

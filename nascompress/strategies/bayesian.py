@@ -7,6 +7,7 @@ strategies) stays cheap.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -34,8 +35,9 @@ SAMPLERS = ("auto", "tpe", "gp")
 GP_MAX_BUDGET = 100
 
 
-def _missing_gp_modules() -> list[str]:
-    return [m for m in ("torch", "scipy") if importlib.util.find_spec(m) is None]
+@functools.cache
+def _missing_gp_modules() -> tuple[str, ...]:
+    return tuple(m for m in ("torch", "scipy") if importlib.util.find_spec(m) is None)
 
 
 @register_strategy("bayesian")
