@@ -89,10 +89,11 @@ def test_budget_sizes_populations_and_random_start():
     for budget, population in ((50, 8), (100, 10), (300, 30)):
         nsga2 = NSGA2Strategy()
         nsga2.setup(space, OBJECTIVES, seed=0, budget=budget)
-        assert nsga2.state_dict()["options"] == {"population_size": population}
+        assert nsga2.state_dict()["options"] == {"population_size": population,
+                                                 "selection": "crowding"}
     explicit = NSGA2Strategy(population_size=6)
     explicit.setup(space, OBJECTIVES, seed=0, budget=50)
-    assert explicit.state_dict()["options"] == {"population_size": 6}
+    assert explicit.state_dict()["options"] == {"population_size": 6, "selection": "crowding"}
 
 
 def test_budget_is_validated():

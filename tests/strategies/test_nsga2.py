@@ -8,6 +8,7 @@ import pytest
 
 optuna = pytest.importorskip("optuna")
 
+from nascompress.objectives import Objective  # noqa: E402
 from nascompress.pareto import Constraint  # noqa: E402
 from nascompress.strategies import STRATEGIES, NSGA2Strategy, Outcome, ask_valid  # noqa: E402
 from nascompress.testing.toy import TOY_OBJECTIVES, ToySpace, toy_objectives  # noqa: E402
@@ -79,8 +80,12 @@ def test_options_are_validated_in_setup():
     assert STRATEGIES.resolve("nsga2") is NSGA2Strategy
     other = _make(population_size=6)
     state = _make().state_dict()
-    with pytest.raises(ValueError, match="saved with options {'population_size': 4}"):
+    with pytest.raises(ValueError, match="saved with options {'population_size': 4, "
+                                         "'selection': 'crowding'}"):
         other.load_state_dict(state)
+    with pytest.raises(ValueError, match="strategy.selection must be one of 'crowding', "
+                                         "'reference-points' or None .*but got 'nsga3'"):
+        _make(selection="nsga3")
 
 
 def _run_budget(strategy: NSGA2Strategy, ids: list[str]) -> None:
@@ -107,13 +112,13 @@ def test_resume_with_another_budget_keeps_the_saved_population():
     original.setup(ToySpace(), TOY_OBJECTIVES, seed=3, budget=100)
     _run_budget(original, [f"t{i}" for i in range(25)])
     state = json.loads(json.dumps(original.state_dict(), allow_nan=False))
-    assert state["options"] == {"population_size": 10}
+    assert state["options"] == {"population_size": 10, "selection": "crowding"}
 
     # resumed with a larger budget (or saved by a release that sized it differently)
     extended = NSGA2Strategy()
     extended.setup(ToySpace(), TOY_OBJECTIVES, seed=3, budget=300)
     extended.load_state_dict(state)
-    assert extended.state_dict()["options"] == {"population_size": 10}
+    assert extended.state_dict()["options"] == {"population_size": 10, "selection": "crowding"}
     assert extended._study.sampler.population_size == 10
     # the same proposals as the original from there on, across a generation's end
     for number in range(10):
@@ -125,5 +130,80 @@ def test_resume_with_another_budget_keeps_the_saved_population():
     # an explicit population is the user's: a different saved one is still refused
     explicit = NSGA2Strategy(population_size=12)
     explicit.setup(ToySpace(), TOY_OBJECTIVES, seed=3, budget=300)
-    with pytest.raises(ValueError, match="saved with options {'population_size': 10}"):
+    with pytest.raises(ValueError, match="saved with options {'population_size': 10,"):
+        explicit.load_state_dict(state)
+
+
+# ---------------------------------------------------------------- survivor selection
+
+THREE_OBJECTIVES = (*TOY_OBJECTIVES, Objective("latency", "min"))
+
+
+def _three(params: dict) -> dict[str, float]:
+    # a third objective that conflicts with size: deeper is slower, a larger ratio faster
+    return {**toy_objectives(params),
+            "latency": params["arch/depth"] / (1.0 + params["prune/ratio"])}
+
+
+def _make3(seed: int = 0, **options) -> NSGA2Strategy:
+    strategy = NSGA2Strategy(**{"population_size": 4, **options})
+    strategy.setup(ToySpace(), THREE_OBJECTIVES, seed=seed)
+    return strategy
+
+
+def _run3(strategy: NSGA2Strategy, ids: list[str]) -> list[dict]:
+    asked = []
+    for trial_id in ids:
+        params = ask_valid(strategy, ToySpace(), trial_id)
+        asked.append(params)
+        strategy.tell(trial_id, Outcome("COMPLETE", _three(params)))
+    return asked
+
+
+def test_selection_follows_the_number_of_objectives_unless_set():
+    # two objectives: NSGA-II's crowding distance; three: NSGA-III's reference points
+    assert type(_make()._study.sampler) is optuna.samplers.NSGAIISampler
+    default3 = _make3()
+    assert type(default3._study.sampler) is optuna.samplers.NSGAIIISampler
+    assert default3.state_dict()["options"] == {"population_size": 4,
+                                                "selection": "reference-points"}
+    assert type(_make3(selection="crowding")._study.sampler) is optuna.samplers.NSGAIISampler
+    assert type(_make(selection="reference-points")._study.sampler) is \
+        optuna.samplers.NSGAIIISampler
+    # generations advance and are bred from parents with reference points too
+    _run3(default3, [f"t{i}" for i in range(12)])
+    generations = [t.system_attrs.get("NSGAIIISampler:generation")
+                   for t in default3._study.trials if t.state.name == "COMPLETE"]
+    assert generations == [0] * 4 + [1] * 4 + [2] * 4
+
+
+def test_reference_point_state_resumes_the_same_search():
+    original = _make3(seed=5)
+    _run3(original, [f"t{i}" for i in range(10)])
+    state = json.loads(json.dumps(original.state_dict(), allow_nan=False))
+    assert sorted(state["study_system_attrs"]["parent_numbers"]) == [
+        "NSGAIIISampler:parent:1", "NSGAIIISampler:parent:2"]
+    restored = _make3(seed=5)
+    restored.load_state_dict(state)
+    ids = [f"n{i}" for i in range(6)]
+    assert _run3(restored, ids) == _run3(original, ids)
+
+
+def test_a_state_from_before_the_option_resumes_with_crowding():
+    # A three-objective search saved before ``selection`` existed selected by crowding
+    # distance and saved only its population size: it resumes as it was.
+    original = _make3(seed=7, selection="crowding")
+    _run3(original, [f"t{i}" for i in range(9)])
+    state = json.loads(json.dumps(original.state_dict(), allow_nan=False))
+    state["options"] = {"population_size": 4}
+    resumed = _make3(seed=7)
+    resumed.load_state_dict(state)
+    assert type(resumed._study.sampler) is optuna.samplers.NSGAIISampler
+    assert resumed.state_dict()["options"]["selection"] == "crowding"
+    ids = [f"n{i}" for i in range(6)]
+    assert _run3(resumed, ids) == _run3(original, ids)
+    # a selection the user set is theirs: a state saved with the other is refused
+    explicit = _make3(seed=7, selection="reference-points")
+    with pytest.raises(ValueError, match="saved with options {'population_size': 4, "
+                                         "'selection': 'crowding'}"):
         explicit.load_state_dict(state)
