@@ -13,6 +13,14 @@ subnets:
   the tau between the two halves' means (how well ``k`` stand-alone runs rank the
   subnets, judged by ``k`` others) beside the tau of the inherited accuracy against a
   half's mean (the same judge). Averaged over the splits.
+* an estimate, not a measurement, of how far the reference's own noise pulls tau down:
+  the split halves give the reliability of a ``k``-run mean (the correlation between
+  two independent ones, from tau through Greiner's relation ``r = sin(pi tau / 2)``,
+  which assumes normal scores); Spearman-Brown extends it to the mean of all runs; a
+  noise-free proxy would then reach ``2/pi asin(sqrt(reliability))`` against that mean
+  (the most any proxy can be expected to score), and the inherited accuracy's tau
+  corrected for the reference's noise (Spearman's correction for attenuation) is what
+  it would score against a noise-free stand-alone reference.
 
 It trains nothing: the inputs are ``run.py --rows-out`` and ``ceiling.py --save`` files
 of the same subnets (``ceiling.py`` checks that when it runs).
@@ -27,6 +35,8 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
+import random
 import statistics
 import sys
 import time
@@ -66,6 +76,41 @@ def split_halves(count: int) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
     once: the half holding run 0 comes first."""
     return [(first, tuple(i for i in range(count) if i not in first))
             for first in itertools.combinations(range(count), count // 2) if 0 in first]
+
+
+def _reliability(between_tau: float, k: int, runs: int) -> float | None:
+    """Reliability of the mean of ``runs`` runs, from the tau between two ``k``-run means
+    (Greiner's relation, then Spearman-Brown); ``None`` when that tau is not positive."""
+    r_k = math.sin(math.pi * between_tau / 2)
+    if r_k <= 0:
+        return None
+    r_1 = r_k / (k - (k - 1) * r_k)
+    return runs * r_1 / (1 + (runs - 1) * r_1)
+
+
+def _noise_estimates(inherited: list[float], runs: list[list[float]], halves,
+                     pick) -> tuple[float, float, float] | None:
+    """On the subnets ``pick`` (indices, repeats allowed): the reliability of the mean of
+    all runs, the tau a noise-free proxy would reach against it, and the inherited
+    accuracy's tau corrected for attenuation (``None`` when the halves do not agree)."""
+    chosen = [[run[i] for i in pick] for run in runs]
+    proxy = [inherited[i] for i in pick]
+    k = len(halves[0][0])
+    between = statistics.mean(tau(mean_of(chosen, a), mean_of(chosen, b)) for a, b in halves)
+    reliability = _reliability(between, k, len(runs)) if between == between else None
+    if reliability is None:
+        return None
+    observed = tau(proxy, mean_of(chosen, range(len(runs))))
+    if observed != observed:  # NaN: a resample with no pairs to compare
+        return None
+    attenuated = math.sin(math.pi * observed / 2)
+    corrected = max(-1.0, min(1.0, attenuated / math.sqrt(reliability)))
+    return reliability, _tau_of(math.sqrt(reliability)), _tau_of(corrected)
+
+
+def _tau_of(correlation: float) -> float:
+    """Kendall's tau of a correlation under a bivariate normal model (Greiner)."""
+    return 2 / math.pi * math.asin(correlation)
 
 
 def main() -> None:
@@ -124,6 +169,26 @@ def main() -> None:
         f"| inherited vs the mean of {k} run(s), same splits | "
         f"{statistics.mean(proxy):.3f} (range {min(proxy):.3f}-{max(proxy):.3f}) |",
     ]
+    estimate = _noise_estimates(inherited, runs, halves, range(count))
+    if estimate is not None:
+        rng = random.Random(args.seed)
+        resampled = [_noise_estimates(inherited, runs, halves,
+                                      [rng.randrange(count) for _ in range(count)])
+                     for _ in range(args.bootstrap)]
+        ceilings = sorted(e[1] for e in resampled if e is not None)
+        corrected = sorted(e[2] for e in resampled if e is not None)
+
+        def interval(values: list[float]) -> str:
+            return (f"[{values[int(0.025 * len(values))]:.3f}, "
+                    f"{values[int(0.975 * len(values)) - 1]:.3f}]")
+
+        lines += [
+            f"| estimated: a noise-free proxy against the mean of all {len(runs)} runs "
+            f"(reliability of that mean {estimate[0]:.3f}) | {estimate[1]:.3f} "
+            f"{interval(ceilings)} |",
+            f"| estimated: inherited vs a noise-free stand-alone reference (corrected for "
+            f"attenuation) | {estimate[2]:.3f} {interval(corrected)} |",
+        ]
     spread = [statistics.stdev(run[i] for run in runs) for i in range(count)]
     lines += [
         f"| per-subnet std of the stand-alone accuracy over the runs, median | "
