@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from nascompress.strategies._base import check_int_option, population_for
@@ -93,22 +93,24 @@ class NSGA2Strategy(OptunaStrategy):
         self._seed = seed
         super()._setup(space, seed=seed)
 
+    def _chosen(self, option: str, default: Callable[[], Any]) -> Any:
+        """An option's value: the user's, else one adopted from a saved state, else the
+        default for this search."""
+        value = getattr(self, option)
+        if value is not None:
+            return value
+        return self._adopted[option] if option in self._adopted else default()
+
     @property
     def _population(self) -> int:
-        if self.population_size is not None:
-            return self.population_size
-        if "population_size" in self._adopted:
-            return self._adopted["population_size"]
-        return population_for(self._budget, default=16, turnovers=GENERATIONS)
+        return self._chosen("population_size", lambda: population_for(
+            self._budget, default=16, turnovers=GENERATIONS))
 
     @property
     def _selection(self) -> str:
-        if self.selection is not None:
-            return self.selection
-        if "selection" in self._adopted:
-            return self._adopted["selection"]
-        return ("reference-points" if len(self._objectives) >= REFERENCE_POINTS_FROM
-                else "crowding")
+        return self._chosen("selection", lambda: (
+            "reference-points" if len(self._objectives) >= REFERENCE_POINTS_FROM
+            else "crowding"))
 
     def _create_sampler(self, seed: int) -> Any:
         import optuna

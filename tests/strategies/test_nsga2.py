@@ -16,18 +16,19 @@ from nascompress.testing.toy import TOY_OBJECTIVES, ToySpace, toy_objectives  # 
 GENERATION_KEY = "NSGAIISampler:generation"
 
 
-def _make(seed: int = 0, constraints=(), **options) -> NSGA2Strategy:
+def _make(seed: int = 0, constraints=(), objectives=TOY_OBJECTIVES,
+          **options) -> NSGA2Strategy:
     strategy = NSGA2Strategy(**{"population_size": 4, **options})
-    strategy.setup(ToySpace(), TOY_OBJECTIVES, seed=seed, constraints=constraints)
+    strategy.setup(ToySpace(), objectives, seed=seed, constraints=constraints)
     return strategy
 
 
-def _run(strategy: NSGA2Strategy, ids: list[str]) -> list[dict]:
+def _run(strategy: NSGA2Strategy, ids: list[str], score=toy_objectives) -> list[dict]:
     asked = []
     for trial_id in ids:
         params = ask_valid(strategy, ToySpace(), trial_id)
         asked.append(params)
-        strategy.tell(trial_id, Outcome("COMPLETE", toy_objectives(params)))
+        strategy.tell(trial_id, Outcome("COMPLETE", score(params)))
     return asked
 
 
@@ -146,18 +147,11 @@ def _three(params: dict) -> dict[str, float]:
 
 
 def _make3(seed: int = 0, **options) -> NSGA2Strategy:
-    strategy = NSGA2Strategy(**{"population_size": 4, **options})
-    strategy.setup(ToySpace(), THREE_OBJECTIVES, seed=seed)
-    return strategy
+    return _make(seed, objectives=THREE_OBJECTIVES, **options)
 
 
 def _run3(strategy: NSGA2Strategy, ids: list[str]) -> list[dict]:
-    asked = []
-    for trial_id in ids:
-        params = ask_valid(strategy, ToySpace(), trial_id)
-        asked.append(params)
-        strategy.tell(trial_id, Outcome("COMPLETE", _three(params)))
-    return asked
+    return _run(strategy, ids, score=_three)
 
 
 def test_selection_follows_the_number_of_objectives_unless_set():
