@@ -147,6 +147,27 @@ def test_state_round_trip_gives_identical_next_20_asks(controller):
     assert json.dumps(original.state_dict()) == json.dumps(restored.state_dict())
 
 
+def test_a_resumed_search_keeps_the_learning_rate_it_was_saved_with():
+    # A search saved at the earlier default (0.05, before states recorded their rate)
+    # resumes at that rate, so it goes on as the saved search would have.
+    original = _make(seed=4, lr=0.05)
+    _run(original, 12)
+    state = json.loads(json.dumps(original.state_dict(), allow_nan=False))
+    assert state.pop("lr") == 0.05
+    resumed = _make(seed=4)  # lr=None: the default, 0.2 now
+    assert resumed._lr == 0.2
+    resumed.load_state_dict(state)
+    assert resumed._lr == resumed._adam.lr == 0.05
+    assert _run(resumed, 10, prefix="n") == _run(original, 10, prefix="n")
+    # a rate the user sets is theirs
+    explicit = _make(seed=4, lr=0.1)
+    explicit.load_state_dict(state)
+    assert explicit._lr == explicit._adam.lr == 0.1
+    broken = dict(state, lr="fast")
+    with pytest.raises(ValueError, match="strategy.lr must be a finite number > 0"):
+        _make(seed=4).load_state_dict(broken)
+
+
 def test_load_state_dict_rejects_foreign_state():
     strategy = _make()
     with pytest.raises(ValueError, match="RLStrategy.state_dict"):
