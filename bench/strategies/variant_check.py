@@ -1,10 +1,11 @@
 """A strategy option against its default, on the tuning seeds and on fresh ones.
 
 The machinery behind the small scripts that record why a default changed
-(``nsga2_selection.py``, ``rl_lr.py``): each names a base and a variant (``run.py``
-names, options after ``+``), and this runs both and random search on every benchmark of
-``run.py`` at each budget (a budget above half a table is skipped), on seeds 0-19
-(``run.py``'s, where the variant was chosen) and 20-39 (fresh), and writes
+(``nsga2_population.py``, ``nsga2_selection.py``, ``rl_lr.py``): each names a base and a
+variant (``run.py`` names, options after ``+``), and this runs both and random search on
+every benchmark of ``run.py`` at each budget (a budget above half a table is skipped),
+by default on seeds 0-19 (``run.py``'s, where the variant was chosen) and 20-39
+(fresh), and writes
 ``<stem>.md`` (the script's docstring, then the table) and ``<stem>.json`` (per-seed
 HV/HV*). Columns: HV/HV* median [IQR]; p: one-sided Mann-Whitney U against random; to
 rnd: evaluations to reach random's median final HV (median over seeds, as in
@@ -36,14 +37,15 @@ def check(*, stem: str, title: str, doc: str, base: tuple[str, str],
           seed_sets: Sequence[range] = SEED_SETS) -> None:
     """Run ``base`` and ``variant`` (each ``(label, run.py name)``) and random search, and
     write ``<stem>.md`` / ``<stem>.json`` beside this file. ``doc``: the calling script's
-    docstring; its paragraphs after the first two (title, usage) head the file."""
+    docstring; its paragraphs after the first three (title, usage and the usage's
+    command) head the file."""
     benchmarks, notes = run.load_benchmarks(None)
     names = {"random": "random", base[0]: base[1], variant[0]: variant[1]}
     lines = [f"# {title}", "",
              f"Command: `PYTHONPATH=. .venv/bin/python {' '.join(sys.argv)}`; "
              f"{time.strftime('%Y-%m-%d')}; {platform.machine()}, python "
              f"{platform.python_version()}. Per-seed HV/HV* in `{stem}.json`.", "",
-             "\n\n".join(doc.split("\n\n")[2:]).strip(), "",
+             "\n\n".join(doc.split("\n\n")[3:]).strip(), "",
              f"| benchmark | budget | seeds | random HV | {base[0]} HV [IQR] | p vs random "
              f"| to rnd | {variant[0]} HV [IQR] | p vs random | to rnd "
              f"| {variant[0]} vs {base[0]} (two-sided) |",
