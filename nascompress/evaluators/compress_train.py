@@ -13,7 +13,13 @@ from nascompress.evaluators._base import Evaluator, LatencyUse, Prepared, no_rep
 from nascompress.evaluators._registry import register_evaluator
 from nascompress.latency.measure import LatencySetup
 from nascompress.objectives import Objective
-from nascompress.training.recipe import PHASES, Metric, Recipe, load_function
+from nascompress.training.recipe import (
+    PHASES,
+    PREPARE_DEVICES,
+    Metric,
+    Recipe,
+    load_function,
+)
 
 if TYPE_CHECKING:
     from nascompress.evaluators._base import ReportFn, TrialContext
@@ -162,6 +168,11 @@ class CompressTrainEvaluator(Evaluator):
             (``teacher``, ``train``, ``finetune``, or ``function`` for all), called with
             a :class:`~nascompress.training.TrainingContext`. ``None``: Adam with a
             cosine schedule, as always.
+        prepare_device: where the driver trains what the search prepares once (the
+            teacher here, the supernet for ``supernet``): ``"auto"`` (the default) a GPU
+            when torch sees one on the driver, else the CPU; ``"cuda"`` or ``"cpu"`` to
+            say so (``"cuda"`` without a GPU is refused before anything trains).
+            Trials get theirs through ``resources.gpu``.
         metric: the user's metric scored instead of accuracy
             (:class:`~nascompress.training.Metric` or its dict form: ``function``,
             ``name``, ``mode``, ``unit``); the objective, the per-epoch report
@@ -191,6 +202,7 @@ class CompressTrainEvaluator(Evaluator):
         teacher: Mapping[str, Any] | None = None,
         recipe: Recipe | Mapping[str, Any] | None = None,
         metric: Metric | Mapping[str, Any] | None = None,
+        prepare_device: str = "auto",
     ) -> None:
         self.epochs = epochs
         self.finetune_epochs = finetune_epochs
@@ -205,6 +217,7 @@ class CompressTrainEvaluator(Evaluator):
         self.teacher = teacher
         self.recipe = recipe
         self.metric = metric
+        self.prepare_device = prepare_device
 
     def validate(self) -> None:
         _positive_int("epochs", self.epochs)
@@ -214,6 +227,9 @@ class CompressTrainEvaluator(Evaluator):
         _positive_int("threads", self.threads)
         _positive_float("lr", self.lr)
         _positive_float("finetune_lr", self.finetune_lr)
+        if self.prepare_device not in PREPARE_DEVICES:
+            raise ValueError(f"evaluator.prepare_device must be one of {PREPARE_DEVICES}, "
+                             f"but got {self.prepare_device!r}")
         if self.importance not in IMPORTANCES:
             raise ValueError(
                 f"evaluator.importance must be one of {IMPORTANCES}, but got {self.importance!r}"
@@ -323,6 +339,7 @@ class CompressTrainEvaluator(Evaluator):
             "teacher": dict(self.teacher) if self.teacher else None,
             "recipe": self.recipe.to_dict(),
             "metric": self.metric.to_dict() if self.metric is not None else None,
+            "prepare_device": self.prepare_device,
         }
 
     # -- once per search ---------------------------------------------------------------
@@ -356,7 +373,11 @@ class CompressTrainEvaluator(Evaluator):
             return Prepared()
         import torch
 
-        from nascompress.training import predict_logits, seed_everything
+        from nascompress.training import (
+            predict_logits,
+            seed_everything,
+            select_prepare_device,
+        )
 
         self.validate()
         given = dict(self.teacher or {})
@@ -372,6 +393,7 @@ class CompressTrainEvaluator(Evaluator):
         teacher = self._build_teacher(space, dataset, spec)
         path = Path(workdir) / TEACHER_FILE
         started = time.perf_counter()
+        device = None  # where it trained; None when it did not
         if given.get("checkpoint"):
             teacher.load_state_dict(torch.load(given["checkpoint"], weights_only=True))
             source = f"checkpoint {given['checkpoint']}"
@@ -379,9 +401,11 @@ class CompressTrainEvaluator(Evaluator):
             teacher.load_state_dict(torch.load(path, weights_only=True))
             source = "reloaded"
         else:
-            self._train_phase("teacher", teacher, dataset=dataset, device="cpu",
+            device = select_prepare_device(self.prepare_device)
+            self._train_phase("teacher", teacher.to(device), dataset=dataset, device=device,
                               epochs=self.teacher_epochs, lr=self.lr, generator=generator,
                               seed=seed)
+            teacher.cpu()  # what trials and the saved file expect, wherever it trained
             path.parent.mkdir(parents=True, exist_ok=True)
             torch.save(teacher.state_dict(), path)
             source = "trained"
@@ -391,6 +415,7 @@ class CompressTrainEvaluator(Evaluator):
                if spec["kind"] == "space" else {"model": spec["model"]}),
             score: self._score(teacher, dataset.loader("val"), "cpu"),
             "epochs": self.teacher_epochs if source == "trained" else None,
+            "device": device,
             "source": source,
             "seconds": time.perf_counter() - started,
             "file": TEACHER_FILE if source != "checkpoint" else given["checkpoint"],

@@ -85,8 +85,12 @@ class SupernetEvaluator(CompressTrainEvaluator):
             chance either way; 1e-2 better again by 0.009, not yet checked on other
             searches).
         finetune_alpha: weight of the largest subnet's soft labels while fine-tuning.
-        batch_size, lr, importance, threads, latency, latency_runtime, recipe: as for
-            ``compress-train`` (``lr`` is the supernet's; ``recipe`` the fine-tune's).
+        batch_size, lr, importance, threads, latency, latency_runtime, recipe,
+            prepare_device: as for ``compress-train`` (``lr`` is the supernet's;
+            ``recipe`` the fine-tune's, and its ``amp`` the supernet's mixed precision
+            on CUDA; ``prepare_device`` where the supernet trains: the driver's GPU
+            when it has one, or with ``workers`` above 1 a GPU per Ray Train worker
+            where the cluster has one for each).
     """
 
     name = "supernet"
@@ -130,7 +134,7 @@ class SupernetEvaluator(CompressTrainEvaluator):
             random_subnets=self.random_subnets, kd_alpha=self.kd_alpha,
             kd_temperature=self.kd_temperature, warmup_epochs=self.warmup_epochs,
             progressive=bool(self.progressive), workers=self.workers, threads=self.threads,
-            bn_batches=self.bn_batches)
+            bn_batches=self.bn_batches, device=self.prepare_device, amp=self.recipe.amp)
 
     def validate(self) -> None:
         super().validate()
@@ -161,7 +165,10 @@ class SupernetEvaluator(CompressTrainEvaluator):
         settings = super().settings()
         for key in ("teacher_epochs", "teacher", "metric"):
             settings.pop(key, None)
-        return {**settings, **self._options().to_dict(), "finalists": self.finalists_count,
+        # The options' device and amp are prepare_device and recipe.amp, recorded above.
+        options = {k: v for k, v in self._options().to_dict().items()
+                   if k not in ("device", "amp")}
+        return {**settings, **options, "finalists": self.finalists_count,
                 "finetune_alpha": self.finetune_alpha}
 
     # -- once per search ---------------------------------------------------------------

@@ -23,6 +23,11 @@ every worker takes every ``workers``-th batch, gradients are averaged with
 ``torch.distributed.all_reduce`` (no DDP wrapper: the set of parameters a subnet uses
 changes per forward, and every worker uses the same set); worker 0 writes the
 checkpoints, into a folder the workers must share (one node, or a shared filesystem).
+
+Where: ``device="auto"`` trains on the driver's GPU when torch sees one (one worker), or
+gives every Ray Train worker a GPU when the cluster has one per worker; on CUDA the
+steps run in the recipe's mixed precision (``amp``: bf16 autocast, or fp16 with a
+``GradScaler``), as the built-in trainer's do. The CPU path is plain float32.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ from typing import Any, TextIO
 
 import torch
 from torch import nn
+
+from nascompress.training.recipe import AMP_MODES, PREPARE_DEVICES, select_prepare_device
 
 CHECKPOINT_FILE = "checkpoint.pt"
 SUPERNET_FILE = "supernet.pt"
@@ -67,6 +74,9 @@ class SupernetOptions:
         workers: data-parallel workers; above 1 the loop runs on Ray Train.
         threads: torch intra-op threads per worker on the CPU.
         bn_batches: training batches that recalibrate BatchNorm for the per-epoch score.
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"`` (the evaluator's ``prepare_device``):
+            see the module docstring.
+        amp: mixed precision on CUDA, as the recipe's ``amp`` (the CPU ignores it).
     """
 
     epochs: int = 10
@@ -80,6 +90,8 @@ class SupernetOptions:
     workers: int = 1
     threads: int = 1
     bn_batches: int = 8
+    device: str = "auto"
+    amp: str = "auto"
 
     def validate(self, prefix: str = "evaluator") -> None:
         for name in ("epochs", "batch_size", "workers", "threads", "bn_batches"):
@@ -100,17 +112,29 @@ class SupernetOptions:
         if not (isinstance(self.kd_temperature, int | float) and self.kd_temperature > 0):
             raise ValueError(f"{prefix}.kd_temperature must be > 0, but got "
                              f"{self.kd_temperature!r}")
+        if self.device not in PREPARE_DEVICES:
+            raise ValueError(f"{prefix}.prepare_device must be one of {PREPARE_DEVICES}, "
+                             f"but got {self.device!r}")
+        if self.amp not in AMP_MODES:
+            raise ValueError(f"{prefix}.recipe.amp must be one of {AMP_MODES}, but got "
+                             f"{self.amp!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
+#: Options a checkpoint may be resumed under with other values: where and with how many
+#: workers it trains (and so in which arithmetic) do not change what it is a checkpoint
+#: of; a search that lost its GPU resumes on the CPU. Leaving them out also keeps the
+#: fingerprints of checkpoints written before ``device`` and ``amp`` existed.
+_PLACEMENT = ("workers", "threads", "device", "amp")
+
+
 def fingerprint(space, dataset, options: SupernetOptions, seed: int) -> str:
-    """What a checkpoint must match to be resumed (workers do not change the result's
-    meaning, so they are left out)."""
+    """What a checkpoint must match to be resumed (see :data:`_PLACEMENT`)."""
     described = {"space": space.to_dict(), "dataset": dataset.describe(), "seed": seed,
                  "options": {k: v for k, v in options.to_dict().items()
-                             if k not in ("workers", "threads")}}
+                             if k not in _PLACEMENT}}
     return hashlib.sha256(json.dumps(described, sort_keys=True, default=str)
                           .encode()).hexdigest()[:16]
 
@@ -198,9 +222,13 @@ class SupernetResult:
 
 
 def train_supernet(space, dataset, *, options: SupernetOptions, seed: int,
-                   directory: str | os.PathLike, stream: TextIO | None = sys.stdout,
-                   device: str = "cpu") -> SupernetResult:
+                   directory: str | os.PathLike, stream: TextIO | None = sys.stdout
+                   ) -> SupernetResult:
     """Train (or resume, or reuse) the space's supernet; see the module docstring."""
+    options.validate()
+    # One worker trains here; Ray Train workers get their GPUs where the cluster has them.
+    device = (select_prepare_device(options.device) if options.workers == 1
+              else options.device)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     key = fingerprint(space, dataset, options, seed)
@@ -237,8 +265,13 @@ def train_loop(config: Mapping[str, Any], *, stream: TextIO | None = sys.stdout,
                rank: int = 0, world: int = 1) -> None:
     """The training loop of one worker (all of it when ``world`` is 1)."""
     from nascompress.compression.distillation import distillation_loss
-    from nascompress.training.loop import make_optimizer, make_scheduler, to_device
-    from nascompress.training.recipe import Recipe
+    from nascompress.training.loop import (
+        autocast_context,
+        make_optimizer,
+        make_scheduler,
+        to_device,
+    )
+    from nascompress.training.recipe import Recipe, select_precision
 
     space, dataset, options = config["space"], config["dataset"], config["options"]
     seed, key, device = config["seed"], config["fingerprint"], config["device"]
@@ -247,6 +280,10 @@ def train_loop(config: Mapping[str, Any], *, stream: TextIO | None = sys.stdout,
     torch.manual_seed(seed)
     net = space.build_supernet(input_shape=dataset.input_shape,
                                num_classes=dataset.num_classes).to(device)
+    precision = select_precision(device, options.amp)
+    # fp16 needs a scaler (its range underflows small gradients); bf16 and float32 none.
+    scaler = (torch.amp.GradScaler(str(device).split(":")[0]) if precision.scaler
+              else None)
     recipe = Recipe()
     loader = dataset.loader("train", batch_size=options.batch_size, shuffle=True,
                             generator=torch.Generator().manual_seed(seed), device=device)
@@ -275,6 +312,8 @@ def train_loop(config: Mapping[str, Any], *, stream: TextIO | None = sys.stdout,
             optimizer.load_state_dict(saved["optimizer"])
             if scheduler is not None and saved.get("scheduler") is not None:
                 scheduler.load_state_dict(saved["scheduler"])
+            if scaler is not None and saved.get("scaler") is not None:
+                scaler.load_state_dict(saved["scaler"])
             if stream and rank == 0:
                 print(f"supernet: resuming after epoch {start}/{options.epochs}",
                       file=stream, flush=True)
@@ -300,32 +339,44 @@ def train_loop(config: Mapping[str, Any], *, stream: TextIO | None = sys.stdout,
             step = epoch * batches + index
             optimizer.zero_grad(set_to_none=True)
             soft = None
-            total = 0.0
+            total = torch.zeros((), device=device)  # summed on the device: no host sync
             for position, subnet in enumerate(step_subnets(
                     net, step=step, seed=seed, unlocked=unlocked,
                     count=options.random_subnets)):
                 net.set_active(subnet)
-                logits = net(inputs)
-                if position == 0:
-                    loss = nn.functional.cross_entropy(logits, labels)
-                    soft = logits.detach()
-                else:
-                    loss = distillation_loss(logits, soft, labels, alpha=options.kd_alpha,
-                                             temperature=options.kd_temperature)
-                loss.backward()
-                total += float(loss.detach())
+                with autocast_context(device, precision):
+                    logits = net(inputs)
+                    if position == 0:
+                        loss = nn.functional.cross_entropy(logits, labels)
+                        soft = logits.detach()
+                    else:
+                        loss = distillation_loss(logits, soft, labels,
+                                                 alpha=options.kd_alpha,
+                                                 temperature=options.kd_temperature)
+                (scaler.scale(loss) if scaler is not None else loss).backward()
+                total += loss.detach().float()
             if world > 1:
+                # Averaged while still scaled: every worker holds the same scale, and
+                # the scaler then finds an overflow on all of them or on none.
                 _average_gradients(net, world)
-            optimizer.step()
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
             if scheduler is not None:
                 scheduler.step()
             losses.append(total)
             seen += len(labels)
         done_here += 1
+        if str(device).startswith("cuda"):
+            torch.cuda.synchronize()  # the queued steps belong to this epoch's time
         seconds = time.perf_counter() - epoch_clock
-        entry: dict[str, Any] = {"epoch": epoch + 1, "loss": sum(losses) / max(1, len(losses)),
+        mean_loss = float(torch.stack(losses).mean()) if losses else 0.0
+        entry: dict[str, Any] = {"epoch": epoch + 1, "loss": mean_loss,
                                  "seconds": seconds, "images": seen * world,
-                                 "elastic": unlocked}
+                                 "elastic": unlocked, "device": str(device).split(":")[0],
+                                 "precision": precision.name}
         if rank == 0:
             entry.update(_score_extremes(net, dataset, options, device))
             history.append(entry)
@@ -334,6 +385,8 @@ def train_loop(config: Mapping[str, Any], *, stream: TextIO | None = sys.stdout,
                                 "optimizer": optimizer.state_dict(),
                                 "scheduler": (scheduler.state_dict()
                                               if scheduler is not None else None),
+                                "scaler": (scaler.state_dict()
+                                           if scaler is not None else None),
                                 "history": history})
             if stream:
                 elapsed = time.perf_counter() - clock
@@ -404,19 +457,23 @@ def _train_on_ray(config: Mapping[str, Any], *, stream: TextIO | None) -> None:
     try:
         import ray
 
-        use_gpu = str(config["device"]).startswith("cuda")
+        have = ray.cluster_resources()
+        # "auto": a GPU per worker where the cluster has one for each, else CPUs.
+        use_gpu = (config["device"] == "cuda" or config["device"] == "auto"
+                   and have.get("GPU", 0) >= options.workers)
         # Ray Train waits for resources forever: say now when the cluster cannot hold
         # the workers asked for.
-        have = ray.cluster_resources()
-        for resource, each in (("CPU", options.threads), ("GPU", 1 if use_gpu else 0)):
+        for resource, each, lower in (("CPU", options.threads, "evaluator.threads"),
+                                      ("GPU", 1 if use_gpu else 0,
+                                       "set evaluator.prepare_device to 'cpu'")):
             if each and have.get(resource, 0) < options.workers * each:
                 raise ValueError(
                     f"evaluator.workers={options.workers} needs {options.workers * each:g} "
                     f"{resource}s for supernet training ({each:g} per worker), but the Ray "
-                    f"cluster has {have.get(resource, 0):g}; lower evaluator.workers or "
-                    "evaluator.threads, or add nodes")
+                    f"cluster has {have.get(resource, 0):g}; lower evaluator.workers, "
+                    f"{lower}, or add nodes")
         trainer = TorchTrainer(
-            _ray_worker, train_loop_config=dict(config),
+            _ray_worker, train_loop_config={**config, "use_gpu": use_gpu},
             scaling_config=ScalingConfig(num_workers=options.workers, use_gpu=use_gpu,
                                          resources_per_worker={"CPU": options.threads}),
             run_config=RunConfig(name="supernet",
@@ -436,7 +493,7 @@ def _ray_worker(config: Mapping[str, Any]) -> None:
 
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
-    device = "cuda" if str(config["device"]).startswith("cuda") else "cpu"
+    device = "cuda" if config["use_gpu"] else "cpu"
     if device == "cuda":
         from ray.train.torch import get_device
 

@@ -13,12 +13,14 @@ from typing import Any
 from nascompress.training.recipe import (
     AMP_MODES,
     PHASES,
+    PREPARE_DEVICES,
     Metric,
     Precision,
     Recipe,
     load_function,
     select_channels_last,
     select_precision,
+    select_prepare_device,
 )
 
 _LAZY = {
@@ -31,8 +33,9 @@ _LAZY = {
 }
 _HOME = {name: module for module, names in _LAZY.items() for name in names}
 
-__all__ = ["AMP_MODES", "PHASES", "Metric", "Precision", "Recipe", "load_function",
-           "select_channels_last", "select_precision", *_HOME]
+__all__ = ["AMP_MODES", "PHASES", "PREPARE_DEVICES", "Metric", "Precision", "Recipe",
+           "load_function", "select_channels_last", "select_precision",
+           "select_prepare_device", *_HOME]
 
 
 def __getattr__(name: str) -> Any:

@@ -218,3 +218,38 @@ def select_channels_last(device: str, option: bool | str, input_rank: int) -> bo
     if option == "auto":
         return str(device).startswith("cuda")
     return bool(option)
+
+
+#: Where the driver trains what a search prepares once (the teacher, the supernet):
+#: ``auto`` is a GPU when torch sees one there.
+PREPARE_DEVICES = ("auto", "cpu", "cuda")
+
+
+def select_prepare_device(setting: str, *, field: str = "evaluator.prepare_device",
+                          cuda_available: bool | None = None) -> str:
+    """``"cuda"`` or ``"cpu"``: where the driver trains for ``setting``.
+
+    Trials get a GPU through ``resources.gpu``; the preparation runs in the driver's
+    process, so it takes the driver's GPU when there is one (``auto``), or as told.
+
+    Args:
+        cuda_available: whether torch sees a GPU; ``None`` asks torch.
+
+    Raises:
+        ValueError: ``setting`` is not one of :data:`PREPARE_DEVICES`, or ``cuda``
+            where torch sees no GPU.
+    """
+    if setting not in PREPARE_DEVICES:
+        raise ValueError(f"{field} must be one of {PREPARE_DEVICES}, but got {setting!r}")
+    if setting == "cpu":
+        return "cpu"
+    if cuda_available is None:
+        import torch
+
+        cuda_available = bool(torch.cuda.is_available())
+    if cuda_available:
+        return "cuda"
+    if setting == "cuda":
+        raise ValueError(f"{field} is 'cuda', but torch sees no GPU on this machine; set "
+                         f"it to 'auto' or 'cpu', or run the search where a GPU is")
+    return "cpu"

@@ -42,6 +42,23 @@ def test_teacher_is_prepared_once_and_shared(prepared_setting):
     assert teacher["arch"] == {"arch/depth": 3, "arch/width": 64, "arch/kernel": 5}
     assert prepared.summary.startswith(
         f"teacher trained: val accuracy {teacher['val_accuracy']:.4f}")
+    # prepare_device "auto": the driver's GPU when it has one.
+    assert teacher["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert evaluator.settings()["prepare_device"] == "auto"
+
+
+def test_a_prepare_device_it_cannot_use_is_refused_before_the_teacher_trains(tmp_path,
+                                                                           monkeypatch):
+    bad = CompressTrainEvaluator(**FAST, prepare_device="gpu")
+    with pytest.raises(ValueError, match=r"^evaluator.prepare_device must be one of "):
+        bad.validate()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    evaluator = CompressTrainEvaluator(**FAST, prepare_device="cuda")
+    with pytest.raises(ValueError, match=r"^evaluator.prepare_device is 'cuda', but torch "
+                                         r"sees no GPU"):
+        evaluator.prepare(space=ImageCNNSpace(), dataset=load_digits_splits(), seed=0,
+                          workdir=tmp_path)
+    assert not any(tmp_path.iterdir())
 
 
 def test_the_teacher_is_the_same_for_the_same_seed(setting, tmp_path):

@@ -65,6 +65,14 @@ def test_trials_inherit_and_the_finalist_is_fine_tuned(finished):
     # The supernet is recorded once, and the front is the finalists'.
     supernet = run.read_run()["supernet"]
     assert supernet["epochs"] == 2 and len(supernet["history"]) == 2
+    # prepare_device "auto": the driver's GPU when torch sees one, in the recipe's AMP.
+    import torch
+
+    on = "cuda" if torch.cuda.is_available() else "cpu"
+    assert {(h["device"], h["precision"] == "fp32") for h in supernet["history"]} == {
+        (on, on == "cpu")}
+    settings = run.read_run()["evaluator"]["settings"]
+    assert settings["prepare_device"] == "auto" and "device" not in settings
     assert (run.path / supernet["checkpoint"]).exists()
     front = pareto_front(records, experiment.objectives)
     assert [r["stage"] for r in front] == ["final"]

@@ -1,5 +1,7 @@
 """The elastic mobilenet supernet: exact extraction, channel sorting, training, resume."""
 
+import math
+from dataclasses import replace
 
 import pytest
 
@@ -13,8 +15,10 @@ from nascompress.supernet.training import (  # noqa: E402
     CHECKPOINT_FILE,
     SUPERNET_FILE,
     SupernetOptions,
+    fingerprint,
     train_supernet,
 )
+from nascompress.training import Precision  # noqa: E402
 from tests.supernet._helpers import random_params, with_batchnorm_statistics  # noqa: E402
 
 SHAPE = (1, 8, 8)
@@ -117,6 +121,66 @@ def test_training_checkpoints_every_epoch_and_resumes_after_a_crash(tmp_path, mo
     assert again.seconds == 0.0 and again.history == result.history
     net = training.load_supernet(result.path, space, digits_small)
     assert training.load_supernet(result.path, space, digits_small) is net
+
+
+@pytest.mark.parametrize("precision", [Precision("bf16"), Precision("fp16", scaler=True)],
+                         ids=["bf16", "fp16"])
+def test_mixed_precision_steps_train_checkpoint_and_resume(tmp_path, monkeypatch,
+                                                          digits_small, precision):
+    """The arithmetic of the CUDA path (autocast; fp16's grad scaler and its state in the
+    checkpoint), run on the CPU, which autocasts too."""
+    torch.set_num_threads(1)
+    monkeypatch.setattr("nascompress.training.recipe.select_precision",
+                        lambda device, amp: precision)
+    space = tiny_space()
+    options = SupernetOptions(epochs=2, warmup_epochs=1, batch_size=64, bn_batches=1)
+    real_save = training._save_atomic
+
+    def crash_after_first_epoch(path, payload):
+        real_save(path, payload)
+        if payload.get("epoch") == 1:
+            raise KeyboardInterrupt("simulated crash")
+
+    monkeypatch.setattr(training, "_save_atomic", crash_after_first_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train_supernet(space, digits_small, options=options, seed=0, directory=tmp_path,
+                       stream=None)
+    first = torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)
+    assert (first["scaler"] is not None) == precision.scaler
+    monkeypatch.setattr(training, "_save_atomic", real_save)
+    result = train_supernet(space, digits_small, options=options, seed=0,
+                            directory=tmp_path, stream=None)
+    assert result.resumed_from == 1
+    assert [(h["precision"], h["device"]) for h in result.history] == [
+        (precision.name, "cpu")] * 2
+    assert all(math.isfinite(h["loss"]) for h in result.history)
+    # The sandwich epoch trained (a skipped or broken step would leave it untrained).
+    assert result.history[-1]["val_accuracy_largest"] > 0.35  # chance: 0.1; fp32: 0.52
+
+
+def test_a_gpu_asked_for_where_there_is_none_is_refused_before_training(tmp_path,
+                                                                        monkeypatch,
+                                                                        digits_small):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    options = SupernetOptions(epochs=1, warmup_epochs=0, batch_size=64, bn_batches=1,
+                              device="cuda")
+    with pytest.raises(ValueError, match=r"^evaluator.prepare_device is 'cuda', but torch "
+                                         r"sees no GPU"):
+        train_supernet(tiny_space(), digits_small, options=options, seed=0,
+                       directory=tmp_path, stream=None)
+    assert not any(tmp_path.iterdir())
+    result = train_supernet(tiny_space(), digits_small, options=replace(options, device="auto"),
+                            seed=0, directory=tmp_path, stream=None)
+    assert [(h["device"], h["precision"]) for h in result.history] == [("cpu", "fp32")]
+
+
+def test_where_and_in_what_arithmetic_it_trains_leave_the_checkpoint_resumable(digits_small):
+    space = tiny_space()
+    base = SupernetOptions(epochs=3)
+    key = fingerprint(space, digits_small, base, 0)
+    moved = replace(base, device="cpu", amp="off", workers=2, threads=4)
+    assert fingerprint(space, digits_small, moved, 0) == key
+    assert fingerprint(space, digits_small, replace(base, epochs=4), 0) != key
 
 
 def test_bn_recalibration_uses_the_batches_asked_for(digits_small):

@@ -14,6 +14,7 @@ from nascompress.training import (  # noqa: E402
     Recipe,
     select_channels_last,
     select_precision,
+    select_prepare_device,
     train_epochs,
 )
 from nascompress.training.loop import make_optimizer  # noqa: E402
@@ -140,6 +141,23 @@ def test_bf16_on_a_gpu_without_it_is_refused_naming_the_field():
     with pytest.raises(ValueError, match="evaluator.recipe.amp must be 'auto', 'fp16' or "
                                          "'off' on this GPU"):
         select_precision("cuda", "bf16", bf16_supported=False)
+
+
+@pytest.mark.parametrize(("setting", "cuda", "expected"), [
+    ("auto", True, "cuda"), ("auto", False, "cpu"), ("cpu", True, "cpu"),
+    ("cuda", True, "cuda"),
+])
+def test_the_driver_prepares_on_its_gpu_when_it_has_one(setting, cuda, expected):
+    assert select_prepare_device(setting, cuda_available=cuda) == expected
+
+
+def test_a_prepare_device_that_cannot_be_had_is_one_line_naming_the_field():
+    with pytest.raises(ValueError, match=r"^evaluator.prepare_device is 'cuda', but torch "
+                                         r"sees no GPU on this machine; set it to 'auto'"):
+        select_prepare_device("cuda", cuda_available=False)
+    with pytest.raises(ValueError, match=r"^evaluator.prepare_device must be one of "
+                                         r"\('auto', 'cpu', 'cuda'\), but got 'gpu'$"):
+        select_prepare_device("gpu", cuda_available=True)
 
 
 @pytest.mark.parametrize(("device", "option", "rank", "expected"), [
