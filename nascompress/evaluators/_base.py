@@ -208,6 +208,13 @@ class Evaluator(ABC):
         compute), or ``None``; the default accepts every space."""
         return None
 
+    def check_environment(self) -> str | None:
+        """Why this machine, the driver, cannot run :meth:`prepare` as configured (a
+        ``ConfigError`` before any compute: e.g. a GPU asked for where there is none),
+        or ``None``; the default has nothing to check. Runs on the driver only, unlike
+        :meth:`validate`, which trials run too on machines that may differ."""
+        return None
+
     def classification(self) -> bool:
         """Whether candidates are classifiers scored against class labels (see above)."""
         return True

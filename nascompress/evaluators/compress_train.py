@@ -344,6 +344,17 @@ class CompressTrainEvaluator(Evaluator):
 
     # -- once per search ---------------------------------------------------------------
 
+    def check_environment(self) -> str | None:
+        if self.prepare_device != "cuda":  # auto and cpu run anywhere
+            return None
+        from nascompress.training import select_prepare_device
+
+        try:
+            select_prepare_device(self.prepare_device)
+        except ValueError as exc:
+            return str(exc)
+        return None
+
     def _needs_teacher(self, space) -> bool:
         dims = space.dimensions()
         for key in ("distill/alpha", "distill/feature_weight"):

@@ -173,6 +173,10 @@ class SupernetEvaluator(CompressTrainEvaluator):
 
     # -- once per search ---------------------------------------------------------------
 
+    def check_environment(self) -> str | None:
+        # Ray Train workers find their GPUs on the cluster, which says when it lacks them.
+        return super().check_environment() if self.workers == 1 else None
+
     def prepare(self, *, space, dataset, seed: int, workdir: Path) -> Prepared:
         """Train, resume or reuse the supernet under ``<workdir>/supernet/``."""
         from nascompress.supernet.training import share_on_ray, train_supernet

@@ -330,7 +330,7 @@ def build_experiment(config: ExperimentConfig, *, allow_existing: bool = False) 
         raise ConfigError(str(exc)) from None
     except TypeError as exc:  # e.g. an unknown key in a nested option mapping
         raise ConfigError(f"evaluator.options: {exc}") from None
-    problem = evaluator.check_space(space)
+    problem = evaluator.check_space(space) or evaluator.check_environment()
     if problem:
         raise ConfigError(problem)
     classification = evaluator.classification()

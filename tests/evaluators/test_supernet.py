@@ -96,6 +96,21 @@ def test_a_space_without_a_supernet_is_refused_before_any_compute(tmp_path):
         build_experiment(config(tmp_path, space="image-cnn"))
 
 
+def test_a_gpu_asked_for_on_a_driver_without_one_is_a_config_error(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cfg = config(tmp_path)
+    cfg.evaluator.options["prepare_device"] = "cuda"
+    with pytest.raises(ConfigError, match=r"^evaluator.prepare_device is 'cuda', but torch "
+                                          r"sees no GPU on this machine"):
+        build_experiment(cfg)
+    assert not any(tmp_path.iterdir())
+    # With Ray Train workers the cluster's GPUs count, not the driver's: not refused here.
+    cfg.evaluator.options["workers"] = 2
+    build_experiment(cfg)
+
+
 def test_the_front_pick_and_report_say_whose_score_is_inherited(finished, tmp_path):
     from nascompress.picking import pick
     from nascompress.tables import front_rows, front_table
