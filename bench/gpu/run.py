@@ -17,6 +17,11 @@ where it was told; shows training time and accuracy of both.
 (c) **ONNX Runtime on CUDA**: with ``onnxruntime-gpu`` a search timed by ORT on CUDA;
 without it (the CPU-only wheel), that such a search is refused before any trial runs.
 
+(d) **supernet training throughput** (``bench/supernet/throughput.py``): images/s of
+the weight-sharing supernet's training (warm-up and sandwich epochs) against the
+pipeline's plain loop training its largest subnet, on the GPU, mnist5k, batch
+``--supernet-batch-size``, the recipe's mixed precision (bf16 where the GPU has it).
+
 Prints the tables and writes ``OUT_DIR/gpu.json``. Exits 1 when a check fails, 0
 otherwise (also when there is no GPU: it says so and checks nothing).
 """
@@ -180,7 +185,11 @@ def table_search(r: dict[str, Any]) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="gpu-bench", help="folder for runs and gpu.json")
-    parser.add_argument("--part", choices=["latency", "search", "all"], default="all")
+    parser.add_argument("--part", choices=["latency", "search", "supernet", "all"],
+                        default="all")
+    parser.add_argument("--supernet-batch-size", type=int, default=256)
+    parser.add_argument("--supernet-epochs", type=int, default=5,
+                        help="(supernet) timed epochs per arm")
     parser.add_argument("--batch-size", type=int, default=256,
                         help="(latency) inputs per timed pass; the +-5 %% target is for "
                              "models of 1 ms or more")
@@ -205,6 +214,18 @@ def main(argv=None) -> int:
         results["search"] = part_search(out / "runs")
         print(table_search(results["search"]), "\n", flush=True)
         problems += check_search(results["search"])
+    if args.part in ("supernet", "all"):
+        sys.path.insert(0, str(HERE.parent / "supernet"))
+        import throughput
+
+        results["supernet"] = throughput.measure(
+            dataset_name="mnist5k", device="cuda", amp="auto",
+            batch_size=args.supernet_batch_size, epochs=args.supernet_epochs, threads=1)
+        print(throughput.table(results["supernet"], "python bench/gpu/run.py --part "
+                               "supernet"), "\n", flush=True)
+        ran_on = results["supernet"]["supernet_ran_on"]
+        if [device for device, _ in ran_on] != ["cuda"]:
+            problems.append(f"supernet: trained on {ran_on}, not on the GPU alone")
     results["problems"] = problems
     (out / "gpu.json").write_text(json.dumps(results, indent=1, default=str))
     print("\n".join(f"FAILED: {p}" for p in problems) or "all GPU checks passed")
