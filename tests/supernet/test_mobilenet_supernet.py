@@ -44,6 +44,21 @@ def randomized(net):
     return net.eval()
 
 
+def crash_after_epoch(monkeypatch, epoch: int, saves: list):
+    """Make the supernet's checkpoint writer raise right after it wrote ``epoch`` (each
+    written epoch is appended to ``saves``); returns the real writer, to restore."""
+    real_save = training._save_atomic
+
+    def save_then_crash(path, payload):
+        real_save(path, payload)
+        saves.append(payload.get("epoch"))
+        if payload.get("epoch") == epoch:
+            raise KeyboardInterrupt("simulated crash")
+
+    monkeypatch.setattr(training, "_save_atomic", save_then_crash)
+    return real_save
+
+
 def test_the_space_declares_its_elastic_keys_and_others_do_not():
     space = tiny_space()
     keys = space.elastic_dimensions()
@@ -95,16 +110,8 @@ def test_training_checkpoints_every_epoch_and_resumes_after_a_crash(tmp_path, mo
     torch.set_num_threads(1)
     space = tiny_space()
     options = SupernetOptions(epochs=3, warmup_epochs=1, batch_size=64, bn_batches=1)
-    real_save = training._save_atomic
     saves = []
-
-    def crash_after_second_epoch(path, payload):
-        real_save(path, payload)
-        saves.append(payload.get("epoch"))
-        if payload.get("epoch") == 2:
-            raise KeyboardInterrupt("simulated crash")
-
-    monkeypatch.setattr(training, "_save_atomic", crash_after_second_epoch)
+    real_save = crash_after_epoch(monkeypatch, 2, saves)
     with pytest.raises(KeyboardInterrupt):
         train_supernet(space, digits_small, options=options, seed=0, directory=tmp_path,
                        stream=None)
@@ -134,14 +141,7 @@ def test_mixed_precision_steps_train_checkpoint_and_resume(tmp_path, monkeypatch
                         lambda device, amp: precision)
     space = tiny_space()
     options = SupernetOptions(epochs=2, warmup_epochs=1, batch_size=64, bn_batches=1)
-    real_save = training._save_atomic
-
-    def crash_after_first_epoch(path, payload):
-        real_save(path, payload)
-        if payload.get("epoch") == 1:
-            raise KeyboardInterrupt("simulated crash")
-
-    monkeypatch.setattr(training, "_save_atomic", crash_after_first_epoch)
+    real_save = crash_after_epoch(monkeypatch, 1, [])
     with pytest.raises(KeyboardInterrupt):
         train_supernet(space, digits_small, options=options, seed=0, directory=tmp_path,
                        stream=None)
