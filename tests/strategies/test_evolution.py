@@ -298,3 +298,36 @@ def test_resume_with_another_budget_keeps_the_saved_population():
     explicit.setup(ToySpace(), TOY_OBJECTIVES, seed=3, budget=300)
     with pytest.raises(ValueError, match="saved with population_size=20"):
         explicit.load_state_dict(state)
+
+
+@pytest.mark.parametrize(("budget", "population", "tournament"),
+                         [(30, 8, 4), (50, 10, 4), (100, 20, 8), (300, 50, 20), (None, 16, 6)])
+def test_the_default_tournament_grows_with_the_population(budget, population, tournament):
+    strategy = EvolutionStrategy()
+    strategy.setup(ToySpace(), TOY_OBJECTIVES, seed=0, budget=budget)
+    state = strategy.state_dict()
+    assert (state["population_size"], state["tournament_size"]) == (population, tournament)
+
+
+def _proposals_after_resume(state: dict, **options) -> list[dict]:
+    strategy = EvolutionStrategy(**options)
+    strategy.setup(ToySpace(), TOY_OBJECTIVES, seed=3, budget=100)
+    strategy.load_state_dict(json.loads(json.dumps(state)))
+    return _run(strategy, 15, start=100)
+
+
+def test_a_state_saved_before_the_tournament_was_recorded_resumes_with_four():
+    original = EvolutionStrategy(tournament_size=4)
+    original.setup(ToySpace(), TOY_OBJECTIVES, seed=3, budget=100)
+    _run(original, 30)
+    state = original.state_dict()
+    old = {k: v for k, v in state.items() if k != "tournament_size"}
+    assert _proposals_after_resume(old) == _proposals_after_resume(state, tournament_size=4)
+    # the default today (8 of 20) would have chosen other parents
+    assert _proposals_after_resume(old) != _proposals_after_resume(state, tournament_size=8)
+    small = EvolutionStrategy()  # budget 40: 8 members, so a tournament of 10 cannot be
+    small.setup(ToySpace(), TOY_OBJECTIVES, seed=3, budget=40)
+    _run(small, 10)
+    with pytest.raises(ValueError, match="tournament_size must be an integer between 1 and "
+                                         "population_size=8, but got 10"):
+        _proposals_after_resume(small.state_dict(), tournament_size=10)
