@@ -15,9 +15,9 @@ from nascompress.latency.measure import LatencySetup
 from nascompress.objectives import Objective
 from nascompress.training.recipe import (
     PHASES,
-    PREPARE_DEVICES,
     Metric,
     Recipe,
+    check_prepare_device,
     load_function,
 )
 
@@ -227,9 +227,7 @@ class CompressTrainEvaluator(Evaluator):
         _positive_int("threads", self.threads)
         _positive_float("lr", self.lr)
         _positive_float("finetune_lr", self.finetune_lr)
-        if self.prepare_device not in PREPARE_DEVICES:
-            raise ValueError(f"evaluator.prepare_device must be one of {PREPARE_DEVICES}, "
-                             f"but got {self.prepare_device!r}")
+        check_prepare_device(self.prepare_device)
         if self.importance not in IMPORTANCES:
             raise ValueError(
                 f"evaluator.importance must be one of {IMPORTANCES}, but got {self.importance!r}"

@@ -46,7 +46,7 @@ from typing import Any, TextIO
 import torch
 from torch import nn
 
-from nascompress.training.recipe import AMP_MODES, PREPARE_DEVICES, select_prepare_device
+from nascompress.training.recipe import AMP_MODES, check_prepare_device, select_prepare_device
 
 CHECKPOINT_FILE = "checkpoint.pt"
 SUPERNET_FILE = "supernet.pt"
@@ -112,9 +112,7 @@ class SupernetOptions:
         if not (isinstance(self.kd_temperature, int | float) and self.kd_temperature > 0):
             raise ValueError(f"{prefix}.kd_temperature must be > 0, but got "
                              f"{self.kd_temperature!r}")
-        if self.device not in PREPARE_DEVICES:
-            raise ValueError(f"{prefix}.prepare_device must be one of {PREPARE_DEVICES}, "
-                             f"but got {self.device!r}")
+        check_prepare_device(self.device, f"{prefix}.prepare_device")
         if self.amp not in AMP_MODES:
             raise ValueError(f"{prefix}.recipe.amp must be one of {AMP_MODES}, but got "
                              f"{self.amp!r}")

@@ -225,6 +225,13 @@ def select_channels_last(device: str, option: bool | str, input_rank: int) -> bo
 PREPARE_DEVICES = ("auto", "cpu", "cuda")
 
 
+def check_prepare_device(setting: Any, field: str = "evaluator.prepare_device") -> None:
+    """Raise ``ValueError`` naming ``field`` unless ``setting`` is one of
+    :data:`PREPARE_DEVICES` (a check of the value alone: nothing asks torch)."""
+    if setting not in PREPARE_DEVICES:
+        raise ValueError(f"{field} must be one of {PREPARE_DEVICES}, but got {setting!r}")
+
+
 def select_prepare_device(setting: str, *, field: str = "evaluator.prepare_device",
                           cuda_available: bool | None = None) -> str:
     """``"cuda"`` or ``"cpu"``: where the driver trains for ``setting``.
@@ -239,8 +246,7 @@ def select_prepare_device(setting: str, *, field: str = "evaluator.prepare_devic
         ValueError: ``setting`` is not one of :data:`PREPARE_DEVICES`, or ``cuda``
             where torch sees no GPU.
     """
-    if setting not in PREPARE_DEVICES:
-        raise ValueError(f"{field} must be one of {PREPARE_DEVICES}, but got {setting!r}")
+    check_prepare_device(setting, field)
     if setting == "cpu":
         return "cpu"
     if cuda_available is None:
