@@ -65,13 +65,15 @@ def bench_space(*, small: bool = False, joint: bool = False):
                           **(SMALL_STAGES if small else {}))
 
 
-def supernet_evaluator(epochs: int, *, warmup_epochs: int = 1, finetune_epochs: int = 1):
+def supernet_evaluator(epochs: int, *, warmup_epochs: int = 1, finetune_epochs: int = 1,
+                       random_subnets: int = 2):
     """The weight-sharing arm: the ``supernet`` evaluator with the recipe both arms share
     (its supernet found again by ``prepare`` in the same work folder with the same
     arguments)."""
     from nascompress.evaluators import SupernetEvaluator
 
     evaluator = SupernetEvaluator(epochs=epochs, warmup_epochs=warmup_epochs, finalists=0,
+                                  random_subnets=random_subnets,
                                   finetune_epochs=max(1, finetune_epochs), **COMMON)
     evaluator.configure_latency(setup=evaluator.latency, runtime="onnxruntime")
     evaluator.validate()
@@ -190,6 +192,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10,
                         help="supernet epochs, and the stand-alone trainings' epochs")
     parser.add_argument("--warmup-epochs", type=int, default=1)
+    parser.add_argument("--random-subnets", type=int, default=2,
+                        help="random subnets per supernet step besides the largest and "
+                             "smallest (the evaluator's default: 2)")
     parser.add_argument("--finetune-epochs", type=int, default=1,
                         help="the finalists' fine-tune (0: skip the fine-tuned tau)")
     parser.add_argument("--seed", type=int, default=0)
@@ -222,6 +227,7 @@ def main() -> None:
     dataset = DATASETS.resolve(args.dataset, field="dataset")()
     space = bench_space(small=args.small_space, joint=args.joint)
     supernet = supernet_evaluator(args.epochs, warmup_epochs=args.warmup_epochs,
+                                  random_subnets=args.random_subnets,
                                   finetune_epochs=args.finetune_epochs)
     standalone = None if earlier else standalone_evaluator(args.epochs, joint=args.joint)
 
