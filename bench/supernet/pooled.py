@@ -96,8 +96,8 @@ def main() -> None:
         "| Kendall tau (bootstrap 95 % interval) | value |", "|---|---|",
     ]
     for number, draw in enumerate(draws):
-        def alone(picks, only=(draw,)):
-            return _within_draws(list(only), "inherited", picks)
+        def alone(picks, draw=draw):
+            return _within_draws([draw], "inherited", picks)
 
         lines.append(f"| draw {number} (`{Path(draw['files'][0]).name}`, "
                      f"{len(draw['inherited'])} subnets): inherited vs the mean of {each} "

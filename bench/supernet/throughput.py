@@ -51,7 +51,7 @@ def measure(*, dataset_name: str, device: str, amp: str, batch_size: int, epochs
 
     from nascompress.data import DATASETS
     from nascompress.supernet.training import SupernetOptions, load_supernet, train_supernet
-    from nascompress.training import Recipe, select_precision, train_epochs
+    from nascompress.training import Recipe, train_epochs
 
     torch.set_num_threads(threads)
     dataset = DATASETS.resolve(dataset_name, field="dataset")()
@@ -79,7 +79,7 @@ def measure(*, dataset_name: str, device: str, amp: str, batch_size: int, epochs
             plain.append(stats.images / stats.seconds)
     return {"dataset": dataset_name, "device": device,
             "gpu": torch.cuda.get_device_name() if device == "cuda" else None,
-            "precision": select_precision(device, amp).name, "batch_size": batch_size,
+            "precision": history[-1]["precision"], "batch_size": batch_size,
             "epochs": epochs, "threads": threads,
             "train_images": history[-1]["images"],
             "supernet_warmup": warmup, "supernet_sandwich": sandwich, "plain": plain,
