@@ -11,7 +11,8 @@ ordered by importance (``sort_channels_``) and the optimizer restarts. With
 ``progressive=True`` the remaining epochs unlock the elastic dimensions in Once-for-All's
 order (kernel, depth, expansion, width and squeeze-excite, bits; groups the supernet
 has no key of are skipped), the later groups held at their largest value until their
-turn; otherwise every dimension is elastic at once.
+turn, every group elastic in the last epoch at the latest; otherwise every dimension is
+elastic at once.
 
 A checkpoint (weights, optimizer, schedule, history) is written atomically after every
 epoch to ``<dir>/checkpoint.pt``; :func:`train_supernet` resumes from it when the same
@@ -149,8 +150,12 @@ def unlocked_keys(choices: Mapping[str, Any], *, epoch: int, options: SupernetOp
         return list(choices)
     present = {key.rsplit("/", 1)[1] for key in choices}
     order = [group for group in PROGRESSIVE_ORDER if present & set(group)]
+    # Stages share the epochs after warm-up; the last epoch is always the full space, so
+    # every group trains even when there are fewer epochs than groups (then the middle
+    # stages are merged into their successors).
     span = options.epochs - options.warmup_epochs
-    stage = min(len(order) - 1, (epoch - options.warmup_epochs) * len(order) // span)
+    last = len(order) - 1
+    stage = last if span == 1 else (epoch - options.warmup_epochs) * last // (span - 1)
     parts = {p for group in order[:stage + 1] for p in group}
     return [key for key in choices if key.rsplit("/", 1)[1] in parts]
 

@@ -68,6 +68,21 @@ def test_the_space_declares_its_elastic_keys_and_others_do_not():
         ImageCNNSpace().build_supernet(input_shape=SHAPE, num_classes=10)
 
 
+@pytest.mark.parametrize("epochs", [2, 3, 5, 10])
+def test_progressive_shrinking_trains_every_dimension_by_the_last_epoch(epochs):
+    # Five groups (kernel, depth, expand, width and se, bits and scheme): with fewer
+    # epochs than groups after warm-up the bits used to stay at their largest for good.
+    net = tiny_space().build_supernet(input_shape=SHAPE, num_classes=10)
+    options = SupernetOptions(epochs=epochs, warmup_epochs=1, progressive=True)
+    unlocked = [training.unlocked_keys(net.choices, epoch=e, options=options)
+                for e in range(epochs)]
+    assert unlocked[0] == []
+    assert unlocked[-1] == list(net.choices)
+    assert all(k.endswith("/kernel") for k in unlocked[1]) or epochs == 2
+    # Stages only ever add keys.
+    assert all(set(a) <= set(b) for a, b in zip(unlocked, unlocked[1:]))
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_an_extracted_subnet_is_a_smaller_real_model_with_the_supernets_output(seed):
     space = tiny_space()
