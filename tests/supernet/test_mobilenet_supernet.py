@@ -78,9 +78,10 @@ def test_progressive_shrinking_trains_every_dimension_by_the_last_epoch(epochs):
                 for e in range(epochs)]
     assert unlocked[0] == []
     assert unlocked[-1] == list(net.choices)
-    assert all(k.endswith("/kernel") for k in unlocked[1]) or epochs == 2
+    if epochs > 2:  # one epoch after warm-up is the full space at once
+        assert unlocked[1] and all(k.endswith("/kernel") for k in unlocked[1])
     # Stages only ever add keys.
-    assert all(set(a) <= set(b) for a, b in zip(unlocked, unlocked[1:]))
+    assert all(set(a) <= set(b) for a, b in zip(unlocked, unlocked[1:], strict=False))
 
 
 @pytest.mark.parametrize("seed", range(6))
