@@ -10,7 +10,9 @@
    epochs, no fine-tune), timed. ``--standalone-from ROWS`` instead takes the subnets
    and their stand-alone figures from an earlier run's ``--rows-out`` file and trains
    only the supernet (to judge another supernet recipe against the same reference,
-   and with ``reference.py`` against every stand-alone run of those subnets).
+   and with ``reference.py`` against every stand-alone run of those subnets). Given
+   several such files (independent draws), the one supernet scores every draw's
+   subnets and ``--rows-out`` takes one file per draw, for ``pooled.py``.
 4. Fine-tune each subnet as a finalist would be (``context.stage == "final"``:
    extracted, ``--finetune-epochs`` distilled from the largest subnet), timed.
 5. Kendall tau between inherited and stand-alone accuracy, and between fine-tuned and
@@ -66,14 +68,14 @@ def bench_space(*, small: bool = False, joint: bool = False):
 
 
 def supernet_evaluator(epochs: int, *, warmup_epochs: int = 1, finetune_epochs: int = 1,
-                       random_subnets: int = 2):
+                       random_subnets: int = 2, progressive: bool = False):
     """The weight-sharing arm: the ``supernet`` evaluator with the recipe both arms share
     (its supernet found again by ``prepare`` in the same work folder with the same
     arguments)."""
     from nascompress.evaluators import SupernetEvaluator
 
     evaluator = SupernetEvaluator(epochs=epochs, warmup_epochs=warmup_epochs, finalists=0,
-                                  random_subnets=random_subnets,
+                                  random_subnets=random_subnets, progressive=progressive,
                                   finetune_epochs=max(1, finetune_epochs), **COMMON)
     evaluator.configure_latency(setup=evaluator.latency, runtime="onnxruntime")
     evaluator.validate()
@@ -195,6 +197,8 @@ def main() -> None:
     parser.add_argument("--random-subnets", type=int, default=2,
                         help="random subnets per supernet step besides the largest and "
                              "smallest (the evaluator's default: 2)")
+    parser.add_argument("--progressive", action="store_true",
+                        help="progressive shrinking (the evaluator's option)")
     parser.add_argument("--finetune-epochs", type=int, default=1,
                         help="the finalists' fine-tune (0: skip the fine-tuned tau)")
     parser.add_argument("--seed", type=int, default=0)
@@ -204,18 +208,30 @@ def main() -> None:
     parser.add_argument("--joint", action="store_true",
                         help="subnets draw quant/bits and quant/scheme too (see JOINT)")
     parser.add_argument("--out", default=None)
-    parser.add_argument("--rows-out", default=None,
-                        help="per-subnet figures as JSON (what ceiling.py --rows reads)")
-    parser.add_argument("--standalone-from", default=None, metavar="ROWS",
-                        help="an earlier --rows-out file: its subnets and stand-alone "
+    parser.add_argument("--rows-out", default=None, nargs="+", metavar="FILE",
+                        help="per-subnet figures as JSON (what ceiling.py --rows reads); "
+                             "one file per --standalone-from file")
+    parser.add_argument("--standalone-from", default=None, nargs="+", metavar="ROWS",
+                        help="earlier --rows-out files: their subnets and stand-alone "
                              "figures are reused, not retrained (--epochs is then the "
-                             "supernet's alone)")
+                             "supernet's alone); several: one supernet scores them all")
     args = parser.parse_args()
-    earlier = read_rows(args.standalone_from) if args.standalone_from else None
-    if earlier is not None:
-        if any(p is None for p in earlier["params"]):
-            raise SystemExit(f"--standalone-from {args.standalone_from}: its rows carry no "
+    sources = args.standalone_from or []
+    if args.rows_out and len(args.rows_out) != max(1, len(sources)):
+        raise SystemExit(f"--rows-out: give one file per --standalone-from file "
+                         f"({len(sources)}), but got {len(args.rows_out)}")
+    earlier = None
+    for source in sources:
+        read = read_rows(source)
+        if any(p is None for p in read["params"]):
+            raise SystemExit(f"--standalone-from {source}: its rows carry no "
                              "params; use a file written by a newer run.py --rows-out")
+        ends = (earlier["ends"] if earlier else []) + [len(read["params"])
+                                                       + (earlier["ends"][-1] if earlier else 0)]
+        earlier = {k: (earlier[k] if earlier else []) + read[k]
+                   for k in ("params", "standalone", "standalone_s")}
+        earlier["ends"] = ends
+    if earlier is not None:
         args.subnets = len(earlier["params"])
 
     import torch
@@ -228,6 +244,7 @@ def main() -> None:
     space = bench_space(small=args.small_space, joint=args.joint)
     supernet = supernet_evaluator(args.epochs, warmup_epochs=args.warmup_epochs,
                                   random_subnets=args.random_subnets,
+                                  progressive=args.progressive,
                                   finetune_epochs=args.finetune_epochs)
     standalone = None if earlier else standalone_evaluator(args.epochs, joint=args.joint)
 
@@ -267,7 +284,11 @@ def main() -> None:
               f"stand-alone {alone['accuracy']:.4f} ({alone_s:.1f} s) "
               f"fine-tuned {tuned:.4f} ({tuned_s:.1f} s)", flush=True)
         if args.rows_out:  # after every subnet, so an interrupted run keeps its rows
-            write_rows(args.rows_out, rows, subnets)
+            starts = [0, *earlier["ends"][:-1]] if earlier else [0]
+            ends = earlier["ends"] if earlier else [len(subnets)]
+            for path, start, end in zip(args.rows_out, starts, ends, strict=True):
+                if start < len(rows):
+                    write_rows(path, rows[start:end], subnets[start:end])
 
     inherited_acc = [r[0] for r in rows]
     alone_acc = [r[1] for r in rows]
@@ -316,7 +337,7 @@ def main() -> None:
         f"CPU ({platform.machine()}, torch threads 1), {time.strftime('%Y-%m-%d')}. "
         f"Command: `python bench/supernet/run.py {' '.join(sys.argv[1:])}`"
         + (f". The subnets and their stand-alone accuracies and seconds are "
-           f"`{args.standalone_from}`'s (not retrained here; that run's recipe), "
+           f"`{' '.join(sources)}`'s (not retrained here; that run's recipe), "
            f"so {args.epochs} epochs is the supernet's alone." if earlier else ""),
         "",
         "| measure | value |",
