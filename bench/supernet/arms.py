@@ -129,10 +129,19 @@ def main() -> None:
             lines.append(f"| {recipe} | mean of its {len(members)} supernets' inherited "
                          f"accuracies | {fidelity(with_reference(averaged))} | "
                          + " | ".join("" for _ in draws) + " | |")
-    lines += ["", "Agreement (pooled tau-a between two supernets' inherited accuracies, "
-              "pairs within a draw):", "", "| pair | tau-a |", "|---|---|"]
+    lines += ["", "Agreement: pooled tau-a between two supernets' inherited accuracies "
+              "(pairs within a draw), for every two supernets of one recipe, and the "
+              "median over the pairs of two recipes:", "",
+              "| supernets | tau-a |", "|---|---|"]
+    across: dict[tuple[str, str], list[float]] = {}
     for (ra, la, a), (rb, lb, b) in itertools.combinations(supernets, 2):
-        lines.append(f"| {ra} `{la}` ~ {rb} `{lb}` | {agreement(a, b):.3f} |")
+        if ra == rb:
+            lines.append(f"| {ra}: `{la}` ~ `{lb}` | {agreement(a, b):.3f} |")
+        else:
+            across.setdefault((ra, rb), []).append(agreement(a, b))
+    for (ra, rb), values in across.items():
+        lines.append(f"| {ra} ~ {rb} (median of {len(values)}) | "
+                     f"{statistics.median(values):.3f} |")
     emit("\n".join(lines) + "\n", args.out)
 
 
