@@ -39,34 +39,21 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pooled import _stratified, _within_draws  # noqa: E402 - beside this file
-from reference import mean_of, standalone_runs  # noqa: E402
+from pooled import _stratified, _within_draws, add_draw_arguments, load_draws  # noqa: E402
 from run import emit, read_rows  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--draw", nargs="+", action="append", required=True,
-                        metavar="FILE", help="run.py --rows-out file, then its ceiling.py "
-                                             "--save files (repeat per draw)")
+    add_draw_arguments(parser)
     parser.add_argument("--draw-recipe", default=None,
                         help="count the --draw files' own supernets as this recipe's")
     parser.add_argument("--supernet", nargs="+", action="append", default=[],
                         metavar="ARG", help="RECIPE, then one run.py --rows-out file per "
                                             "draw from one supernet (repeat)")
-    parser.add_argument("--runs-each", type=int, default=None)
-    parser.add_argument("--bootstrap", type=int, default=2000)
-    parser.add_argument("--seed", type=int, default=1, help="the bootstrap's seed")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-
-    draws = []
-    for files in args.draw:
-        rows = read_rows(files[0])
-        draws.append({**rows, "runs": standalone_runs(rows, files[1:])})
-    each = args.runs_each or min(len(d["runs"]) for d in draws)
-    for draw in draws:
-        draw["reference"] = mean_of(draw["runs"], range(each))
+    draws, each = load_draws(args)
 
     supernets = []  # (recipe, label, inherited per draw)
     if args.draw_recipe:

@@ -58,8 +58,8 @@ def _within_draws(draws: list[dict], key: str, picks, *, by_bits: bool = False) 
     return pooled_tau(a, b, groups)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_draw_arguments(parser: argparse.ArgumentParser) -> None:
+    """The draws, their reference and the bootstrap (``pooled.py`` and ``arms.py``)."""
     parser.add_argument("--draw", nargs="+", action="append", required=True,
                         metavar="FILE", help="run.py --rows-out file, then its ceiling.py "
                                              "--save files (repeat per draw)")
@@ -68,9 +68,11 @@ def main() -> None:
                              "any draw has)")
     parser.add_argument("--bootstrap", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=1, help="the bootstrap's seed")
-    parser.add_argument("--out", default=None)
-    args = parser.parse_args()
 
+
+def load_draws(args: argparse.Namespace) -> tuple[list[dict], int]:
+    """Every ``--draw``'s rows with its ``reference`` (the mean of ``each`` stand-alone
+    runs per subnet), and ``each``."""
     draws = []
     for files in args.draw:
         rows = read_rows(files[0])
@@ -81,6 +83,15 @@ def main() -> None:
         raise SystemExit(f"--runs-each {each}: a draw has fewer stand-alone runs")
     for draw in draws:
         draw["reference"] = mean_of(draw["runs"], range(each))
+    return draws, each
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_draw_arguments(parser)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    draws, each = load_draws(args)
     boot = {"resamples": args.bootstrap, "seed": args.seed}
 
     def cell(statistic, among=draws) -> str:
