@@ -68,7 +68,8 @@ def bench_space(*, small: bool = False, joint: bool = False):
 
 
 def supernet_evaluator(epochs: int, *, warmup_epochs: int = 1, finetune_epochs: int = 1,
-                       random_subnets: int = 2, progressive: bool = False):
+                       random_subnets: int = 2, progressive: bool = False,
+                       kd_alpha: float = 1.0):
     """The weight-sharing arm: the ``supernet`` evaluator with the recipe both arms share
     (its supernet found again by ``prepare`` in the same work folder with the same
     arguments)."""
@@ -76,6 +77,7 @@ def supernet_evaluator(epochs: int, *, warmup_epochs: int = 1, finetune_epochs: 
 
     evaluator = SupernetEvaluator(epochs=epochs, warmup_epochs=warmup_epochs, finalists=0,
                                   random_subnets=random_subnets, progressive=progressive,
+                                  kd_alpha=kd_alpha,
                                   finetune_epochs=max(1, finetune_epochs), **COMMON)
     evaluator.configure_latency(setup=evaluator.latency, runtime="onnxruntime")
     evaluator.validate()
@@ -199,6 +201,9 @@ def main() -> None:
                              "smallest (the evaluator's default: 2)")
     parser.add_argument("--progressive", action="store_true",
                         help="progressive shrinking (the evaluator's option)")
+    parser.add_argument("--kd-alpha", type=float, default=1.0,
+                        help="weight of the largest's soft labels in the other subnets' "
+                             "loss (the evaluator's kd_alpha; default 1.0)")
     parser.add_argument("--finetune-epochs", type=int, default=1,
                         help="the finalists' fine-tune (0: skip the fine-tuned tau)")
     parser.add_argument("--seed", type=int, default=0)
@@ -244,7 +249,7 @@ def main() -> None:
     space = bench_space(small=args.small_space, joint=args.joint)
     supernet = supernet_evaluator(args.epochs, warmup_epochs=args.warmup_epochs,
                                   random_subnets=args.random_subnets,
-                                  progressive=args.progressive,
+                                  progressive=args.progressive, kd_alpha=args.kd_alpha,
                                   finetune_epochs=args.finetune_epochs)
     standalone = None if earlier else standalone_evaluator(args.epochs, joint=args.joint)
 
