@@ -226,16 +226,15 @@ def main() -> None:
         raise SystemExit(f"--rows-out: give one file per --standalone-from file "
                          f"({len(sources)}), but got {len(args.rows_out)}")
     earlier = None
+    ends = []  # where each --standalone-from file's subnets end in the joined list
     for source in sources:
         read = read_rows(source)
         if any(p is None for p in read["params"]):
             raise SystemExit(f"--standalone-from {source}: its rows carry no "
                              "params; use a file written by a newer run.py --rows-out")
-        ends = (earlier["ends"] if earlier else []) + [len(read["params"])
-                                                       + (earlier["ends"][-1] if earlier else 0)]
-        earlier = {k: (earlier[k] if earlier else []) + read[k]
-                   for k in ("params", "standalone", "standalone_s")}
-        earlier["ends"] = ends
+        earlier = read if earlier is None else {
+            k: earlier[k] + read[k] for k in ("params", "standalone", "standalone_s")}
+        ends.append(len(earlier["params"]))
     if earlier is not None:
         args.subnets = len(earlier["params"])
 
@@ -289,9 +288,9 @@ def main() -> None:
               f"stand-alone {alone['accuracy']:.4f} ({alone_s:.1f} s) "
               f"fine-tuned {tuned:.4f} ({tuned_s:.1f} s)", flush=True)
         if args.rows_out:  # after every subnet, so an interrupted run keeps its rows
-            starts = [0, *earlier["ends"][:-1]] if earlier else [0]
-            ends = earlier["ends"] if earlier else [len(subnets)]
-            for path, start, end in zip(args.rows_out, starts, ends, strict=True):
+            bounds = ends or [len(subnets)]
+            for path, start, end in zip(args.rows_out, [0, *bounds[:-1]], bounds,
+                                        strict=True):
                 if start < len(rows):
                     write_rows(path, rows[start:end], subnets[start:end])
 
