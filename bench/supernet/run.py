@@ -342,7 +342,10 @@ def main() -> None:
         f"Command: `python bench/supernet/run.py {' '.join(sys.argv[1:])}`"
         + (f". The subnets and their stand-alone accuracies and seconds are "
            f"`{' '.join(sources)}`'s (not retrained here; that run's recipe), "
-           f"so {args.epochs} epochs is the supernet's alone." if earlier else ""),
+           f"so {args.epochs} epochs is the supernet's alone." if earlier else "")
+        + (" With several draws the taus below pair subnets across draws too, each "
+           "against its draw's first stand-alone run: compare recipes with `arms.py`."
+           if len(sources) > 1 else ""),
         "",
         "| measure | value |",
         "|---|---|",
