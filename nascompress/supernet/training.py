@@ -150,12 +150,16 @@ def unlocked_keys(choices: Mapping[str, Any], *, epoch: int, options: SupernetOp
         return list(choices)
     present = {key.rsplit("/", 1)[1] for key in choices}
     order = [group for group in PROGRESSIVE_ORDER if present & set(group)]
-    # Stages share the epochs after warm-up; the last epoch is always the full space, so
-    # every group trains even when there are fewer epochs than groups (then the middle
-    # stages are merged into their successors).
+    # Stages share the epochs after warm-up equally. With fewer epochs than stages the
+    # middle stages merge into their successors, so the last epoch is still the full
+    # space and every group trains.
     span = options.epochs - options.warmup_epochs
+    done = epoch - options.warmup_epochs
     last = len(order) - 1
-    stage = last if span == 1 else (epoch - options.warmup_epochs) * last // (span - 1)
+    if span > last:
+        stage = done * len(order) // span
+    else:
+        stage = last if span == 1 else done * last // (span - 1)
     parts = {p for group in order[:stage + 1] for p in group}
     return [key for key in choices if key.rsplit("/", 1)[1] in parts]
 

@@ -68,7 +68,7 @@ def test_the_space_declares_its_elastic_keys_and_others_do_not():
         ImageCNNSpace().build_supernet(input_shape=SHAPE, num_classes=10)
 
 
-@pytest.mark.parametrize("epochs", [2, 3, 5, 10])
+@pytest.mark.parametrize("epochs", [2, 3, 5, 10, 21])
 def test_progressive_shrinking_trains_every_dimension_by_the_last_epoch(epochs):
     # Five groups (kernel, depth, expand, width and se, bits and scheme): with fewer
     # epochs than groups after warm-up the bits used to stay at their largest for good.
@@ -82,6 +82,8 @@ def test_progressive_shrinking_trains_every_dimension_by_the_last_epoch(epochs):
         assert unlocked[1] and all(k.endswith("/kernel") for k in unlocked[1])
     # Stages only ever add keys.
     assert all(set(a) <= set(b) for a, b in zip(unlocked, unlocked[1:], strict=False))
+    if epochs == 21:  # enough epochs: five equal stages of four, the full space included
+        assert unlocked[-5] != unlocked[-4] == unlocked[-1]
 
 
 @pytest.mark.parametrize("seed", range(6))
