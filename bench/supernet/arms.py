@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import shlex
 import statistics
 import sys
 import time
@@ -94,7 +95,7 @@ def main() -> None:
         f"### Supernet recipes over {len(supernets)} supernets, {len(draws)} draws, "
         f"{count} subnets, against the mean of {each} stand-alone runs each", "",
         f"{time.strftime('%Y-%m-%d')}. Command: `python bench/supernet/arms.py "
-        f"{' '.join(sys.argv[1:])}`. Bootstrap 95 % intervals over subnets "
+        f"{shlex.join(sys.argv[1:])}`. Bootstrap 95 % intervals over subnets "
         f"({args.bootstrap} resamples, each draw on its own).", "",
         "| recipe | supernet | pooled tau-a | "
         + " | ".join(f"draw {n}" for n in range(len(draws)))
