@@ -75,7 +75,7 @@ def main() -> None:
 
     boot = {"resamples": args.bootstrap, "seed": args.seed}
 
-    def with_reference(scored):
+    def scored_by(scored):
         """The draws with ``scored`` as their inherited accuracies."""
         return [{**d, "inherited": s} for d, s in zip(draws, scored, strict=True)]
 
@@ -103,8 +103,10 @@ def main() -> None:
         "|---|---|---|" + "---|" * len(draws) + "---|",
     ]
     for recipe, label, scored in supernets:
-        among = with_reference(scored)
-        per_draw = " | ".join(fidelity([d]).split(" [")[0] for d in among)
+        among = scored_by(scored)
+        per_draw = " | ".join(  # the point value alone: no bootstrap to throw away
+            f"{_within_draws([d], 'inherited', [range(len(d['inherited']))]):.3f}"
+            for d in among)
         mean_acc = statistics.mean(x for s in scored for x in s)
         lines.append(f"| {recipe} | `{label}` | {fidelity(among)} | {per_draw} | "
                      f"{mean_acc:.3f} |")
@@ -115,7 +117,7 @@ def main() -> None:
             averaged = [[statistics.mean(x) for x in zip(*(m[n] for m in members), strict=True)]
                         for n in range(len(draws))]
             lines.append(f"| {recipe} | mean of its {len(members)} supernets' inherited "
-                         f"accuracies | {fidelity(with_reference(averaged))} | "
+                         f"accuracies | {fidelity(scored_by(averaged))} | "
                          + " | ".join("" for _ in draws) + " | |")
     lines += ["", "Agreement: pooled tau-a between two supernets' inherited accuracies "
               "(pairs within a draw), for every two supernets of one recipe, and the "
