@@ -48,6 +48,11 @@ class TestEvolutionConformance(StrategyConformance):
         return EvolutionStrategy(population_size=12, tournament_size=3)
 
 
+class TestUnscreenedEvolutionConformance(StrategyConformance):
+    def make_strategy(self):
+        return EvolutionStrategy(population_size=12, tournament_size=3, screened_children=1)
+
+
 class TestBayesianTPEConformance(StrategyConformance):
     def make_strategy(self):
         pytest.importorskip("optuna")

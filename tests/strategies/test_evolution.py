@@ -23,6 +23,12 @@ def _make(seed: int = 0, constraints=(), space=None, **options) -> EvolutionStra
     return strategy
 
 
+def _population(strategy: EvolutionStrategy) -> list[dict]:
+    """The members of the population, oldest first: the newest results."""
+    state = strategy.state_dict()
+    return state["results"][-state["population_size"]:]
+
+
 def _run(strategy: EvolutionStrategy, n: int, start: int = 0, space=None) -> list[dict]:
     space = space or ToySpace()
     asked = []
@@ -36,10 +42,10 @@ def _run(strategy: EvolutionStrategy, n: int, start: int = 0, space=None) -> lis
 def test_population_fills_at_random_then_ages():
     strategy = _make(population_size=4, tournament_size=2)
     asked = _run(strategy, 4)
-    members = strategy.state_dict()["population"]
+    members = _population(strategy)
     assert [m["params"] for m in members] == asked
     _run(strategy, 3, start=4)
-    members = strategy.state_dict()["population"]
+    members = _population(strategy)
     assert len(members) == 4
     assert [m["member"] for m in members] == [3, 4, 5, 6]  # the three oldest died
 
@@ -47,7 +53,7 @@ def test_population_fills_at_random_then_ages():
 def test_children_differ_from_a_member_in_few_dimensions():
     strategy = _make(population_size=6, tournament_size=3, mutation_prob=0.01)
     _run(strategy, 6)
-    parents = [m["params"] for m in strategy.state_dict()["population"]]
+    parents = [m["params"] for m in _population(strategy)]
     for i in range(20):
         child = strategy.ask(f"c{i}")
         # mutation_prob=0.01: almost always exactly the one forced dimension
@@ -68,7 +74,7 @@ def test_bad_outcomes_never_join_the_population():
         strategy.tell(f"t{i}", outcome)
         strategy.tell(f"t{i}", Outcome("COMPLETE", {"error": 0.0, "size": 0.0}))  # ignored
     strategy.tell("never-asked", Outcome("COMPLETE", {"error": 0.0, "size": 0.0}))
-    assert strategy.state_dict()["population"] == []
+    assert _population(strategy) == []
     json.dumps(strategy.state_dict(), allow_nan=False)
 
 
@@ -125,7 +131,7 @@ def test_several_asks_in_flight_are_children_of_the_population():
         strategy.ask("p0")
     for i, params in enumerate(reversed(in_flight)):  # results arrive in any order
         strategy.tell(f"p{9 - i}", Outcome("COMPLETE", toy_objectives(params)))
-    assert len(strategy.state_dict()["population"]) == 5
+    assert len(_population(strategy)) == 5
 
 
 class AllTypes(SearchSpace):
@@ -187,7 +193,7 @@ def test_single_value_dimensions_are_never_mutated():
 def test_repeatedly_invalid_ids_fall_back_to_random_draws():
     strategy = _make(population_size=2, tournament_size=2, seed=3)
     _run(strategy, 2)
-    parents = [m["params"] for m in strategy.state_dict()["population"]]
+    parents = [m["params"] for m in _population(strategy)]
     for _ in range(3):
         strategy.ask("t")
         strategy.tell("t", Outcome("INVALID", error="constraint"))
@@ -266,6 +272,7 @@ def test_version_1_state_loads_and_remembers_what_it_holds():
     state = json.loads(json.dumps(original.state_dict()))
     del state["asked"]
     state["version"] = 1
+    state["population"] = state.pop("results")[-4:]  # versions 1 and 2 kept these only
     restored = _make(population_size=4)
     restored.load_state_dict(state)
     held = [m["params"] for m in state["population"]]
@@ -331,3 +338,58 @@ def test_a_state_saved_before_the_tournament_was_recorded_resumes_with_four():
     with pytest.raises(ValueError, match="tournament_size must be an integer between 1 and "
                                          "population_size=8, but got 10"):
         _proposals_after_resume(small.state_dict(), tournament_size=10)
+
+
+def test_screening_proposes_the_candidate_the_model_picks(monkeypatch):
+    import nascompress.strategies.evolution as evolution
+
+    seen = []
+
+    def last_candidate(candidates, results, *args, **kwargs):
+        seen.append(([dict(c) for c in candidates], len(results)))
+        return len(candidates) - 1
+
+    monkeypatch.setattr(evolution, "most_promising", last_candidate)
+    strategy = _make(population_size=6, tournament_size=3, screened_children=5)
+    asked = _run(strategy, 6)
+    assert seen == []  # the random start is not screened
+    asked += _run(strategy, 10, start=6)
+    assert len(seen) == 10
+    fingerprints = [json.dumps(p, sort_keys=True) for p in asked]
+    for number, (candidates, n_results) in enumerate(seen):
+        assert n_results == 6 + number  # every result so far, not only the population
+        assert len(candidates) == 5
+        keys = [json.dumps(c, sort_keys=True) for c in candidates]
+        assert len(set(keys)) == 5
+        assert not set(keys) & set(fingerprints[:6 + number])  # none asked before
+        assert fingerprints[6 + number] == keys[-1]  # the one picked is proposed
+
+
+def test_screened_children_is_validated():
+    with pytest.raises(ValueError, match="screened_children must be an integer >= 1, but got 0"):
+        _make(screened_children=0)
+
+
+def test_a_population_larger_than_the_models_results_is_kept_whole():
+    from nascompress.strategies._screening import MODEL_RESULTS
+
+    size = MODEL_RESULTS + 20
+    strategy = _make(population_size=size, tournament_size=2, screened_children=1)
+    _run(strategy, size + 5)
+    members = _population(strategy)
+    assert len(members) == size
+    assert members[0]["member"] == 5
+
+
+def test_version_2_state_loads_its_population_as_the_results_seen():
+    original = _make(population_size=4)
+    _run(original, 9)
+    state = json.loads(json.dumps(original.state_dict()))
+    state["version"] = 2
+    state["population"] = state.pop("results")[-4:]
+    restored = _make(population_size=4)
+    restored.load_state_dict(state)
+    assert _population(restored) == state["population"]
+    assert restored.state_dict()["results"] == state["population"]
+    _run(restored, 3, start=9)  # and searches on
+    assert [m["member"] for m in _population(restored)] == [8, 9, 10, 11]

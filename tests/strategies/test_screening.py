@@ -1,0 +1,88 @@
+"""Screening proposals with a model of the results: the most promising candidate wins."""
+
+from __future__ import annotations
+
+import random
+
+from nascompress.objectives import Objective
+from nascompress.pareto import Constraint
+from nascompress.spaces import Categorical, Float, Int
+from nascompress.strategies._screening import _encoder, _rank_scaled, _shortfall, most_promising
+
+DIMENSIONS = {
+    "arch/kind": Categorical(["a", "b", "c"]),
+    "arch/width": Categorical([8, 16, 32, 64]),
+    "arch/depth": Int(1, 8),
+    "prune/ratio": Float(0.01, 1.0, log=True),
+}
+OBJECTIVES = (Objective("accuracy", "max"), Objective("size", "min"))
+
+
+def _problem(params):
+    """Accuracy grows with width and kind "b"; size grows with width and depth."""
+    width = params["arch/width"]
+    accuracy = 0.5 + 0.1 * [8, 16, 32, 64].index(width) + (0.1 if params["arch/kind"] == "b"
+                                                            else 0.0)
+    return {"accuracy": accuracy, "size": width * params["arch/depth"]}
+
+
+def _results(n, seed=0):
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        params = {key: dim.sample(rng) for key, dim in DIMENSIONS.items()}
+        out.append({"params": params, "objectives": _problem(params)})
+    return out
+
+
+def test_a_candidate_beyond_the_front_beats_dominated_ones():
+    results = _results(60)
+    best = {"arch/kind": "b", "arch/width": 64, "arch/depth": 1, "prune/ratio": 0.5}
+    worse = [{"arch/kind": "a", "arch/width": w, "arch/depth": 8, "prune/ratio": 0.5}
+             for w in (8, 16, 32)]
+    for position in range(4):
+        candidates = list(worse)
+        candidates.insert(position, best)
+        assert most_promising(candidates, results, DIMENSIONS, OBJECTIVES, (),
+                              seed=1) == position
+
+
+def test_predicted_violations_rank_behind_predicted_feasible_candidates():
+    results = _results(60)
+    big = {"arch/kind": "b", "arch/width": 64, "arch/depth": 2, "prune/ratio": 0.5}
+    small = {"arch/kind": "a", "arch/width": 8, "arch/depth": 8, "prune/ratio": 0.5}
+    assert most_promising([small, big], results, DIMENSIONS, OBJECTIVES, (), seed=1) == 1
+    # size <= 70: "big" (predicted 128) violates it, "small" (64) does not
+    limit = (Constraint("size", "<=", 70.0),)
+    assert most_promising([small, big], results, DIMENSIONS, OBJECTIVES, limit, seed=1) == 0
+
+
+def test_too_little_to_learn_from_keeps_the_first_candidate():
+    candidates = [r["params"] for r in _results(3, seed=5)]
+    assert most_promising(candidates, _results(3), DIMENSIONS, OBJECTIVES, (), seed=0) == 0
+    assert most_promising(candidates[:1], _results(50), DIMENSIONS, OBJECTIVES, (),
+                          seed=0) == 0
+
+
+def test_encoding_scales_numbers_and_one_hots_names():
+    encode = _encoder({**DIMENSIONS, "quant/fixed": Categorical([4])})  # one value: no feature
+    features = encode({"arch/kind": "c", "arch/width": 16, "arch/depth": 8,
+                       "prune/ratio": 0.1, "quant/fixed": 4})
+    assert features == [0.0, 0.0, 1.0, 1 / 3, 1.0, 0.5]
+
+
+def test_ranks_share_ties_and_span_zero_to_one():
+    import numpy as np
+
+    ranks = _rank_scaled(np.array([[3.0, 1.0], [1.0, 1.0], [2.0, 5.0], [2.0, 0.0]]))
+    assert ranks[:, 0].tolist() == [1.0, 0.0, 0.5, 0.5]
+    assert ranks[:, 1].tolist() == [0.5, 0.5, 1.0, 0.0]
+
+
+def test_shortfall_is_the_additive_epsilon_behind_the_front():
+    import numpy as np
+
+    front = np.array([[0.0, 1.0], [1.0, 0.0]])
+    assert _shortfall(np.array([0.5, 1.5]), front) == 0.5  # (0, 1) beats it by 0.5 in both
+    assert _shortfall(np.array([0.5, 0.5]), front) == -0.5  # beyond the front
+    assert _shortfall(np.array([0.5, 0.5]), np.empty((0, 2))) == float("-inf")
