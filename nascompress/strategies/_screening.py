@@ -58,8 +58,8 @@ def most_promising(
         seed: the model's random state.
 
     Returns:
-        The index in ``candidates``; ``0`` when there are fewer than two candidates or
-        too few results (under 4) to fit anything.
+        The index in ``candidates``; ``0`` when there are fewer than two candidates,
+        too few results (under 4) or no dimension the encoding understands.
     """
     results = list(results)[-MODEL_RESULTS:]
     if len(candidates) < 2 or len(results) < 4:
@@ -68,6 +68,8 @@ def most_promising(
 
     encode = _encoder(dimensions)
     features = np.array([encode(r["params"]) for r in results], dtype=float)
+    if features.shape[1] == 0:  # only plug-in dimension types: nothing to learn from
+        return 0
     raw = np.array([[r["objectives"][o.name] for o in objectives] for r in results],
                    dtype=float)
     minimised = np.array([[o.as_minimised(v) for o, v in zip(objectives, row, strict=True)]

@@ -85,10 +85,11 @@ class EvolutionStrategy(ValidatingStrategy):
 
     **Screening** (``screened_children``, 4 by default): each ask draws that many
     distinct, never-asked children (each from its own tournament) and proposes the one
-    that a model of every result seen so far predicts to lie furthest beyond the front
-    found so far (:func:`~nascompress.strategies._screening.most_promising`: extremely
-    randomized trees on the results' objective ranks; a child predicted to violate a
-    constraint ranks behind every child predicted feasible). The model only chooses
+    that a model of the results seen so far (the last 500) predicts to lie furthest
+    beyond the front found so far
+    (:func:`~nascompress.strategies._screening.most_promising`: extremely randomized
+    trees on the results' objective ranks; a child predicted to violate a constraint
+    ranks behind every child predicted feasible). The model only chooses
     among the strategy's own children, so the search keeps the locality of mutation; it
     spends milliseconds per ask instead of trials on children the results already say
     are dominated. ``screened_children=1`` is plain regularized evolution.

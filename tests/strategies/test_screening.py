@@ -63,6 +63,12 @@ def test_too_little_to_learn_from_keeps_the_first_candidate():
     assert most_promising(candidates[:1], _results(50), DIMENSIONS, OBJECTIVES, (),
                           seed=0) == 0
 
+    class PlugIn:  # a dimension type the encoding does not know
+        pass
+
+    plug_ins = {key: PlugIn() for key in DIMENSIONS}
+    assert most_promising(candidates, _results(50), plug_ins, OBJECTIVES, (), seed=0) == 0
+
 
 def test_encoding_scales_numbers_and_one_hots_names():
     encode = _encoder({**DIMENSIONS, "quant/fixed": Categorical([4])})  # one value: no feature
