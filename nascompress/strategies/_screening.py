@@ -74,20 +74,20 @@ def most_promising(
                    dtype=float)
     minimised = np.array([[o.as_minimised(v) for o, v in zip(objectives, row, strict=True)]
                           for row in raw])
+    ranks = _rank_scaled(minimised)
     model = ExtraTreesRegressor(n_estimators=_TREES, random_state=seed)
-    model.fit(features, np.column_stack([raw, _rank_scaled(minimised)]))
+    model.fit(features, np.column_stack([raw, ranks]))
     encoded = np.array([encode(c) for c in candidates], dtype=float)
     predicted = model.predict(encoded).reshape(len(candidates), -1)
     n = len(objectives)
     predicted_raw, predicted_ranks = predicted[:, :n], predicted[:, n:]
 
-    feasible = [
-        i for i, row in enumerate(raw)
-        if sum(constraint_violations(_named(objectives, row), constraints)) == 0.0
-    ]
-    ranks_of_results = _rank_scaled(minimised)[feasible]
-    front = ranks_of_results[[i for i, r in enumerate(nondominated_ranks(
-        ranks_of_results.tolist())) if r == 0]] if feasible else np.empty((0, n))
+    feasible = ranks[[
+        sum(constraint_violations(_named(objectives, row), constraints)) == 0.0
+        for row in raw
+    ]]
+    front = (feasible[[rank == 0 for rank in nondominated_ranks(feasible.tolist())]]
+             if len(feasible) else feasible)
 
     def key(index: int) -> tuple[float, float]:
         violation = sum(constraint_violations(_named(objectives, predicted_raw[index]),
