@@ -28,6 +28,7 @@ this script; a run with fewer than 20 subnets or a smaller space says "reduced".
 from __future__ import annotations
 
 import argparse
+import bisect
 import platform
 import random
 import statistics
@@ -237,6 +238,7 @@ def main() -> None:
         ends.append(len(earlier["params"]))
     if earlier is not None:
         args.subnets = len(earlier["params"])
+    bounds = ends or [args.subnets]  # where each rows file's subnets end
 
     import torch
 
@@ -288,11 +290,11 @@ def main() -> None:
               f"stand-alone {alone['accuracy']:.4f} ({alone_s:.1f} s) "
               f"fine-tuned {tuned:.4f} ({tuned_s:.1f} s)", flush=True)
         if args.rows_out:  # after every subnet, so an interrupted run keeps its rows
-            bounds = ends or [len(subnets)]
-            for path, start, end in zip(args.rows_out, [0, *bounds[:-1]], bounds,
-                                        strict=True):
-                if start < len(rows):
-                    write_rows(path, rows[start:end], subnets[start:end])
+            # Only the file of the draw this subnet belongs to has changed.
+            draw = bisect.bisect_right(bounds, len(rows) - 1)
+            start = bounds[draw - 1] if draw else 0
+            write_rows(args.rows_out[draw], rows[start:bounds[draw]],
+                       subnets[start:bounds[draw]])
 
     inherited_acc = [r[0] for r in rows]
     alone_acc = [r[1] for r in rows]

@@ -110,19 +110,10 @@ def _shortfall(point: np.ndarray, front: np.ndarray) -> float:
 
 
 def _rank_scaled(values: np.ndarray) -> np.ndarray:
-    """Each column replaced by its values' average rank, scaled to [0, 1]."""
-    out = np.empty_like(values, dtype=float)
-    count = len(values)
-    for column in range(values.shape[1]):
-        col = values[:, column]
-        order = np.argsort(col, kind="stable")
-        ranks = np.empty(count, dtype=float)
-        ranks[order] = np.arange(count, dtype=float)
-        for value in np.unique(col):  # ties share their average rank
-            tied = col == value
-            ranks[tied] = ranks[tied].mean()
-        out[:, column] = ranks / max(count - 1, 1)
-    return out
+    """Each column replaced by its values' average rank (ties share it), scaled to [0, 1]."""
+    from scipy.stats import rankdata  # scipy comes with scikit-learn; imported late
+
+    return (rankdata(values, axis=0) - 1.0) / max(len(values) - 1, 1)
 
 
 def _named(objectives: Sequence[Objective], row: Sequence[float]) -> dict[str, float]:

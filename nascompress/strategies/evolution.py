@@ -200,12 +200,15 @@ class EvolutionStrategy(ValidatingStrategy):
         at_random = (len(self._results) < self._size
                      or self._invalid_streaks.get(trial_id, 0) >= _RANDOM_AFTER_INVALID)
         wanted = 1 if at_random else self.screened_children
+        # The population does not change within an ask: rank it once for every draw.
+        population = self._population
+        keys = None if at_random else _ranking_keys(population, self._objectives)
         children: dict[str, dict[str, Any]] = {}  # fingerprint -> params, distinct
         for _ in range(_DISTINCT_TRIES * wanted):
             if at_random:
                 params = {key: dim.sample(self._rng) for key, dim in self._dimensions.items()}
             else:
-                params = self._mutate(self._tournament()["params"])
+                params = self._mutate(self._tournament(population, keys)["params"])
             fingerprint = params_fingerprint(params)
             if fingerprint not in self._asked:
                 children.setdefault(fingerprint, params)
@@ -213,20 +216,18 @@ class EvolutionStrategy(ValidatingStrategy):
                     break
         if not children:  # every draw repeated an earlier ask: propose the last one
             children[fingerprint] = params
-        candidates = list(children.values())
-        if len(candidates) > 1:
-            params = candidates[most_promising(
-                candidates, self._results, self._dimensions, self._objectives,
-                self._constraints, seed=self._rng.randrange(2**31))]
-        else:
-            params = candidates[0]
-        self._asked.add(params_fingerprint(params))
+        fingerprints, candidates = list(children), list(children.values())
+        pick = 0 if len(candidates) == 1 else most_promising(
+            candidates, self._results, self._dimensions, self._objectives,
+            self._constraints, seed=self._rng.randrange(2**31))
+        params = candidates[pick]
+        self._asked.add(fingerprints[pick])
         self._pending[trial_id] = params
         return dict(params)
 
-    def _tournament(self) -> dict[str, Any]:
-        population = self._population
-        keys = _ranking_keys(population, self._objectives)
+    def _tournament(self, population: Sequence[dict[str, Any]],
+                    keys: Sequence[tuple[int, float, int, float]]) -> dict[str, Any]:
+        """The best of ``tournament_size`` members drawn at random, by their ``keys``."""
         drawn = self._rng.sample(range(len(population)), self._tournament_size)
         # min() keeps the first of equal keys: ties go to the earlier draw.
         return population[min(drawn, key=lambda i: keys[i])]
