@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from nascompress.strategies._base import check_int_option, population_for
+from nascompress.strategies._base import check_int_option, params_fingerprint, population_for
 from nascompress.strategies._optuna import OptunaStrategy
 from nascompress.strategies._registry import register_strategy
+from nascompress.strategies._screening import MODEL_RESULTS, most_promising
 
 #: Generations a search of a known budget runs at least (the default population is the
 #: budget divided by this, between 8 and 50). NSGA-II is generational: the parents of a
@@ -34,6 +36,13 @@ SELECTIONS = ("crowding", "reference-points")
 #: Objectives from which the default selection is ``reference-points``.
 REFERENCE_POINTS_FROM = 3
 
+#: Children bred per ask by default, of which the model's pick is proposed (see
+#: ``screened_children``).
+SCREENED_CHILDREN = 4
+
+#: Breeding attempts per wanted child before screening settles for fewer distinct ones.
+_DISTINCT_TRIES = 4
+
 
 @register_strategy("nsga2")
 class NSGA2Strategy(OptunaStrategy):
@@ -50,6 +59,14 @@ class NSGA2Strategy(OptunaStrategy):
     invalid ones do not count); trials asked before then belong to it, so with parallel
     trials a generation can end up larger than ``population_size``.
 
+    **Screening** (``screened_children``, 4 by default): after the first generation each
+    ask breeds that many distinct never-asked children (optuna's crossover and mutation,
+    from the same parents) and proposes the one that a model of every result so far
+    predicts to lie furthest beyond the feasible front found so far, as ``evolution``
+    does (:func:`~nascompress.strategies._screening.most_promising`). The model sees
+    the results of the generation being bred too, which NSGA-II itself only uses from
+    the next generation on. ``screened_children=1`` is optuna's NSGA-II unchanged.
+
     Outcomes map to optuna trials as for ``bayesian`` (see
     :class:`~nascompress.strategies.BayesianStrategy`), including the random fallback for
     trial ids rejected ``INVALID`` three times in a row (such draws join no generation),
@@ -64,6 +81,9 @@ class NSGA2Strategy(OptunaStrategy):
             survivor selection, for three or more objectives). ``None`` (the default)
             picks ``"reference-points"`` with three or more objectives and
             ``"crowding"`` with fewer.
+        screened_children: children bred per ask, of which the model's pick is
+            proposed; at least 1 (1: no screening). The first generation is random and
+            never screened.
 
     A state saved with default options loads into a strategy whose own defaults differ
     (a resumed search with a larger budget, or a state saved before ``selection``
@@ -74,14 +94,17 @@ class NSGA2Strategy(OptunaStrategy):
     name = "nsga2"
 
     def __init__(self, *, population_size: int | None = None,
-                 selection: str | None = None) -> None:
+                 selection: str | None = None,
+                 screened_children: int = SCREENED_CHILDREN) -> None:
         self.population_size = population_size
         self.selection = selection
+        self.screened_children = screened_children
         self._adopted: dict[str, Any] = {}  # default options taken from a saved state
         super().__init__()
 
     def _validate_options(self) -> None:
         check_int_option("population_size", self.population_size, 2, or_none=True)
+        check_int_option("screened_children", self.screened_children, 1)
         if self.selection is not None and self.selection not in SELECTIONS:
             raise ValueError(
                 f"strategy.selection must be one of {', '.join(map(repr, SELECTIONS))} or "
@@ -117,7 +140,91 @@ class NSGA2Strategy(OptunaStrategy):
 
         sampler = (optuna.samplers.NSGAIIISampler if self._selection == "reference-points"
                    else optuna.samplers.NSGAIISampler)
-        return sampler(population_size=self._population, seed=seed)
+        sampler = sampler(population_size=self._population, seed=seed)
+        if self.screened_children > 1:
+            self._screen_children_of(sampler)
+        return sampler
+
+    def _screen_children_of(self, sampler: Any) -> None:
+        """Make ``sampler`` breed :attr:`screened_children` children per ask and propose
+        the one :func:`most_promising` picks.
+
+        optuna's NSGA-II breeds through a pluggable child-generation strategy; it is
+        wrapped here rather than replaced, so crossover and mutation stay optuna's. The
+        breeding strategy, the random sampler that fills mutated parameters and the
+        sampler's random state are private attributes: where an optuna release moves
+        them, the search runs unscreened and says so.
+        """
+        breed = getattr(sampler, "_child_generation_strategy", None)
+        fill = getattr(sampler, "_random_sampler", None)
+        rng = getattr(getattr(sampler, "_rng", None), "rng", None)
+        if not callable(breed) or fill is None or not hasattr(rng, "randint"):
+            warnings.warn(
+                "this optuna's NSGA-II sampler does not expose its breeding; nsga2 "
+                "proposes its children unscreened", RuntimeWarning, stacklevel=4)
+            return
+
+        def screened(study: Any, search_space: dict[str, Any],
+                     parents: list[Any]) -> dict[str, Any]:
+            return self._screened_child(study, search_space, parents, breed, fill, rng)
+
+        sampler._child_generation_strategy = screened
+
+    def _screened_child(self, study: Any, search_space: dict[str, Any], parents: list[Any],
+                        breed: Any, fill: Any, rng: Any) -> dict[str, Any]:
+        """Breed up to :attr:`screened_children` distinct never-asked children and return
+        the one the model of the results so far predicts to be best."""
+        children: dict[str, dict[str, Any]] = {}  # fingerprint -> child, distinct
+        for _ in range(_DISTINCT_TRIES * self.screened_children):
+            child = dict(breed(study, search_space, parents))
+            # Parameters that mutation dropped are drawn uniformly, as the sampler would
+            # draw them after this returns; drawn here so that the model sees them.
+            for name, distribution in search_space.items():
+                if name not in child:
+                    child[name] = fill.sample_independent(study, None, name, distribution)
+            params = self._full_params(child)
+            if params is None:  # a dimension outside the bred search space: not screened
+                return child
+            fingerprint = params_fingerprint(params)
+            if fingerprint not in self._asked_keys:
+                children.setdefault(fingerprint, child)
+                if len(children) == self.screened_children:
+                    break
+        if len(children) < 2:  # the repeat check replaces a repeated child
+            return next(iter(children.values()), child)
+        bred = list(children.values())
+        pick = most_promising(
+            [self._full_params(c) for c in bred], self._model_results(study),
+            self._dimensions, self._objectives, self._constraints,
+            seed=int(rng.randint(2**31)))
+        return bred[pick]
+
+    def _full_params(self, child: Mapping[str, Any]) -> dict[str, Any] | None:
+        """A bred child as the space's values, with the single-valued dimensions (which
+        optuna leaves out of breeding) at their value; ``None`` if a dimension is
+        missing."""
+        values = {}
+        for key, distribution in self._distributions.items():
+            if key in child:
+                values[key] = child[key]
+            elif distribution.single():
+                values[key] = (distribution.choices[0] if hasattr(distribution, "choices")
+                               else distribution.low)
+            else:
+                return None
+        return {key: self._to_value(key, value) for key, value in values.items()}
+
+    def _model_results(self, study: Any) -> list[dict[str, Any]]:
+        """The last :data:`MODEL_RESULTS` real results, as :func:`most_promising` takes them."""
+        from optuna.trial import TrialState as OptunaTrialState
+
+        finished = study.get_trials(deepcopy=False, states=(OptunaTrialState.COMPLETE,))
+        names = [o.name for o in self._objectives]
+        return [
+            {"params": self._params_of(t), "objectives": dict(zip(names, t.values, strict=True))}
+            for t in finished[-MODEL_RESULTS:]
+            if set(t.params) == set(self._distributions)
+        ]
 
     def _options_state(self) -> dict[str, Any]:
         # Generations are counted in population_size trials, and the parents cached by

@@ -65,6 +65,12 @@ class TestNSGA2Conformance(StrategyConformance):
         return NSGA2Strategy(population_size=8)
 
 
+class TestUnscreenedNSGA2Conformance(StrategyConformance):
+    def make_strategy(self):
+        pytest.importorskip("optuna")
+        return NSGA2Strategy(population_size=8, screened_children=1)
+
+
 class TestBayesianGPConformance(StrategyConformance):
     # The GP costs a fraction of a second per proposal: a small budget keeps this quick,
     # and the GP still reaches the good region within it.

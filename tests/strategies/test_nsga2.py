@@ -201,3 +201,76 @@ def test_a_state_from_before_the_option_resumes_with_crowding():
     with pytest.raises(ValueError, match="saved with options {'population_size': 4, "
                                          "'selection': 'crowding'}"):
         explicit.load_state_dict(state)
+
+
+# ---------------------------------------------------------------- screened children
+
+
+def _screening_spy(monkeypatch) -> list[tuple[list[dict], int]]:
+    """Make the model pick the last candidate; record (candidates, results) per call."""
+    import nascompress.strategies.nsga2 as nsga2
+
+    seen = []
+
+    def last_candidate(candidates, results, *args, **kwargs):
+        seen.append(([dict(c) for c in candidates], len(results)))
+        return len(candidates) - 1
+
+    monkeypatch.setattr(nsga2, "most_promising", last_candidate)
+    return seen
+
+
+def test_screening_proposes_the_bred_child_the_model_picks(monkeypatch):
+    seen = _screening_spy(monkeypatch)
+    strategy = _make(screened_children=3)
+    asked = _run(strategy, [f"t{i}" for i in range(4)])
+    assert seen == []  # the first generation is random: nothing to breed from
+    for number in range(4, 14):
+        calls = len(seen)
+        params = strategy.ask(f"t{number}")
+        assert len(seen) == calls + 1
+        candidates, n_results = seen[-1]
+        assert n_results == number  # every result so far, this generation's too
+        keys = [json.dumps(c, sort_keys=True) for c in candidates]
+        assert len(keys) == 3 and len(set(keys)) == 3
+        assert not set(keys) & {json.dumps(p, sort_keys=True) for p in asked}
+        assert params == candidates[-1]  # the pick is proposed, as bred
+        asked.append(params)
+        strategy.tell(f"t{number}", Outcome("COMPLETE", toy_objectives(params)))
+
+
+def test_screening_sees_single_valued_dimensions_at_their_value(monkeypatch):
+    from nascompress.spaces import Categorical
+
+    seen = _screening_spy(monkeypatch)
+    strategy = NSGA2Strategy(population_size=4)
+    space = ToySpace(dimensions={"arch/kind": Categorical(["b"])})
+    strategy.setup(space, TOY_OBJECTIVES, seed=1)
+    for number in range(10):
+        params = ask_valid(strategy, space, f"t{number}")
+        strategy.tell(f"t{number}", Outcome("COMPLETE", toy_objectives(params)))
+        assert params["arch/kind"] == "b"
+    assert seen and all(c["arch/kind"] == "b" for candidates, _ in seen for c in candidates)
+
+
+def test_one_screened_child_is_optunas_nsga2(monkeypatch):
+    from optuna.samplers.nsgaii._child_generation_strategy import (
+        NSGAIIChildGenerationStrategy,
+    )
+
+    seen = _screening_spy(monkeypatch)
+    plain = _make(seed=4, screened_children=1)
+    _run(plain, [f"t{i}" for i in range(12)])
+    assert seen == []
+    assert type(plain._study.sampler._child_generation_strategy) is \
+        NSGAIIChildGenerationStrategy
+    assert type(_make()._study.sampler._child_generation_strategy) is not \
+        NSGAIIChildGenerationStrategy
+
+
+def test_screened_children_is_validated_and_needs_optunas_breeding():
+    with pytest.raises(ValueError, match="screened_children must be an integer >= 1, but got 0"):
+        _make(screened_children=0)
+    strategy = _make()
+    with pytest.warns(RuntimeWarning, match="proposes its children unscreened"):
+        strategy._screen_children_of(object())
