@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import threading
 import warnings
 from abc import abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
@@ -156,13 +157,9 @@ class OptunaStrategy(ValidatingStrategy):
             self._distributions[key] = distribution
             if index_coded:
                 self._index_coded.add(key)
-        with warnings.catch_warnings():
-            # Some optuna releases flag sampler options as experimental on construction.
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            sampler = self._create_sampler(seed)
         self._study = optuna.create_study(
             directions=["maximize" if o.mode == "max" else "minimize" for o in self._objectives],
-            sampler=sampler,
+            sampler=self._new_sampler(seed),
         )
         self._trial_numbers = {}
         self._pending = {}
@@ -171,6 +168,18 @@ class OptunaStrategy(ValidatingStrategy):
         self._asked_keys = set()
         # Its own stream, so fallback draws leave the sampler's random state untouched.
         self._fallback_rng = random.Random(seed)
+
+    def _new_sampler(self, seed: int) -> Any:
+        """:meth:`_create_sampler`'s sampler, made picklable (see :class:`_PicklableLock`)."""
+        import optuna
+
+        with warnings.catch_warnings():
+            # Some optuna releases flag sampler options as experimental on construction.
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            sampler = self._create_sampler(seed)
+        if isinstance(getattr(sampler, "_thread_lock", None), _LOCK_TYPE):
+            sampler._thread_lock = _PicklableLock()
+        return sampler
 
     def _require_study(self) -> optuna.Study:
         if self._study is None:
@@ -491,6 +500,41 @@ class OptunaStrategy(ValidatingStrategy):
                 continue
             _rng_from_json(rng, saved_rngs[key])
         self._load_extra_state(study.sampler, state.get("sampler") or {})
+
+
+_LOCK_TYPE = type(threading.Lock())
+
+
+class _PicklableLock:
+    """A ``threading.Lock`` that pickles, as a new unlocked lock.
+
+    optuna's genetic samplers (NSGA-II, NSGA-III) guard their parent cache with a plain
+    lock, which cannot be pickled, and Ray Tune pickles the searcher, with the strategy
+    and its study, when a search starts: ``nsga2`` failed there before any trial ran.
+    A strategy that is unpickled is a copy, never the one holding the lock, so the copy
+    starts with the lock free.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> bool:
+        return self._lock.__enter__()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._lock.__exit__(*exc_info)
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        return self._lock.acquire(blocking, timeout)
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {}
+
+    def __setstate__(self, state: Mapping[str, Any]) -> None:
+        self._lock = threading.Lock()
 
 
 # ---------------------------------------------------------------------- distributions

@@ -163,12 +163,7 @@ class NSGA2Strategy(OptunaStrategy):
                 "this optuna's NSGA-II sampler does not expose its breeding; nsga2 "
                 "proposes its children unscreened", RuntimeWarning, stacklevel=4)
             return
-
-        def screened(study: Any, search_space: dict[str, Any],
-                     parents: list[Any]) -> dict[str, Any]:
-            return self._screened_child(study, search_space, parents, breed, fill, rng)
-
-        sampler._child_generation_strategy = screened
+        sampler._child_generation_strategy = _ScreenedBreeding(self, breed, fill, rng)
 
     def _screened_child(self, study: Any, search_space: dict[str, Any], parents: list[Any],
                         breed: Any, fill: Any, rng: Any) -> dict[str, Any]:
@@ -255,9 +250,25 @@ class NSGA2Strategy(OptunaStrategy):
         self._adopted = {**self._adopted, **adopt}
         # The population and the selection are fixed in the sampler at construction; the
         # random states are restored from the state below.
-        study.sampler = self._create_sampler(self._seed)
+        study.sampler = self._new_sampler(self._seed)
         try:
             super().load_state_dict(state)
         except BaseException:
             self._adopted, study.sampler = previous_adopted, previous_sampler
             raise
+
+
+class _ScreenedBreeding:
+    """optuna's child-generation strategy, screened by an :class:`NSGA2Strategy`.
+
+    A class rather than a closure, so that the sampler (and the strategy with it) pickles:
+    Ray Tune pickles the searcher.
+    """
+
+    def __init__(self, strategy: NSGA2Strategy, breed: Any, fill: Any, rng: Any) -> None:
+        self.strategy, self.breed, self.fill, self.rng = strategy, breed, fill, rng
+
+    def __call__(self, study: Any, search_space: dict[str, Any],
+                 parents: list[Any]) -> dict[str, Any]:
+        return self.strategy._screened_child(study, search_space, parents, self.breed,
+                                             self.fill, self.rng)

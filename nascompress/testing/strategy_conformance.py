@@ -51,6 +51,7 @@ __all__ = [
     "check_constraint_handling",
     "check_finds_good_region",
     "check_parallel_asks",
+    "check_pickles",
     "check_same_seed_same_asks",
     "check_state_round_trip",
     "check_strategy",
@@ -103,6 +104,7 @@ def check_strategy(
     check_state_round_trip(
         factory, space=space, n_before=budget // 2, n_after=resume_asks, seed=seed
     )
+    check_pickles(factory, space=space, n_before=budget // 3, n_after=5, seed=seed)
     check_bad_outcomes(factory, space=space, budget=budget, adaptive=adaptive, seed=seed)
     check_finds_good_region(factory, space=space, budget=budget, adaptive=adaptive, seed=seed)
     check_constraint_handling(
@@ -294,6 +296,54 @@ def check_state_round_trip(
         outcome = _scripted_outcome(i, a)
         original.tell(f"n{i}", outcome)
         restored.tell(f"n{i}", outcome)
+
+
+def check_pickles(
+    factory: StrategyFactory,
+    *,
+    space: ToySpace | None = None,
+    n_before: int = 20,
+    n_after: int = 5,
+    seed: int = 0,
+) -> None:
+    """A strategy in mid-search pickles, and the copy proposes what the original does.
+
+    Ray Tune pickles the searcher, with the strategy in it, when a search starts (with
+    Ray's cloudpickle, used here when Ray is installed, else the standard pickle): a
+    strategy that holds a lock, an open file or a generator fails there before any trial
+    runs. Checked after ``n_before`` told trials with one ask outstanding.
+    """
+    try:
+        from ray import cloudpickle as pickler
+    except ImportError:  # Ray is not installed: the standard pickle is stricter still
+        import pickle as pickler
+
+    space = space or ToySpace()
+    original = _make(factory, space, seed, (TOY_CONSTRAINT,))
+    for i in range(n_before):
+        params = _ask(original, space, f"t{i}")
+        original.tell(f"t{i}", _scripted_outcome(i, params))
+    live = _ask(original, space, "live")
+    try:
+        copy = pickler.loads(pickler.dumps(original))
+    except Exception as exc:
+        raise AssertionError(
+            f"{_name(original)} could not be pickled in mid-search ({type(exc).__name__}: "
+            f"{exc}); Ray Tune pickles the searcher and the strategy with it"
+        ) from None
+    for strategy in (original, copy):
+        strategy.tell("live", _good(live))
+    for i in range(n_after):
+        a = _ask(original, space, f"n{i}")
+        b = _ask(copy, space, f"n{i}")
+        if _canonical(a) != _canonical(b):
+            raise AssertionError(
+                f"a pickled copy of {_name(original)} proposed {b} as its ask number "
+                f"{i + 1}, but the original proposed {a}"
+            )
+        outcome = _scripted_outcome(i, a)
+        original.tell(f"n{i}", outcome)
+        copy.tell(f"n{i}", outcome)
 
 
 #: Told for every proposal in the trap region of :func:`check_bad_outcomes`: each looks
@@ -489,6 +539,12 @@ class StrategyConformance:
         check_state_round_trip(
             self.make_strategy, space=self._space(), n_before=self.budget // 2,
             n_after=self.resume_asks, seed=self.seed,
+        )
+
+    def test_pickles(self) -> None:
+        check_pickles(
+            self.make_strategy, space=self._space(), n_before=self.budget // 3,
+            seed=self.seed,
         )
 
     def test_bad_outcomes(self) -> None:

@@ -254,6 +254,43 @@ def test_real_tune_run(ray_session, tmp_path):
     assert saved and json.loads(saved[0].read_text())["strategy"] == "spy"
 
 
+def _built_in_strategies() -> list[str]:
+    from nascompress.strategies import STRATEGIES
+
+    return sorted(name for name, source in STRATEGIES.available().items()
+                  if source == "built-in")
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize("name", _built_in_strategies())
+def test_every_built_in_strategy_runs_under_tune(ray_session, tmp_path, name):
+    # Tune pickles the searcher, with the strategy, when the run starts: optuna's
+    # NSGA-II sampler held a lock that does not pickle, and nsga2 failed there.
+    from ray import tune
+    from ray.tune.search import ConcurrencyLimiter
+
+    from nascompress.strategies import STRATEGIES
+
+    def trainable(config):
+        tune.report(fg_objectives(config))
+
+    options = {"nsga2": {"population_size": 2}, "evolution": {"population_size": 2}}
+    strategy = Spy(STRATEGIES.resolve(name)(**options.get(name, {})))
+    searcher = StrategySearcher(strategy, FGSpace(), FG_OBJECTIVES, seed=0)
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=ConcurrencyLimiter(searcher, max_concurrent=2), num_samples=6
+        ),
+        run_config=tune.RunConfig(
+            name=name, storage_path=str(tmp_path), verbose=0, log_to_file=False
+        ),
+    )
+    results = tuner.fit()
+    assert len(results) == 6 and not results.errors
+    assert len(strategy.real_tells()) == 6
+
+
 def test_a_strategy_set_up_by_the_caller_is_not_set_up_again():
     strategy = Spy(RandomStrategy())
     strategy.setup(FGSpace(), FG_OBJECTIVES, seed=0, constraints=[LIMIT])
