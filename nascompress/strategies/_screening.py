@@ -5,9 +5,10 @@ the results so far say it is likely dominated. :func:`most_promising` fits one c
 model (extremely randomized trees, multi-output) on every result the strategy has seen
 and returns the candidate whose predicted objectives lie furthest beyond (or least far
 behind) the feasible front found so far. The candidates still come from the strategy's
-own operators (mutation of tournament winners), so the search keeps their locality and
-randomness; the model only ranks them. This is the "predictor-guided mutation" of
-BANANAS (White et al., 2021) and NPENAS, for several objectives.
+own operators (``evolution``'s mutation of tournament winners, ``nsga2``'s crossover
+and mutation), so the search keeps their locality and randomness; the model only ranks
+them. This is the "predictor-guided mutation" of BANANAS (White et al., 2021) and
+NPENAS, for several objectives.
 
 Everything is in rank space: each objective is replaced by its rank among the results,
 scaled to [0, 1], so objectives of different units and orders of magnitude (bytes,
