@@ -272,30 +272,47 @@ def check_state_round_trip(
     asks and must then propose the same ``n_after`` points.
     """
     space = space or ToySpace()
-    constraints = (TOY_CONSTRAINT,)
-    original = _make(factory, space, seed, constraints)
-    for i in range(n_before):
-        params = _ask(original, space, f"t{i}")
-        original.tell(f"t{i}", _scripted_outcome(i, params))
+    original = _searched(factory, space, seed, n_before)
     live = [_ask(original, space, trial_id) for trial_id in ("live0", "live1")]
     state = _json_state(original)
-    restored = _make(factory, space, seed, constraints)
+    restored = _make(factory, space, seed, (TOY_CONSTRAINT,))
     restored.load_state_dict(state)
     for strategy in (original, restored):
         strategy.tell("live0", _good(live[0]))
         strategy.tell("live1", Outcome("FAILED", error="scripted failure"))
-    for i in range(n_after):
+    _check_same_continuation(
+        original, restored, space, n_after,
+        lambda i, a, b: (
+            f"after load_state_dict, {_name(restored)} proposed {b} as its ask number "
+            f"{i + 1}, but the original proposed {a}; the state must hold everything "
+            "that decides the next proposals (random generators included)"
+        ),
+    )
+
+
+def _searched(factory: StrategyFactory, space: ToySpace, seed: int, n: int) -> Strategy:
+    """A strategy under :data:`TOY_CONSTRAINT` after ``n`` scripted trials."""
+    strategy = _make(factory, space, seed, (TOY_CONSTRAINT,))
+    for i in range(n):
+        params = _ask(strategy, space, f"t{i}")
+        strategy.tell(f"t{i}", _scripted_outcome(i, params))
+    return strategy
+
+
+def _check_same_continuation(
+    original: Strategy, other: Strategy, space: ToySpace, n: int,
+    mismatch: Callable[[int, dict[str, Any], dict[str, Any]], str],
+) -> None:
+    """Ask both ``n`` times, telling both the same scripted results; raise
+    ``AssertionError(mismatch(i, original's, other's))`` at the first differing ask."""
+    for i in range(n):
         a = _ask(original, space, f"n{i}")
-        b = _ask(restored, space, f"n{i}")
+        b = _ask(other, space, f"n{i}")
         if _canonical(a) != _canonical(b):
-            raise AssertionError(
-                f"after load_state_dict, {_name(restored)} proposed {b} as its ask number "
-                f"{i + 1}, but the original proposed {a}; the state must hold everything "
-                "that decides the next proposals (random generators included)"
-            )
+            raise AssertionError(mismatch(i, a, b))
         outcome = _scripted_outcome(i, a)
         original.tell(f"n{i}", outcome)
-        restored.tell(f"n{i}", outcome)
+        other.tell(f"n{i}", outcome)
 
 
 def check_pickles(
@@ -319,10 +336,7 @@ def check_pickles(
         import pickle as pickler
 
     space = space or ToySpace()
-    original = _make(factory, space, seed, (TOY_CONSTRAINT,))
-    for i in range(n_before):
-        params = _ask(original, space, f"t{i}")
-        original.tell(f"t{i}", _scripted_outcome(i, params))
+    original = _searched(factory, space, seed, n_before)
     live = _ask(original, space, "live")
     try:
         copy = pickler.loads(pickler.dumps(original))
@@ -333,17 +347,13 @@ def check_pickles(
         ) from None
     for strategy in (original, copy):
         strategy.tell("live", _good(live))
-    for i in range(n_after):
-        a = _ask(original, space, f"n{i}")
-        b = _ask(copy, space, f"n{i}")
-        if _canonical(a) != _canonical(b):
-            raise AssertionError(
-                f"a pickled copy of {_name(original)} proposed {b} as its ask number "
-                f"{i + 1}, but the original proposed {a}"
-            )
-        outcome = _scripted_outcome(i, a)
-        original.tell(f"n{i}", outcome)
-        copy.tell(f"n{i}", outcome)
+    _check_same_continuation(
+        original, copy, space, n_after,
+        lambda i, a, b: (
+            f"a pickled copy of {_name(original)} proposed {b} as its ask number {i + 1}, "
+            f"but the original proposed {a}"
+        ),
+    )
 
 
 #: Told for every proposal in the trap region of :func:`check_bad_outcomes`: each looks

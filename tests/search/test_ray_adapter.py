@@ -222,26 +222,31 @@ def test_constraints_are_validated():
                          constraints=[Constraint("latency_ms", "<=", 1.0)])
 
 
-@pytest.mark.ray
-def test_real_tune_run(ray_session, tmp_path):
+def _tune_fit(strategy: Strategy, tmp_path, name: str, samples: int = 6):
+    """A real Tune run of ``samples`` toy trials, two at a time, searched by ``strategy``."""
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
     def trainable(config):
         tune.report(fg_objectives(config))
 
-    strategy = Spy(BayesianStrategy(n_startup_trials=3))
     searcher = StrategySearcher(strategy, FGSpace(), FG_OBJECTIVES, seed=0)
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            search_alg=ConcurrencyLimiter(searcher, max_concurrent=2), num_samples=6
+            search_alg=ConcurrencyLimiter(searcher, max_concurrent=2), num_samples=samples
         ),
         run_config=tune.RunConfig(
-            name="toy", storage_path=str(tmp_path), verbose=0, log_to_file=False
+            name=name, storage_path=str(tmp_path), verbose=0, log_to_file=False
         ),
     )
-    results = tuner.fit()
+    return tuner.fit()
+
+
+@pytest.mark.ray
+def test_real_tune_run(ray_session, tmp_path):
+    strategy = Spy(BayesianStrategy(n_startup_trials=3))
+    results = _tune_fit(strategy, tmp_path, "toy")
     assert len(results) == 6 and not results.errors
     told = strategy.real_tells()
     assert len(told) == 6 and all(o.state == "COMPLETE" for _, o in told)
@@ -266,27 +271,11 @@ def _built_in_strategies() -> list[str]:
 def test_every_built_in_strategy_runs_under_tune(ray_session, tmp_path, name):
     # Tune pickles the searcher, with the strategy, when the run starts: optuna's
     # NSGA-II sampler held a lock that does not pickle, and nsga2 failed there.
-    from ray import tune
-    from ray.tune.search import ConcurrencyLimiter
-
     from nascompress.strategies import STRATEGIES
-
-    def trainable(config):
-        tune.report(fg_objectives(config))
 
     options = {"nsga2": {"population_size": 2}, "evolution": {"population_size": 2}}
     strategy = Spy(STRATEGIES.resolve(name)(**options.get(name, {})))
-    searcher = StrategySearcher(strategy, FGSpace(), FG_OBJECTIVES, seed=0)
-    tuner = tune.Tuner(
-        trainable,
-        tune_config=tune.TuneConfig(
-            search_alg=ConcurrencyLimiter(searcher, max_concurrent=2), num_samples=6
-        ),
-        run_config=tune.RunConfig(
-            name=name, storage_path=str(tmp_path), verbose=0, log_to_file=False
-        ),
-    )
-    results = tuner.fit()
+    results = _tune_fit(strategy, tmp_path, name)
     assert len(results) == 6 and not results.errors
     assert len(strategy.real_tells()) == 6
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import threading
 
 import pytest
 
@@ -20,6 +21,7 @@ from nascompress.testing.strategy_conformance import (
     check_bad_outcomes,
     check_finds_good_region,
     check_parallel_asks,
+    check_pickles,
     check_same_seed_same_asks,
     check_state_round_trip,
     check_strategy,
@@ -93,8 +95,9 @@ def test_check_strategy_runs_every_check():
         return RandomStrategy()
 
     check_strategy(factory, budget=30, adaptive=False)
-    # parallel 1, seed 2, round trip 2, bad outcomes 1, good region 1, constraints 1
-    assert len(calls) == 8
+    # parallel 1, seed 2, round trip 2, pickles 1, bad outcomes 1, good region 1,
+    # constraints 1
+    assert len(calls) == 9
 
 
 def test_toy_problem_has_its_optimum_on_the_front():
@@ -170,6 +173,22 @@ class Repeats(RandomStrategy):
         return params if isinstance(params, str) else dict(TOY_OPTIMUM)
 
 
+class HoldsLock(RandomStrategy):
+    """Keeps a lock, which does not pickle (as optuna's NSGA-II sampler did)."""
+
+    def setup(self, space, objectives, *, seed, constraints=()):
+        super().setup(space, objectives, seed=seed, constraints=constraints)
+        self._lock = threading.Lock()
+
+
+class ReseedsWhenUnpickled(RandomStrategy):
+    """An unpickled copy draws from a fresh generator."""
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._rng = random.Random(12345)
+
+
 @pytest.mark.parametrize(
     ("check", "factory", "message"),
     [
@@ -181,6 +200,8 @@ class Repeats(RandomStrategy):
         (check_finds_good_region, lambda: Inverted(population_size=8, tournament_size=8),
          "did not approach the Pareto front"),
         (check_parallel_asks, Repeats, "proposed the same point"),
+        (check_pickles, HoldsLock, "could not be pickled in mid-search"),
+        (check_pickles, ReseedsWhenUnpickled, "a pickled copy of ReseedsWhenUnpickled"),
     ],
 )
 def test_broken_strategies_fail_the_checks(check, factory, message):
