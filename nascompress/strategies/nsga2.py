@@ -169,7 +169,8 @@ class NSGA2Strategy(OptunaStrategy):
                         breed: Any, fill: Any, rng: Any) -> dict[str, Any]:
         """Breed up to :attr:`screened_children` distinct never-asked children and return
         the one the model of the results so far predicts to be best."""
-        children: dict[str, dict[str, Any]] = {}  # fingerprint -> child, distinct
+        # fingerprint -> (child as bred, child as the space's values), distinct
+        children: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
         for _ in range(_DISTINCT_TRIES * self.screened_children):
             child = dict(breed(study, search_space, parents))
             # Parameters that mutation dropped are drawn uniformly, as the sampler would
@@ -182,17 +183,17 @@ class NSGA2Strategy(OptunaStrategy):
                 return child
             fingerprint = params_fingerprint(params)
             if fingerprint not in self._asked_keys:
-                children.setdefault(fingerprint, child)
+                children.setdefault(fingerprint, (child, params))
                 if len(children) == self.screened_children:
                     break
-        if len(children) < 2:  # the repeat check replaces a repeated child
-            return next(iter(children.values()), child)
         bred = list(children.values())
+        if len(bred) < 2:  # none or one never asked: the repeat check handles a repeat
+            return bred[0][0] if bred else child
         pick = most_promising(
-            [self._full_params(c) for c in bred], self._model_results(study),
+            [params for _, params in bred], self._model_results(study),
             self._dimensions, self._objectives, self._constraints,
             seed=int(rng.randint(2**31)))
-        return bred[pick]
+        return bred[pick][0]
 
     def _full_params(self, child: Mapping[str, Any]) -> dict[str, Any] | None:
         """A bred child as the space's values, with the single-valued dimensions (which
