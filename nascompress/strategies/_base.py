@@ -102,6 +102,9 @@ class Strategy(ABC):
       seed, constraints and budget) restores it, so that the following asks are identical to
       those the original would have produced; outstanding asks stay outstanding and can
       be told.
+    * A set-up strategy pickles (Ray Tune pickles the searcher, with the strategy, when
+      a search starts), and the copy proposes what the original would: no locks, open
+      files or generators in its attributes.
 
     :mod:`nascompress.testing.strategy_conformance` checks an implementation against
     this contract.
