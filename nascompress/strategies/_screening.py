@@ -18,8 +18,8 @@ milliseconds, accuracy) weigh alike, and no transform needs to be guessed.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Container, Mapping, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -35,6 +35,35 @@ _TREES = 32
 #: Results the model learns from, the most recent ones: bounds the cost per ask in long
 #: searches (the recent results are the ones near where the population now searches).
 MODEL_RESULTS = 500
+
+
+T = TypeVar("T")
+
+
+def distinct_unasked(
+    draw: Callable[[], tuple[str, T]], asked: Container[str], wanted: int, tries: int
+) -> tuple[list[tuple[str, T]], tuple[str, T]]:
+    """The candidates to screen: up to ``wanted`` draws, distinct and never asked.
+
+    Args:
+        draw: returns one candidate as ``(fingerprint, candidate)``.
+        asked: fingerprints of every earlier proposal.
+        wanted: how many distinct never-asked candidates to collect.
+        tries: the most draws made; fewer candidates are returned when they run out.
+
+    Returns:
+        The ``(fingerprint, candidate)`` pairs found, in draw order, and the last draw
+        (what a strategy proposes when every draw repeated an earlier ask).
+    """
+    found: dict[str, T] = {}
+    for _ in range(tries):
+        last = draw()
+        fingerprint, candidate = last
+        if fingerprint not in asked:
+            found.setdefault(fingerprint, candidate)
+            if len(found) == wanted:
+                break
+    return list(found.items()), last
 
 
 def most_promising(

@@ -22,7 +22,11 @@ from nascompress.strategies._base import (
 )
 from nascompress.strategies._neighbours import has_choice, nearby_value
 from nascompress.strategies._registry import register_strategy
-from nascompress.strategies._screening import MODEL_RESULTS, most_promising
+from nascompress.strategies._screening import (
+    MODEL_RESULTS,
+    distinct_unasked,
+    most_promising,
+)
 
 if TYPE_CHECKING:
     from nascompress.spaces import SearchSpace
@@ -203,22 +207,19 @@ class EvolutionStrategy(ValidatingStrategy):
         # The population does not change within an ask: rank it once for every draw.
         population = self._population
         keys = None if at_random else _ranking_keys(population, self._objectives)
-        children: dict[str, dict[str, Any]] = {}  # fingerprint -> params, distinct
-        for _ in range(_DISTINCT_TRIES * wanted):
+
+        def draw() -> tuple[str, dict[str, Any]]:
             if at_random:
                 params = {key: dim.sample(self._rng) for key, dim in self._dimensions.items()}
             else:
                 params = self._mutate(self._tournament(population, keys)["params"])
-            fingerprint = params_fingerprint(params)
-            if fingerprint not in self._asked:
-                children.setdefault(fingerprint, params)
-                if len(children) == wanted:
-                    break
-        if not children:  # every draw repeated an earlier ask: propose the last one
-            children[fingerprint] = params
-        fingerprints, candidates = list(children), list(children.values())
+            return params_fingerprint(params), params
+
+        children, last = distinct_unasked(draw, self._asked, wanted, _DISTINCT_TRIES * wanted)
+        # Every draw repeated an earlier ask: propose the last one.
+        fingerprints, candidates = zip(*(children or [last]), strict=True)
         pick = 0 if len(candidates) == 1 else most_promising(
-            candidates, self._results, self._dimensions, self._objectives,
+            list(candidates), self._results, self._dimensions, self._objectives,
             self._constraints, seed=self._rng.randrange(2**31))
         params = candidates[pick]
         self._asked.add(fingerprints[pick])

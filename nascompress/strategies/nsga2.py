@@ -9,7 +9,11 @@ from typing import Any
 from nascompress.strategies._base import check_int_option, params_fingerprint, population_for
 from nascompress.strategies._optuna import OptunaStrategy
 from nascompress.strategies._registry import register_strategy
-from nascompress.strategies._screening import MODEL_RESULTS, most_promising
+from nascompress.strategies._screening import (
+    MODEL_RESULTS,
+    distinct_unasked,
+    most_promising,
+)
 
 #: Generations a search of a known budget runs at least (the default population is the
 #: budget divided by this, between 8 and 50). NSGA-II is generational: the parents of a
@@ -169,9 +173,11 @@ class NSGA2Strategy(OptunaStrategy):
                         breed: Any, fill: Any, rng: Any) -> dict[str, Any]:
         """Breed up to :attr:`screened_children` distinct never-asked children and return
         the one the model of the results so far predicts to be best."""
-        # fingerprint -> (child as bred, child as the space's values), distinct
-        children: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
-        for _ in range(_DISTINCT_TRIES * self.screened_children):
+        if any(key not in search_space and not distribution.single()
+               for key, distribution in self._distributions.items()):
+            return breed(study, search_space, parents)  # not all bred: not screened
+
+        def draw() -> tuple[str, tuple[dict[str, Any], dict[str, Any]]]:
             child = dict(breed(study, search_space, parents))
             # Parameters that mutation dropped are drawn uniformly, as the sampler would
             # draw them after this returns; drawn here so that the model sees them.
@@ -179,35 +185,29 @@ class NSGA2Strategy(OptunaStrategy):
                 if name not in child:
                     child[name] = fill.sample_independent(study, None, name, distribution)
             params = self._full_params(child)
-            if params is None:  # a dimension outside the bred search space: not screened
-                return child
-            fingerprint = params_fingerprint(params)
-            if fingerprint not in self._asked_keys:
-                children.setdefault(fingerprint, (child, params))
-                if len(children) == self.screened_children:
-                    break
-        bred = list(children.values())
+            return params_fingerprint(params), (child, params)
+
+        found, last = distinct_unasked(draw, self._asked_keys, self.screened_children,
+                                       _DISTINCT_TRIES * self.screened_children)
+        bred = [pair for _, pair in found]
         if len(bred) < 2:  # none or one never asked: the repeat check handles a repeat
-            return bred[0][0] if bred else child
+            return (bred[0] if bred else last[1])[0]
         pick = most_promising(
             [params for _, params in bred], self._model_results(study),
             self._dimensions, self._objectives, self._constraints,
             seed=int(rng.randint(2**31)))
         return bred[pick][0]
 
-    def _full_params(self, child: Mapping[str, Any]) -> dict[str, Any] | None:
+    def _full_params(self, child: Mapping[str, Any]) -> dict[str, Any]:
         """A bred child as the space's values, with the single-valued dimensions (which
-        optuna leaves out of breeding) at their value; ``None`` if a dimension is
-        missing."""
+        optuna leaves out of breeding) at their value."""
         values = {}
         for key, distribution in self._distributions.items():
             if key in child:
                 values[key] = child[key]
-            elif distribution.single():
+            else:  # single-valued (checked by the caller)
                 values[key] = (distribution.choices[0] if hasattr(distribution, "choices")
                                else distribution.low)
-            else:
-                return None
         return {key: self._to_value(key, value) for key, value in values.items()}
 
     def _model_results(self, study: Any) -> list[dict[str, Any]]:

@@ -92,3 +92,16 @@ def test_shortfall_is_the_additive_epsilon_behind_the_front():
     assert _shortfall(np.array([0.5, 1.5]), front) == 0.5  # (0, 1) beats it by 0.5 in both
     assert _shortfall(np.array([0.5, 0.5]), front) == -0.5  # beyond the front
     assert _shortfall(np.array([0.5, 0.5]), np.empty((0, 2))) == float("-inf")
+
+
+def test_distinct_unasked_keeps_draw_order_skips_repeats_and_returns_the_last_draw():
+    from nascompress.strategies._screening import distinct_unasked
+
+    draws = iter(["a", "b", "a", "c", "d"])
+    found, last = distinct_unasked(lambda: (key := next(draws), key.upper()),
+                                   asked={"b"}, wanted=2, tries=5)
+    assert found == [("a", "A"), ("c", "C")] and last == ("c", "C")  # stops at 2
+    draws = iter(["b", "b"])
+    found, last = distinct_unasked(lambda: (key := next(draws), key), asked={"b"},
+                                   wanted=2, tries=2)
+    assert found == [] and last == ("b", "b")  # every draw repeated an earlier ask
