@@ -15,9 +15,15 @@ a reduced ``mobilenet`` space with accuracy inherited from one supernet) and
 latencies, modelled accuracy). A strategy proposes points of the benchmark's space
 (``ask_valid``, so the space's constraint applies), is told the point's objectives, and
 its search is scored on the (noise-free, for the surrogate) objectives of the points it
-was told. Every run is sequential: one ask, one tell. The strategy is set up with the
-budget (``setup_strategy``), as the runner does, so ``bayesian`` runs the GP at budgets up
-to 100 and TPE above (``bayesian+sampler="tpe"`` is TPE at every budget).
+was told. By default every run is sequential: one ask, one tell. ``--concurrency N``
+keeps N trials in flight, as a search with ``max_concurrent: N`` does (the default
+search runs 2): the strategy is asked until N are out, then told whichever finishes
+first, then asked again. Each trial's duration is drawn from a log-normal (sigma 0.5,
+about the spread of real trial times) by an RNG of its own, seeded by the search's
+seed and independent of the point proposed, so every strategy of a seed sees the same
+durations; the scores count evaluations in the order they finish. The strategy is set
+up with the budget (``setup_strategy``), as the runner does, so ``bayesian`` runs the GP
+at budgets up to 100 and TPE above (``bayesian+sampler="tpe"`` is TPE at every budget).
 
 Peers, beside ``random``: optuna's ``TPESampler``, ``NSGAIISampler`` and ``GPSampler``
 with their defaults (only the seed set), asked through the same adapter as our optuna
@@ -45,9 +51,11 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import heapq
 import json
 import math
 import platform
+import random
 import statistics
 import sys
 import time
@@ -221,27 +229,44 @@ class Scorer:
         return curve
 
 
-def run_one(benchmark: Any, name: str, seed: int, budget: int) -> dict[str, Any]:
-    """One search: the true objectives of the points told, and the step times."""
+def run_one(benchmark: Any, name: str, seed: int, budget: int,
+            concurrency: int = 1) -> dict[str, Any]:
+    """One search: the true objectives of the points told, and the step times.
+
+    ``concurrency`` trials are kept in flight; the one with the earliest simulated finish
+    is told first (see the module docstring). With 1 this is ask, tell, ask, ...
+    """
     evaluate, true_objectives = benchmark.runner(seed)
     space = benchmark.space
     strategy = make_strategy(name)
     setup_strategy(strategy, space, OBJECTIVES, seed=seed, budget=budget)
+    durations = random.Random(f"durations-{seed}")
     found: list[dict[str, float]] = []
     step_ms: list[float] = []
     seen: set[str] = set()
     repeats = 0
-    for number in range(budget):
-        trial_id = f"t{number}"
-        t0 = time.perf_counter()
-        params = ask_valid(strategy, space, trial_id)
-        ask_ms = (time.perf_counter() - t0) * 1e3
-        if params is None or params == FINISHED:
+    # (finish time, trial number, trial id, params, values, ask ms): a heap on finish time.
+    in_flight: list[tuple[float, int, str, dict[str, Any], Any, float]] = []
+    clock, asked, finished = 0.0, 0, False
+    while True:
+        while not finished and asked < budget and len(in_flight) < concurrency:
+            trial_id = f"t{asked}"
+            t0 = time.perf_counter()
+            params = ask_valid(strategy, space, trial_id)
+            ask_ms = (time.perf_counter() - t0) * 1e3
+            if params is None or params == FINISHED:
+                finished = True
+                break
+            key = json.dumps(params, sort_keys=True, default=str)
+            repeats += key in seen
+            seen.add(key)
+            finish = clock + durations.lognormvariate(0.0, 0.5)
+            heapq.heappush(in_flight, (finish, asked, trial_id, params, evaluate(params),
+                                       ask_ms))
+            asked += 1
+        if not in_flight:
             break
-        key = json.dumps(params, sort_keys=True, default=str)
-        repeats += key in seen
-        seen.add(key)
-        values = evaluate(params)
+        clock, _, trial_id, params, values, ask_ms = heapq.heappop(in_flight)
         outcome = Outcome("COMPLETE", values) if values else Outcome("FAILED", error="invalid")
         t0 = time.perf_counter()
         strategy.tell(trial_id, outcome)
@@ -295,12 +320,17 @@ def main(argv: list[str] | None = None) -> int:
                              f"{GP_MAX_BUDGET})")
     parser.add_argument("--slow-benchmarks", default="",
                         help=f"benchmarks for {', '.join(SLOW)} (comma-separated; default all)")
+    parser.add_argument("--concurrency", type=int, default=1,
+                        help="trials in flight at once (max_concurrent of a search); "
+                             "1: sequential")
     parser.add_argument("--max-fraction", type=float, default=0.5,
                         help="skip a budget above this fraction of a finite table")
     parser.add_argument("--quick", action="store_true",
                         help="3 seeds x budget 30, GP strategies too")
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
+    if args.concurrency < 1:
+        parser.error(f"--concurrency must be at least 1, but got {args.concurrency}")
     if args.quick:
         args.seeds, args.budgets, args.slow_seeds, args.slow_budgets = 3, "30", 3, "30"
     if args.output is None:
@@ -331,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
                 started = time.perf_counter()
                 hvs, igds, curves, ms, repeats = [], [], [], [], []
                 for seed in range(seeds):
-                    run = run_one(benchmark, name, seed, budget)
+                    run = run_one(benchmark, name, seed, budget, args.concurrency)
                     scaled = scorer.scaled(run["found"])
                     curve = scorer.hv_curve(scaled)
                     hvs.append(curve[-1])
@@ -350,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": datetime.date.today().isoformat(),
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, python "
                    f"{platform.python_version()}",
-        "seeds": args.seeds, "slow_seeds": args.slow_seeds,
+        "seeds": args.seeds, "slow_seeds": args.slow_seeds, "concurrency": args.concurrency,
         "slow_budgets": ", ".join(map(str, sorted(slow_budgets))) or "none",
         "slow_benchmarks": ", ".join(sorted(slow_benchmarks)) or "all",
     }
@@ -381,6 +411,11 @@ def render(raw, benchmarks, names, budgets, info, notes) -> str:
         f"{info['slow_seeds']} for {', '.join(SLOW)} and for `bayesian` where it runs the GP "
         f"(budgets {info['slow_budgets']}; "
         f"benchmarks: {info['slow_benchmarks']}).",
+        "",
+        ("Every search sequential (one trial in flight)." if info.get("concurrency", 1) == 1
+         else f"{info['concurrency']} trials in flight in every search (log-normal "
+              "durations, the same for every strategy of a seed; evaluations counted in "
+              "the order they finish)."),
         "",
         "HV/HV*: hypervolume of the points found over the true front's, with accuracy, "
         "log10 size and log10 latency scaled to [0, 1] over the true front and the "
