@@ -18,9 +18,11 @@ its search is scored on the (noise-free, for the surrogate) objectives of the po
 was told. By default every run is sequential: one ask, one tell. ``--concurrency N``
 keeps N trials in flight, as a search with ``max_concurrent: N`` does (the default
 search runs 2): the strategy is asked until N are out, then told whichever finishes
-first, then asked again. Each trial's duration is drawn from a log-normal (sigma 0.5,
-about the spread of real trial times) by an RNG of its own, seeded by the search's
-seed and independent of the point proposed, so every strategy of a seed sees the same
+first, then asked again. Each trial's duration is drawn from a log-normal (sigma 0.5:
+its 5th and 95th percentiles 5x apart, about as far as the slowest and fastest of the
+default mobilenet trials timed by ``bench/supernet/cost.py``, 105-469 s) by an RNG of
+its own, seeded by the search's seed and independent of the point proposed (real large
+models take longer; not modelled), so every strategy of a seed sees the same
 durations; the scores count evaluations in the order they finish. The strategy is set
 up with the budget (``setup_strategy``), as the runner does, so ``bayesian`` runs the GP
 at budgets up to 100 and TPE above (``bayesian+sampler="tpe"`` is TPE at every budget).
