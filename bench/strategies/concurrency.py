@@ -103,6 +103,9 @@ def read_level(level: int) -> dict[tuple[str, int, str], dict]:
         hv = runs[f"{section[0]}|{section[1]}|{cells[0]}"]["hv"]
         rows[key] = {"hv": hv, "median": float(np.median(hv)),
                      "p_random": cells[3].strip("*"), "to_random": cells[7]}
+    if len(rows) != len(runs):
+        raise SystemExit(f"{md.name}: read {len(rows)} table rows for {len(runs)} runs in "
+                         f"its .json; has run.py's table layout changed?")
     return rows
 
 
