@@ -232,11 +232,13 @@ class Scorer:
 
 
 def run_one(benchmark: Any, name: str, seed: int, budget: int,
-            concurrency: int = 1) -> dict[str, Any]:
+            concurrency: int = 1, durations_by: str = "random") -> dict[str, Any]:
     """One search: the true objectives of the points told, and the step times.
 
     ``concurrency`` trials are kept in flight; the one with the earliest simulated finish
     is told first (see the module docstring). With 1 this is ask, tell, ask, ...
+    ``durations_by="latency"``: a trial lasts its point's measured latency times
+    log-normal noise (sigma 0.25), so larger models finish later.
     """
     evaluate, true_objectives = benchmark.runner(seed)
     space = benchmark.space
@@ -262,7 +264,12 @@ def run_one(benchmark: Any, name: str, seed: int, budget: int,
             key = json.dumps(params, sort_keys=True, default=str)
             repeats += key in seen
             seen.add(key)
-            finish = clock + durations.lognormvariate(0.0, 0.5)
+            if durations_by == "latency":
+                duration = (true_objectives(params)["latency_ms"]
+                            * durations.lognormvariate(0.0, 0.25))
+            else:
+                duration = durations.lognormvariate(0.0, 0.5)
+            finish = clock + duration
             heapq.heappush(in_flight, (finish, asked, trial_id, params, evaluate(params),
                                        ask_ms))
             asked += 1
@@ -325,6 +332,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=1,
                         help="trials in flight at once (max_concurrent of a search); "
                              "1: sequential")
+    parser.add_argument("--durations", choices=("random", "latency"), default="random",
+                        help="with --concurrency: trial durations independent of the point "
+                             "(random) or proportional to its measured latency")
     parser.add_argument("--max-fraction", type=float, default=0.5,
                         help="skip a budget above this fraction of a finite table")
     parser.add_argument("--quick", action="store_true",
@@ -363,7 +373,8 @@ def main(argv: list[str] | None = None) -> int:
                 started = time.perf_counter()
                 hvs, igds, curves, ms, repeats = [], [], [], [], []
                 for seed in range(seeds):
-                    run = run_one(benchmark, name, seed, budget, args.concurrency)
+                    run = run_one(benchmark, name, seed, budget, args.concurrency,
+                                  args.durations)
                     scaled = scorer.scaled(run["found"])
                     curve = scorer.hv_curve(scaled)
                     hvs.append(curve[-1])
@@ -383,6 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, python "
                    f"{platform.python_version()}",
         "seeds": args.seeds, "slow_seeds": args.slow_seeds, "concurrency": args.concurrency,
+        "durations": args.durations,
         "slow_budgets": ", ".join(map(str, sorted(slow_budgets))) or "none",
         "slow_benchmarks": ", ".join(sorted(slow_benchmarks)) or "all",
     }
@@ -415,9 +427,11 @@ def render(raw, benchmarks, names, budgets, info, notes) -> str:
         f"benchmarks: {info['slow_benchmarks']}).",
         "",
         ("Every search sequential (one trial in flight)." if info.get("concurrency", 1) == 1
-         else f"{info['concurrency']} trials in flight in every search (log-normal "
-              "durations, the same for every strategy of a seed; evaluations counted in "
-              "the order they finish)."),
+         else f"{info['concurrency']} trials in flight in every search ("
+              + ("durations proportional to the point's measured latency, with log-normal "
+                 "noise" if info.get("durations") == "latency" else
+                 "log-normal durations, the same for every strategy of a seed")
+              + "; evaluations counted in the order they finish)."),
         "",
         "HV/HV*: hypervolume of the points found over the true front's, with accuracy, "
         "log10 size and log10 latency scaled to [0, 1] over the true front and the "
