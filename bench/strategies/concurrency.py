@@ -74,6 +74,10 @@ import numpy as np
 from scipy.stats import mannwhitneyu
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import run  # noqa: E402  (its p-value format, so these tables read like its own)
+
 LEVELS = (1, 2, 8)
 STRATEGIES = 'random,bayesian+sampler="tpe",nsga2,evolution,rl,optuna-tpe,optuna-nsga2'
 _SECTION = re.compile(r"^## (\S+), budget (\d+)$")
@@ -86,28 +90,29 @@ LATENCY_RUNS = {"tpe-rl": 'random,bayesian+sampler="tpe",rl,optuna-tpe',
 GP_BENCHMARKS = {2: "digits-7d-3x,mnist5k-mbv3-ws,surrogate", 8: "digits-7d-3x,mnist5k-mbv3-ws"}
 
 
+def _run_py(output: str, *options: str) -> None:
+    """One ``run.py`` run writing ``<output>.md/.json`` beside this file."""
+    subprocess.run([sys.executable, str(HERE / "run.py"), *options,
+                    "--output", str(HERE / f"{output}.md")], check=True)
+
+
 def run_level(level: int) -> None:
-    subprocess.run(
-        [sys.executable, str(HERE / "run.py"), "--strategies", STRATEGIES, "--budgets",
-         "50,100", "--seeds", "20", "--slow-seeds", "0", "--concurrency", str(level),
-         "--output", str(HERE / f"concurrency-c{level}.md")], check=True)
+    fast = ("--budgets", "50,100", "--seeds", "20", "--slow-seeds", "0",
+            "--concurrency", str(level))
+    _run_py(f"concurrency-c{level}", "--strategies", STRATEGIES, *fast)
     if level == 8:
         for part, strategies in LATENCY_RUNS.items():
-            subprocess.run(
-                [sys.executable, str(HERE / "run.py"), "--strategies", strategies,
-                 "--budgets", "50,100", "--seeds", "20", "--slow-seeds", "0",
-                 "--concurrency", "8", "--durations", "latency",
-                 "--output", str(HERE / f"concurrency-c8-latency-{part}.md")], check=True)
+            _run_py(f"concurrency-c8-latency-{part}", "--strategies", strategies, *fast,
+                    "--durations", "latency")
     if level in GP_BENCHMARKS:
-        subprocess.run(
-            [sys.executable, str(HERE / "run.py"), "--strategies", "random,bayesian",
-             "--budgets", "100", "--seeds", "10", "--slow-seeds", "10", "--benchmarks",
-             GP_BENCHMARKS[level], "--concurrency", str(level),
-             "--output", str(HERE / f"concurrency-gp-c{level}.md")], check=True)
+        _run_py(f"concurrency-gp-c{level}", "--strategies", "random,bayesian", "--budgets",
+                "100", "--seeds", "10", "--slow-seeds", "10", "--benchmarks",
+                GP_BENCHMARKS[level], "--concurrency", str(level))
 
 
 def read_level(level: int) -> dict[tuple[str, int, str], dict]:
-    """(benchmark, budget, strategy) -> HV per seed, median, p vs random, to rnd."""
+    """(benchmark, budget, strategy) -> HV per seed, median, its text against random, and
+    evaluations to random's HV (from the markdown table: the .json keeps no curves)."""
     md = HERE / f"concurrency-c{level}.md"
     runs = json.loads(md.with_suffix(".json").read_text())["runs"]
     rows: dict[tuple[str, int, str], dict] = {}
@@ -119,10 +124,11 @@ def read_level(level: int) -> dict[tuple[str, int, str], dict]:
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if section is None or len(cells) != 10 or cells[0] in ("strategy", "---"):
             continue
-        key = (*section, cells[0])
         hv = runs[f"{section[0]}|{section[1]}|{cells[0]}"]["hv"]
-        rows[key] = {"hv": hv, "median": float(np.median(hv)),
-                     "p_random": cells[3].strip("*"), "to_random": cells[7]}
+        random_hv = runs[f"{section[0]}|{section[1]}|random"]["hv"]
+        rows[(*section, cells[0])] = {"hv": hv, "median": float(np.median(hv)),
+                                      "against_random": _against(hv, random_hv),
+                                      "to_random": cells[7]}
     if len(rows) != len(runs):
         raise SystemExit(f"{md.name}: read {len(rows)} table rows for {len(runs)} runs in "
                          f"its .json; has run.py's table layout changed?")
@@ -146,14 +152,13 @@ def compare() -> str:
     for key, row in base.items():
         if key[2] == "random":
             continue
-        cells = [key[0], str(key[1]), key[2],
-                 f"{row['median']:.3f} (p {row['p_random']})", row["to_random"]]
+        cells = [key[0], str(key[1]), key[2], row["against_random"], row["to_random"]]
         for level in LEVELS[1:]:
             other = levels[level].get(key)
             if other is None:
                 cells += ["-", "-", "-"]
                 continue
-            cells += [f"{other['median']:.3f} (p {other['p_random']})", other["to_random"],
+            cells += [other["against_random"], other["to_random"],
                       _versus(other["hv"], row["hv"])]
         lines.append("| " + " | ".join(cells) + " |")
     lines += latency_table(levels[1], levels[8])
@@ -201,12 +206,13 @@ def _versus(hv: list[float], sequential: list[float]) -> str:
     p = mannwhitneyu(hv, sequential, alternative="two-sided").pvalue
     ours, theirs = np.median(hv), np.median(sequential)
     sign = "lower" if ours < theirs else "higher" if ours > theirs else "same"
-    return f"{sign}, p {p:.2g}" if p >= 0.05 else f"**{sign}, p {p:.2g}**"
+    return f"{sign}, p {run._fmt_p(p)}"
 
 
 def _against(hv: list[float], random_hv: list[float]) -> str:
+    """Median HV and one-sided Mann-Whitney U that it is above random's, as run.py writes."""
     p = mannwhitneyu(hv, random_hv, alternative="greater").pvalue
-    return f"{np.median(hv):.3f} (p {p:.2g})"
+    return f"{np.median(hv):.3f} (p {run._fmt_p(p)})"
 
 
 def gp_table() -> list[str]:
@@ -219,11 +225,10 @@ def gp_table() -> list[str]:
              "Mann-Whitney U against the sequential run's seeds 0-9.", "",
              "| benchmark | random | 1 in flight | 2 in flight | vs 1 | 8 in flight | vs 1 |",
              "|---|---|---|---|---|---|---|"]
+    randoms = levels[LEVELS[1]]  # random's HV is the same at every level
     for benchmark, (file, key) in GP_SEQUENTIAL.items():
-        runs = levels[LEVELS[1]]
-        random_hv = runs[f"{benchmark}|100|random"]["hv"]
+        random_hv = randoms[f"{benchmark}|100|random"]["hv"]
         sequential = told[file]["runs"][key]["hv"][:len(random_hv)]
-
         cells = [benchmark, f"{np.median(random_hv):.3f}", _against(sequential, random_hv)]
         for level in LEVELS[1:]:
             if f"{benchmark}|100|bayesian" not in levels[level]:
