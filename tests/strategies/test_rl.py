@@ -257,6 +257,7 @@ def test_max_trials_finishes_and_invalid_proposals_do_not_count():
         ({"reward": "mnas", "target": {"cost": -1.0}}, "strategy.target.cost must be"),
         ({"target": {"cost": 1.0}}, "only apply to reward='mnas'"),
         ({"reward": "mnas", "quality": "cost"}, "strategy.quality must be a 'max' objective"),
+        ({"screened_samples": 0}, "strategy.screened_samples must be an integer >= 1"),
     ],
 )
 def test_options_are_validated_in_setup(options, message):
@@ -274,3 +275,68 @@ def test_fixed_reference_is_used_for_the_hv_reward():
     strategy = _make(seed=0, reference={"score": 0.0, "cost": 10.0})
     _run(strategy, 10)
     assert len(strategy.state_dict()["seen"]) == 10
+
+
+def test_samples_are_screened_from_20_results_and_the_models_pick_is_proposed(monkeypatch):
+    from nascompress.strategies import rl
+
+    seen = []
+
+    def last_candidate(candidates, results, *args, **kwargs):
+        seen.append((list(candidates), len(results)))
+        return len(candidates) - 1
+
+    monkeypatch.setattr(rl, "most_promising", last_candidate)
+    strategy = _make(seed=3, screened_samples=3)
+    asked = _run(strategy, rl.SCREEN_FROM_RESULTS)
+    assert seen == []  # nothing is screened before the model has 20 results
+    asked += _run(strategy, 8, prefix="n")
+    assert len(seen) == 8
+    fingerprints = [json.dumps(p, sort_keys=True) for p in asked]
+    for number, (candidates, n_results) in enumerate(seen):
+        assert n_results == rl.SCREEN_FROM_RESULTS + number  # every result so far
+        keys = [json.dumps(c, sort_keys=True) for c in candidates]
+        assert len(keys) == len(set(keys)) == 3
+        assert not set(keys) & set(fingerprints[:rl.SCREEN_FROM_RESULTS + number])
+        assert fingerprints[rl.SCREEN_FROM_RESULTS + number] == keys[-1]  # the pick
+
+
+def test_a_screened_pick_keeps_the_log_probability_it_was_sampled_with(monkeypatch):
+    from nascompress.strategies import rl
+
+    monkeypatch.setattr(rl, "most_promising", lambda candidates, *a, **k: 1)
+    strategy = _make(seed=2, batch_size=1000)  # no update: the policy stays as it is
+    _run(strategy, rl.SCREEN_FROM_RESULTS)
+    params = strategy.ask("x")
+    sample = strategy._pending["x"]
+    assert sample["params"] == params
+    assert sample["log_prob"] == pytest.approx(
+        strategy._policy.sample_log_prob(sample["actions"]))
+
+
+def test_one_screened_sample_never_consults_the_model(monkeypatch):
+    from nascompress.strategies import rl
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the model was consulted")
+
+    monkeypatch.setattr(rl, "most_promising", fail)
+    _run(_make(seed=1, screened_samples=1), rl.SCREEN_FROM_RESULTS + 10)
+
+
+def test_the_models_results_survive_a_save_and_older_states_start_it_afresh():
+    original = _make(seed=6)
+    _run(original, 24)
+    state = json.loads(json.dumps(original.state_dict(), allow_nan=False))
+    assert len(state["results"]) == 24
+    assert state["results"][0]["objectives"].keys() == {"score", "cost"}
+    restored = _make(seed=6)
+    restored.load_state_dict(state)
+    assert _run(original, 10, prefix="n") == _run(restored, 10, prefix="n")
+    older = dict(state, version=2)
+    del older["results"]
+    resumed = _make(seed=6)
+    resumed.load_state_dict(older)
+    assert resumed.state_dict()["results"] == []
+    _run(resumed, 3, prefix="m")  # and searches on
+    assert len(resumed.state_dict()["results"]) == 3
