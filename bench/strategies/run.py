@@ -318,6 +318,9 @@ def discover(requested: list[str] | None) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="seeds run: first-seed .. first-seed + seeds - 1 (fresh seeds "
+                             "to check a choice made on the default 0..19)")
     parser.add_argument("--budgets", default="50,100,300")
     parser.add_argument("--benchmarks", default="", help="comma-separated; default all")
     parser.add_argument("--strategies", default="", help="comma-separated; default all + peers")
@@ -372,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 started = time.perf_counter()
                 hvs, igds, curves, ms, repeats = [], [], [], [], []
-                for seed in range(seeds):
+                for seed in range(args.first_seed, args.first_seed + seeds):
                     run = run_one(benchmark, name, seed, budget, args.concurrency,
                                   args.durations)
                     scaled = scorer.scaled(run["found"])
@@ -393,7 +396,8 @@ def main(argv: list[str] | None = None) -> int:
         "date": datetime.date.today().isoformat(),
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, python "
                    f"{platform.python_version()}",
-        "seeds": args.seeds, "slow_seeds": args.slow_seeds, "concurrency": args.concurrency,
+        "seeds": args.seeds, "first_seed": args.first_seed, "slow_seeds": args.slow_seeds,
+        "concurrency": args.concurrency,
         "durations": args.durations,
         "slow_budgets": ", ".join(map(str, sorted(slow_budgets))) or "none",
         "slow_benchmarks": ", ".join(sorted(slow_benchmarks)) or "all",
@@ -421,7 +425,8 @@ def render(raw, benchmarks, names, budgets, info, notes) -> str:
         "# Strategy benchmark: measured tables and the surrogate",
         "",
         f"Command: `{info['command'].strip()}`; {info['date']}; {info['machine']}; "
-        f"{info['seeds']} seeds (0..{info['seeds'] - 1}) per strategy, "
+        f"{info['seeds']} seeds ({info.get('first_seed', 0)}.."
+        f"{info.get('first_seed', 0) + info['seeds'] - 1}) per strategy, "
         f"{info['slow_seeds']} for {', '.join(SLOW)} and for `bayesian` where it runs the GP "
         f"(budgets {info['slow_budgets']}; "
         f"benchmarks: {info['slow_benchmarks']}).",

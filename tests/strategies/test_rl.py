@@ -301,6 +301,16 @@ def test_samples_are_screened_from_20_results_and_the_models_pick_is_proposed(mo
         assert fingerprints[rl.SCREEN_FROM_RESULTS + number] == keys[-1]  # the pick
 
 
+def test_screening_stops_at_the_100th_result(monkeypatch):
+    from nascompress.strategies import rl
+
+    calls = []
+    monkeypatch.setattr(rl, "most_promising", lambda candidates, results, *a, **k:
+                        calls.append(len(results)) or 0)
+    _run(_make(seed=4), rl.SCREEN_UNTIL_RESULTS + 15)
+    assert calls == list(range(rl.SCREEN_FROM_RESULTS, rl.SCREEN_UNTIL_RESULTS))
+
+
 def test_a_screened_pick_keeps_the_log_probability_it_was_sampled_with(monkeypatch):
     from nascompress.strategies import rl
 
