@@ -131,7 +131,13 @@ class ElasticResBlock(nn.Module):
             if index < last:
                 h = F.relu(h)
         if "shortcut" in w:
-            short = self.shortcut_bn(F.conv2d(x, fake_quant(w["shortcut"], bits, scheme),
+            # NCHW on purpose: with a channels-last input, oneDNN's backward of this
+            # strided 1x1 convolution corrupted the heap on an AMD EPYC CPU (torch
+            # 2.13.0+cpu; 4 -> 8 channels, stride 2, 8x8 inputs, batch 64: the process
+            # aborted), and activations here were channels-last in a supernet trained on
+            # digits. A no-op for NCHW inputs and in an exported graph.
+            short = self.shortcut_bn(F.conv2d(x.contiguous(),
+                                              fake_quant(w["shortcut"], bits, scheme),
                                               stride=self.stride))
         else:
             short = x
