@@ -47,6 +47,7 @@ from typing import Any, TextIO
 import torch
 from torch import nn
 
+from nascompress.training.loop import nchw_strided_pointwise
 from nascompress.training.recipe import AMP_MODES, check_prepare_device, select_prepare_device
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -326,83 +327,85 @@ def train_loop(config: Mapping[str, Any], *, stream: TextIO | None = sys.stdout,
                       file=stream, flush=True)
     clock = time.perf_counter()
     done_here = 0
-    for epoch in range(start, options.epochs):
-        if epoch >= warm and not sorted_:
-            net.sort_channels_()  # the largest network trained: rank its channels
-            optimizer, scheduler = fresh_optimizer(options.epochs - warm)
-            sorted_ = True
-        unlocked = unlocked_keys(net.choices, epoch=epoch, options=options)
-        net.train()
-        epoch_clock, losses, seen = time.perf_counter(), [], 0
-        loader_iter = dataset.loader("train", batch_size=options.batch_size, shuffle=True,
-                                     generator=torch.Generator().manual_seed(seed + epoch),
-                                     device=device)
-        for index, (inputs, labels) in enumerate(loader_iter):
-            if index >= usable:
-                break
-            if index % world != rank:
-                continue
-            inputs, labels = to_device(inputs, labels, device)
-            step = epoch * batches + index
-            optimizer.zero_grad(set_to_none=True)
-            soft = None
-            total = torch.zeros((), device=device)  # summed on the device: no host sync
-            for position, subnet in enumerate(step_subnets(
-                    net, step=step, seed=seed, unlocked=unlocked,
-                    count=options.random_subnets)):
-                net.set_active(subnet)
-                with autocast_context(device, precision):
-                    logits = net(inputs)
-                    if position == 0:
-                        loss = nn.functional.cross_entropy(logits, labels)
-                        soft = logits.detach()
-                    else:
-                        loss = distillation_loss(logits, soft, labels,
-                                                 alpha=options.kd_alpha,
-                                                 temperature=options.kd_temperature)
-                (scaler.scale(loss) if scaler is not None else loss).backward()
-                total += loss.detach().float()
-            if world > 1:
-                # Averaged while still scaled: every worker holds the same scale, and
-                # the scaler then finds an overflow on all of them or on none.
-                _average_gradients(net, world)
-            if scaler is not None:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-            losses.append(total)
-            seen += len(labels)
-        done_here += 1
-        if str(device).startswith("cuda"):
-            torch.cuda.synchronize()  # the queued steps belong to this epoch's time
-        seconds = time.perf_counter() - epoch_clock
-        mean_loss = float(torch.stack(losses).mean()) if losses else 0.0
-        entry: dict[str, Any] = {"epoch": epoch + 1, "loss": mean_loss,
-                                 "seconds": seconds, "images": seen * world,
-                                 "elastic": unlocked, "device": str(device).split(":")[0],
-                                 "precision": precision.name}
-        if rank == 0:
-            entry.update(_score_extremes(net, dataset, options, device))
-            history.append(entry)
-            _save_atomic(path, {"format": FORMAT, "fingerprint": key, "epoch": epoch + 1,
-                                "sorted": sorted_, "state": net.state_dict(),
-                                "optimizer": optimizer.state_dict(),
-                                "scheduler": (scheduler.state_dict()
-                                              if scheduler is not None else None),
-                                "scaler": (scaler.state_dict()
-                                           if scaler is not None else None),
-                                "history": history})
-            if stream:
-                elapsed = time.perf_counter() - clock
-                left = options.epochs - epoch - 1
-                eta = f" | eta {elapsed / done_here * left:.0f}s" if left else ""
-                print(f"supernet epoch {epoch + 1}/{options.epochs} loss {entry['loss']:.4f}"
-                      f" | largest {entry['val_accuracy_largest']:.4f} smallest "
-                      f"{entry['val_accuracy_smallest']:.4f} | {seconds:.1f}s{eta}",
-                      file=stream, flush=True)
+    # Guarded as the built-in trainer is (see nchw_strided_pointwise).
+    with nchw_strided_pointwise(net, device):
+        for epoch in range(start, options.epochs):
+            if epoch >= warm and not sorted_:
+                net.sort_channels_()  # the largest network trained: rank its channels
+                optimizer, scheduler = fresh_optimizer(options.epochs - warm)
+                sorted_ = True
+            unlocked = unlocked_keys(net.choices, epoch=epoch, options=options)
+            net.train()
+            epoch_clock, losses, seen = time.perf_counter(), [], 0
+            loader_iter = dataset.loader("train", batch_size=options.batch_size, shuffle=True,
+                                         generator=torch.Generator().manual_seed(seed + epoch),
+                                         device=device)
+            for index, (inputs, labels) in enumerate(loader_iter):
+                if index >= usable:
+                    break
+                if index % world != rank:
+                    continue
+                inputs, labels = to_device(inputs, labels, device)
+                step = epoch * batches + index
+                optimizer.zero_grad(set_to_none=True)
+                soft = None
+                total = torch.zeros((), device=device)  # summed on the device: no host sync
+                for position, subnet in enumerate(step_subnets(
+                        net, step=step, seed=seed, unlocked=unlocked,
+                        count=options.random_subnets)):
+                    net.set_active(subnet)
+                    with autocast_context(device, precision):
+                        logits = net(inputs)
+                        if position == 0:
+                            loss = nn.functional.cross_entropy(logits, labels)
+                            soft = logits.detach()
+                        else:
+                            loss = distillation_loss(logits, soft, labels,
+                                                     alpha=options.kd_alpha,
+                                                     temperature=options.kd_temperature)
+                    (scaler.scale(loss) if scaler is not None else loss).backward()
+                    total += loss.detach().float()
+                if world > 1:
+                    # Averaged while still scaled: every worker holds the same scale, and
+                    # the scaler then finds an overflow on all of them or on none.
+                    _average_gradients(net, world)
+                if scaler is not None:
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
+                if scheduler is not None:
+                    scheduler.step()
+                losses.append(total)
+                seen += len(labels)
+            done_here += 1
+            if str(device).startswith("cuda"):
+                torch.cuda.synchronize()  # the queued steps belong to this epoch's time
+            seconds = time.perf_counter() - epoch_clock
+            mean_loss = float(torch.stack(losses).mean()) if losses else 0.0
+            entry: dict[str, Any] = {"epoch": epoch + 1, "loss": mean_loss,
+                                     "seconds": seconds, "images": seen * world,
+                                     "elastic": unlocked, "device": str(device).split(":")[0],
+                                     "precision": precision.name}
+            if rank == 0:
+                entry.update(_score_extremes(net, dataset, options, device))
+                history.append(entry)
+                _save_atomic(path, {"format": FORMAT, "fingerprint": key, "epoch": epoch + 1,
+                                    "sorted": sorted_, "state": net.state_dict(),
+                                    "optimizer": optimizer.state_dict(),
+                                    "scheduler": (scheduler.state_dict()
+                                                  if scheduler is not None else None),
+                                    "scaler": (scaler.state_dict()
+                                               if scaler is not None else None),
+                                    "history": history})
+                if stream:
+                    elapsed = time.perf_counter() - clock
+                    left = options.epochs - epoch - 1
+                    eta = f" | eta {elapsed / done_here * left:.0f}s" if left else ""
+                    print(f"supernet epoch {epoch + 1}/{options.epochs} loss {entry['loss']:.4f}"
+                          f" | largest {entry['val_accuracy_largest']:.4f} smallest "
+                          f"{entry['val_accuracy_smallest']:.4f} | {seconds:.1f}s{eta}",
+                          file=stream, flush=True)
     if rank == 0:
         _save_atomic(directory / SUPERNET_FILE,
                      {"format": FORMAT, "fingerprint": key, "epochs": options.epochs,

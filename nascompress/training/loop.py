@@ -202,6 +202,37 @@ def autocast_context(device: str, precision) -> contextlib.AbstractContextManage
     return torch.autocast(device_type=str(device).split(":")[0], dtype=precision.dtype)
 
 
+@contextlib.contextmanager
+def nchw_strided_pointwise(model: nn.Module, device: str):
+    """While in the block, ``model``'s strided 1x1 convolutions see NCHW inputs on the CPU.
+
+    Why: oneDNN's backward of a 1x1 stride-2 convolution over a channels-last input with
+    few channels (2 -> 4, 4 -> 4 and 4 -> 8 crashed; 8 -> 4 and 8 -> 16 did not)
+    corrupts the heap on some CPUs (torch 2.13.0+cpu on an AMD EPYC: the process
+    aborts). Activations can turn channels-last unasked (a layer whose weight strides
+    look channels-last). Forward pre-hooks make such inputs contiguous (a copy, for
+    those layers only) and are removed on exit; on CUDA nothing is hooked.
+    """
+    if str(device).startswith("cuda"):
+        yield
+        return
+    handles = [module.register_forward_pre_hook(_nchw_input) for module in model.modules()
+               if isinstance(module, nn.Conv2d) and tuple(module.kernel_size) == (1, 1)
+               and tuple(module.stride) != (1, 1)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _nchw_input(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    x = args[0]
+    if isinstance(x, torch.Tensor) and x.dim() == 4 and not x.is_contiguous():
+        return (x.contiguous(), *args[1:])
+    return None
+
+
 def train_epochs(
     model: nn.Module,
     loader: Iterable[Any],
@@ -254,44 +285,45 @@ def train_epochs(
     channels_last = None  # decided on the first batch, from its rank
     indexed = (distill is not None and distill.teacher_logits is not None
                and hasattr(loader, "indexed"))
-    for epoch in range(epochs):
-        model.train()
-        batches = (loader.indexed() if indexed
-                   else ((None, x, y) for x, y in loader))  # type: ignore[attr-defined]
-        for positions, inputs, labels in batches:
-            if channels_last is None:
-                channels_last = select_channels_last(device, recipe.channels_last,
-                                                     torch.as_tensor(inputs).dim())
-                if channels_last:
-                    model.to(memory_format=torch.channels_last)
-                stats.channels_last = channels_last
-            inputs, labels = to_device(inputs, labels, device, channels_last=channels_last)
-            with autocast_context(device, precision):
-                teacher_out = (distill.run_teacher(inputs)
-                               if distill is not None and distill.features else None)
-                logits = model(inputs)
-                if distill is not None:
-                    loss = distill.loss(logits, inputs, labels, positions=positions,
-                                        teacher_out=teacher_out)
+    with nchw_strided_pointwise(model, device):
+        for epoch in range(epochs):
+            model.train()
+            batches = (loader.indexed() if indexed
+                       else ((None, x, y) for x, y in loader))  # type: ignore[attr-defined]
+            for positions, inputs, labels in batches:
+                if channels_last is None:
+                    channels_last = select_channels_last(device, recipe.channels_last,
+                                                         torch.as_tensor(inputs).dim())
+                    if channels_last:
+                        model.to(memory_format=torch.channels_last)
+                    stats.channels_last = channels_last
+                inputs, labels = to_device(inputs, labels, device, channels_last=channels_last)
+                with autocast_context(device, precision):
+                    teacher_out = (distill.run_teacher(inputs)
+                                   if distill is not None and distill.features else None)
+                    logits = model(inputs)
+                    if distill is not None:
+                        loss = distill.loss(logits, inputs, labels, positions=positions,
+                                            teacher_out=teacher_out)
+                    else:
+                        loss = cross_entropy(logits, labels, label_smoothing=smoothing)
+                optimizer.zero_grad(set_to_none=True)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
                 else:
-                    loss = cross_entropy(logits, labels, label_smoothing=smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                optimizer.step()
-            if scheduler is not None and steps is not None:
+                    loss.backward()
+                    optimizer.step()
+                if scheduler is not None and steps is not None:
+                    scheduler.step()
+                stats.images += len(labels)  # a shape, not a value: no host sync
+                if on_batch_end is not None:
+                    on_batch_end()
+            if scheduler is not None and steps is None:
                 scheduler.step()
-            stats.images += len(labels)  # a shape, not a value: no host sync
-            if on_batch_end is not None:
-                on_batch_end()
-        if scheduler is not None and steps is None:
-            scheduler.step()
-        if on_epoch_end is not None:
-            on_epoch_end(epoch)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch)
     if device.startswith("cuda"):
         torch.cuda.synchronize()  # the queued work belongs to this phase's time
     stats.seconds = time.perf_counter() - started

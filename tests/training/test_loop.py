@@ -1,0 +1,25 @@
+"""The built-in trainer's guards."""
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+
+def test_strided_pointwise_convolutions_see_nchw_inputs_on_the_cpu_while_guarded():
+    from torch import nn
+
+    from nascompress.training.loop import nchw_strided_pointwise
+
+    seen = []  # whether each convolution ran on an NCHW-contiguous input
+    strided, plain = nn.Conv2d(4, 8, 1, stride=2), nn.Conv2d(4, 8, 1)
+    for conv in (strided, plain):
+        conv.register_forward_hook(lambda m, args, out: seen.append(args[0].is_contiguous()))
+    model = nn.Sequential(strided)
+    x = torch.randn(2, 4, 8, 8).to(memory_format=torch.channels_last)
+    with nchw_strided_pointwise(model, "cpu"):
+        model(x)
+        plain(x)  # not a strided 1x1 (and not in the model): left as it is
+    model(x)  # the guard is gone after the block
+    with nchw_strided_pointwise(model, "cuda:0"):  # nothing is hooked for CUDA
+        model(x)
+    assert seen == [True, False, False, False]
