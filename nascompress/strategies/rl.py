@@ -140,8 +140,8 @@ class RLStrategy(ValidatingStrategy):
     only when no neighbour is found is the repeat proposed.
 
     **Screening** (``screened_samples``, 4 by default): from the 20th result to the
-    100th, each ask draws that many distinct, never-asked samples from the policy and proposes the
-    one that a model of the results seen so far (the last 500) predicts to lie furthest
+    100th, each ask draws that many distinct, never-asked samples from the policy and
+    proposes the one that a model of the results seen so far (the last 500) predicts to lie furthest
     beyond the front found so far
     (:func:`~nascompress.strategies._screening.most_promising`, as ``evolution`` and
     ``nsga2`` screen their children). The policy still decides where to look; the model
@@ -183,8 +183,8 @@ class RLStrategy(ValidatingStrategy):
         max_trials: return :data:`~nascompress.strategies.FINISHED` after this many
             proposals (proposals told ``INVALID`` do not count); ``None`` for no limit.
         screened_samples: policy samples drawn per ask from the 20th result to the
-            100th, of which the model's pick is proposed (see above); at least 1, which turns
-            screening off.
+            100th, of which the model's pick is proposed (see above); at least 1, which
+            turns screening off.
     """
 
     name = "rl"
@@ -378,9 +378,7 @@ class RLStrategy(ValidatingStrategy):
         return dict(params)
 
     def _unseen_neighbour(self, params: dict[str, Any]) -> dict[str, Any] | None:
-        dimensions = {key: spec.dimension for key, spec in zip(self._keys, self._actions,
-                                                               strict=True)}
-        return unseen_neighbour(dimensions, params, self._asked, self._rng)
+        return unseen_neighbour(self._dimensions, params, self._asked, self._rng)
 
     def tell(self, trial_id: str, outcome: Outcome) -> None:
         self._require_policy()
