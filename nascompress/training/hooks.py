@@ -11,7 +11,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from nascompress.training.loop import Distillation, cross_entropy, to_device
+from nascompress.training.loop import (
+    Distillation,
+    cross_entropy,
+    nchw_strided_pointwise,
+    to_device,
+)
 from nascompress.training.recipe import Precision, Recipe
 
 
@@ -103,6 +108,9 @@ def run_training_function(function: Callable[..., Any], context: TrainingContext
                           field: str, path: str) -> None:
     """Call ``function(context)``; an error it raises names ``field`` and ``path``.
 
+    While it runs, ``context.model``'s strided 1x1 convolutions see NCHW inputs on the
+    CPU (:func:`~nascompress.training.loop.nchw_strided_pointwise`).
+
     Exceptions raised by the pipeline's own callbacks (``checkpoint``, ``epoch_end``:
     an early-stopping decision, say) pass through unchanged.
 
@@ -124,7 +132,10 @@ def run_training_function(function: Callable[..., Any], context: TrainingContext
     context.checkpoint = passing(context.checkpoint)
     context.epoch_end = passing(context.epoch_end)
     try:
-        result = function(context)
+        # The built-in trainer's CPU guard against a oneDNN heap corruption covers the
+        # user's function too: the crash would take the whole worker process with it.
+        with nchw_strided_pointwise(context.model, context.device):
+            result = function(context)
     except Exception as exc:
         if any(exc is seen for seen in ours) or _passes_through(exc):
             raise

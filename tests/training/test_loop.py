@@ -23,3 +23,27 @@ def test_strided_pointwise_convolutions_see_nchw_inputs_on_the_cpu_while_guarded
     with nchw_strided_pointwise(model, "cuda:0"):  # nothing is hooked for CUDA
         model(x)
     assert seen == [True, False, False, False]
+
+
+def test_a_user_training_function_runs_under_the_same_guard():
+    from torch import nn
+
+    from nascompress.training.hooks import TrainingContext, run_training_function
+    from nascompress.training.loop import DEFAULT_RECIPE
+    from nascompress.training.recipe import select_precision
+
+    seen = []
+    model = nn.Sequential(nn.Conv2d(4, 8, 1, stride=2))
+    model[0].register_forward_hook(lambda m, args, out: seen.append(args[0].is_contiguous()))
+
+    def train(ctx):
+        ctx.model(torch.randn(2, 4, 8, 8).to(memory_format=torch.channels_last))
+
+    context = TrainingContext(
+        phase="train", model=model, train_loader=[], val_loader=[], device="cpu", epochs=1,
+        lr=0.1, batch_size=2, seed=0, generator=torch.Generator(), recipe=DEFAULT_RECIPE,
+        precision=select_precision("cpu", DEFAULT_RECIPE.amp), channels_last=False,
+        distill_loss=None)
+    run_training_function(train, context, field="training.function", path="m:train")
+    train(context)  # outside the call, unguarded
+    assert seen == [True, False]
