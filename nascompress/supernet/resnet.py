@@ -56,6 +56,7 @@ from nascompress.supernet._elastic import (
     fake_quant,
     permute,
 )
+from nascompress.training.loop import nchw
 
 #: Where a channel group appears: ``(module, parameter name or None for a BatchNorm,
 #: channel dimension)``.
@@ -136,7 +137,7 @@ class ElasticResBlock(nn.Module):
             # 2.13.0+cpu; 4 -> 8 channels, stride 2, 8x8 inputs, batch 64: the process
             # aborted), and activations here were channels-last in a supernet trained on
             # digits. A no-op for NCHW inputs and in an exported graph.
-            short = self.shortcut_bn(F.conv2d(x.contiguous(),
+            short = self.shortcut_bn(F.conv2d(nchw(x),
                                               fake_quant(w["shortcut"], bits, scheme),
                                               stride=self.stride))
         else:

@@ -209,9 +209,10 @@ def nchw_strided_pointwise(model: nn.Module, device: str):
     Why: oneDNN's backward of a 1x1 stride-2 convolution over a channels-last input with
     few channels (2 -> 4, 4 -> 4 and 4 -> 8 crashed; 8 -> 4 and 8 -> 16 did not)
     corrupts the heap on some CPUs (torch 2.13.0+cpu on an AMD EPYC: the process
-    aborts). Activations can turn channels-last unasked (a layer whose weight strides
-    look channels-last). Forward pre-hooks make such inputs contiguous (a copy, for
-    those layers only) and are removed on exit; on CUDA nothing is hooked.
+    aborts; ``bench/training/onednn_conv_sweep.md`` lists the shapes). Activations can
+    turn channels-last unasked (a layer whose weight strides look channels-last).
+    Forward pre-hooks give such inputs NCHW strides (:func:`nchw`: a copy, for those
+    layers only) and are removed on exit; on CUDA nothing is hooked.
     """
     if str(device).startswith("cuda"):
         yield
@@ -226,10 +227,28 @@ def nchw_strided_pointwise(model: nn.Module, device: str):
             handle.remove()
 
 
+def nchw(x: torch.Tensor) -> torch.Tensor:
+    """``x`` itself when its strides are NCHW's, else an NCHW copy.
+
+    Not ``x.contiguous()``: a channels-last tensor with one channel (or 1x1 pixels) is
+    "contiguous" too, and oneDNN still takes its strides for channels-last (one input
+    channel crashed like four in ``bench/training/onednn_conv_sweep.py``).
+    """
+    expected, step = [], 1
+    for size in reversed(x.shape):
+        expected.append(step)
+        step *= max(size, 1)
+    if x.stride() == tuple(reversed(expected)):
+        return x
+    return x.clone(memory_format=torch.contiguous_format)
+
+
 def _nchw_input(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
     x = args[0]
-    if isinstance(x, torch.Tensor) and x.dim() == 4 and not x.is_contiguous():
-        return (x.contiguous(), *args[1:])
+    if isinstance(x, torch.Tensor) and x.dim() == 4:
+        copy = nchw(x)
+        if copy is not x:
+            return (copy, *args[1:])
     return None
 
 

@@ -25,6 +25,18 @@ def test_strided_pointwise_convolutions_see_nchw_inputs_on_the_cpu_while_guarded
     assert seen == [True, False, False, False]
 
 
+def test_nchw_gives_nchw_strides_even_where_contiguous_says_yes():
+    from nascompress.training.loop import nchw
+
+    one_channel = torch.randn(2, 1, 8, 8).to(memory_format=torch.channels_last)
+    assert one_channel.is_contiguous()  # and yet its strides are channels-last ones
+    assert nchw(one_channel).stride() == (64, 64, 8, 1)
+    assert torch.equal(nchw(one_channel), one_channel)
+    plain = torch.randn(2, 4, 8, 8)
+    assert nchw(plain) is plain
+    assert nchw(plain.to(memory_format=torch.channels_last)).stride() == plain.stride()
+
+
 def test_a_user_training_function_runs_under_the_same_guard():
     from torch import nn
 
