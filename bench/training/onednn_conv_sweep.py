@@ -14,9 +14,9 @@ crash on the machine it runs on, and whether the guard keeps each crashing shape
 
 Each shape runs in its own process (a corrupted heap can fail later, elsewhere): a
 forward and backward of ``F.conv2d`` over a random channels-last ``(batch, cin, hw, hw)``
-input, repeated; the exit status is recorded (0: fine; 134 SIGABRT, 136 SIGFPE, 139
-SIGSEGV: crashed). Every shape that crashed is then run again as an ``nn.Conv2d`` inside
-the guard.
+input, repeated; the exit status is recorded (0: fine; a negative one is the signal
+that killed it: -6 SIGABRT, -8 SIGFPE, -11 SIGSEGV). Every shape that crashed is then
+run again as an ``nn.Conv2d`` inside the guard.
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{time.strftime('%Y-%m-%d')}; {cpu_name()}, torch {torch.__version__}, python "
         f"{platform.python_version()}; {args.repeats} forward+backward passes per shape, "
         f"one process each; {time.time() - started:.0f} s.", "",
-        "\n\n".join(__doc__.split("\n\n")[2:]).strip(), "",
+        "\n\n".join(__doc__.split("\n\n")[3:]).strip(), "",
         f"**{len(crashed)} of {len(rows)} shapes crashed**; under the guard "
         f"{sum(1 for r in crashed if r[2] == 0)} of those ran clean.", "",
         "| cin | cout | kernel | stride | hw | groups | batch | exit status | guarded |",

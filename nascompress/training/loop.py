@@ -206,10 +206,10 @@ def autocast_context(device: str, precision) -> contextlib.AbstractContextManage
 def nchw_strided_pointwise(model: nn.Module, device: str):
     """While in the block, ``model``'s strided 1x1 convolutions see NCHW inputs on the CPU.
 
-    Why: oneDNN's backward of a 1x1 stride-2 convolution over a channels-last input with
-    few channels (2 -> 4, 4 -> 4 and 4 -> 8 crashed; 8 -> 4 and 8 -> 16 did not)
-    corrupts the heap on some CPUs (torch 2.13.0+cpu on an AMD EPYC: the process
-    aborts; ``bench/training/onednn_conv_sweep.md`` lists the shapes). Activations can
+    Why: oneDNN's backward of a strided 1x1 convolution over a channels-last input with
+    few input channels (1-6 crashed, 7, 8, 12 and 16 did not) corrupts the heap on some
+    CPUs (torch 2.13.0+cpu on an AMD EPYC: the process dies; no other kernel crashed;
+    ``bench/training/onednn_conv_sweep.md`` lists the shapes). Activations can
     turn channels-last unasked (a layer whose weight strides look channels-last).
     Forward pre-hooks give such inputs NCHW strides (:func:`nchw`: a copy, for those
     layers only) and are removed on exit; on CUDA nothing is hooked.
