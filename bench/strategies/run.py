@@ -421,12 +421,12 @@ def evals_to_reach(curves: list[list[float]], target: float, budget: int) -> str
 
 
 def render(raw, benchmarks, names, budgets, info, notes) -> str:
+    first_seed = info.get("first_seed", 0)  # absent from runs recorded before it existed
     lines = [
         "# Strategy benchmark: measured tables and the surrogate",
         "",
         f"Command: `{info['command'].strip()}`; {info['date']}; {info['machine']}; "
-        f"{info['seeds']} seeds ({info.get('first_seed', 0)}.."
-        f"{info.get('first_seed', 0) + info['seeds'] - 1}) per strategy, "
+        f"{info['seeds']} seeds ({first_seed}..{first_seed + info['seeds'] - 1}) per strategy, "
         f"{info['slow_seeds']} for {', '.join(SLOW)} and for `bayesian` where it runs the GP "
         f"(budgets {info['slow_budgets']}; "
         f"benchmarks: {info['slow_benchmarks']}).",

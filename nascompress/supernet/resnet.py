@@ -132,11 +132,10 @@ class ElasticResBlock(nn.Module):
             if index < last:
                 h = F.relu(h)
         if "shortcut" in w:
-            # NCHW on purpose: with a channels-last input, oneDNN's backward of this
-            # strided 1x1 convolution corrupted the heap on an AMD EPYC CPU (torch
-            # 2.13.0+cpu; 4 -> 8 channels, stride 2, 8x8 inputs, batch 64: the process
-            # aborted), and activations here were channels-last in a supernet trained on
-            # digits. A no-op for NCHW inputs and in an exported graph.
+            # NCHW on purpose (the trainer's hooks cannot reach a functional conv): a
+            # strided 1x1 over a channels-last input crashes oneDNN's backward on some
+            # CPUs (see nchw_strided_pointwise), and activations here turn channels-last
+            # unasked. x itself when it is NCHW already.
             short = self.shortcut_bn(F.conv2d(nchw(x),
                                               fake_quant(w["shortcut"], bits, scheme),
                                               stride=self.stride))

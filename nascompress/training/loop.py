@@ -246,9 +246,7 @@ def nchw(x: torch.Tensor) -> torch.Tensor:
 def _nchw_input(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
     x = args[0]
     if isinstance(x, torch.Tensor) and x.dim() == 4:
-        copy = nchw(x)
-        if copy is not x:
-            return (copy, *args[1:])
+        return (nchw(x), *args[1:])
     return None
 
 
