@@ -1,5 +1,9 @@
 """Shared fixtures. Ray starts once per test session (about 10 s), only when asked for;
-so does the small real run of ``tiny_run_dir``."""
+so does the small real run of ``tiny_run_dir``.
+
+``scripts/test.sh`` runs the suite on two pytest-xdist workers (``--dist loadgroup``);
+:func:`pytest_collection_modifyitems` keeps what must stay together on one worker.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,27 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Group the tests for pytest-xdist's ``--dist loadgroup`` (a no-op without it).
+
+    Every module that uses ``ray_session`` goes to one group, so one worker starts one
+    local Ray for all of them (two would share the two CPUs the tests ask Ray for).
+    Every other module is a group of its own, so its module-scoped fixtures (trained
+    models, a supernet, a ``ray start`` cluster) are built once, on one worker.
+    """
+    if not config.pluginmanager.hasplugin("xdist"):
+        return  # --strict-markers would refuse the unregistered xdist_group marker
+    def module_of(item):
+        found = getattr(item, "module", None)
+        return found.__name__ if found is not None else item.nodeid
+
+    ray_modules = {module_of(item) for item in items if "ray_session" in item.fixturenames}
+    for item in items:
+        module = module_of(item)
+        group = "ray" if module in ray_modules else module
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")
