@@ -181,12 +181,15 @@ class TrialRunner:
         report: ReportFn = no_report,
         *,
         latency: TrialLatency | None = None,
+        workdir: Path | None = None,
     ) -> TrialOutcome:
         """Evaluate in this process (artifacts go to a temporary folder, then the outcome).
 
         ``latency`` is the trial's latency client (by default one opened from
         ``latency_service``); evaluators reach it through
-        :func:`nascompress.latency.client.current`.
+        :func:`nascompress.latency.client.current`. ``workdir`` is the folder for the
+        artifacts when the caller owns it (and removes it); by default a temporary folder
+        made and removed here.
         """
         started = time.time()
         if latency is None and self.latency_service is not None:
@@ -196,7 +199,7 @@ class TrialRunner:
                 return TrialOutcome("FAILED", error=f"latency service: {short_error(exc)}",
                                     started_at=started, finished_at=time.time())
         scope = activate(latency) if latency is not None else contextlib.nullcontext()
-        with scope, tempfile.TemporaryDirectory(prefix="nascompress-trial-") as workdir:
+        with scope, _artifact_folder(workdir) as workdir:
             try:
                 reason = self.space.check(params)
                 if reason:
@@ -243,6 +246,14 @@ class TrialRunner:
     def _evaluate_in_child(
         self, params: Mapping[str, Any], trial_id: str, report: ReportFn
     ) -> TrialOutcome:
+        # The artifact folder is made and removed here, not in the child: a child killed
+        # at the time limit (or by the kernel) would leave its folder, artifacts and all.
+        with _artifact_folder(None) as workdir:
+            return self._run_child(params, trial_id, report, Path(workdir))
+
+    def _run_child(
+        self, params: Mapping[str, Any], trial_id: str, report: ReportFn, workdir: Path
+    ) -> TrialOutcome:
         # "spawn", not "fork": forking a process that runs Ray and torch threads can
         # deadlock the child. The price is a fresh interpreter per trial.
         ctx = multiprocessing.get_context("spawn")
@@ -255,7 +266,8 @@ class TrialRunner:
         # this process, which decides.
         shipped = replace(self, early_stopping=None, prefilter=None)
         child = ctx.Process(target=_child_main,
-                            args=(shipped, dict(params), trial_id, messages, replies),
+                            args=(shipped, dict(params), trial_id, messages, replies,
+                                  workdir),
                             daemon=True)
         started = time.time()
         child.start()
@@ -305,7 +317,18 @@ def _stopping_report(rule, trial_id: str, report: ReportFn) -> ReportFn:
     return wrapped
 
 
-def _child_main(runner: TrialRunner, params, trial_id, messages, replies) -> None:
+@contextlib.contextmanager
+def _artifact_folder(given: Path | None):
+    """``given`` as it is (its owner removes it), else a temporary folder removed on exit."""
+    if given is not None:
+        yield str(given)
+        return
+    with tempfile.TemporaryDirectory(prefix="nascompress-trial-",
+                                     ignore_cleanup_errors=True) as made:
+        yield made
+
+
+def _child_main(runner: TrialRunner, params, trial_id, messages, replies, workdir) -> None:
     def report(step, metrics):
         messages.put(("report", step, dict(metrics)))
 
@@ -317,7 +340,7 @@ def _child_main(runner: TrialRunner, params, trial_id, messages, replies) -> Non
                                service=relay if config.device_resource else None,
                                holder=f"{trial_id}:child:{multiprocessing.current_process().pid}",
                                trial_id=trial_id)
-    outcome = runner.evaluate_here(params, trial_id, report, latency=latency)
+    outcome = runner.evaluate_here(params, trial_id, report, latency=latency, workdir=workdir)
     messages.put(("done", outcome.to_dict()))
 
 

@@ -3,6 +3,7 @@
 import math
 import os
 import signal
+import tempfile
 import time
 
 import pytest
@@ -34,6 +35,8 @@ class BehaviourEvaluator(Evaluator):
         report(1, {"progress": 0.5})
         if behaviour == "nan":
             return {"score": math.nan}
+        if behaviour in ("hang", "kill"):  # a partial artifact first
+            (context.artifact_dir / "partial.bin").write_bytes(b"\x00")
         if behaviour == "hang":
             time.sleep(600)
         if behaviour == "oom":
@@ -84,6 +87,17 @@ def test_a_hung_trial_is_stopped_at_the_time_limit():
     assert outcome.state == "FAILED" and "time limit of 4 s" in outcome.error
     assert outcome.metrics["failure_kind"] == "timeout"
     assert time.time() - started < 60
+
+
+@pytest.mark.parametrize(("behaviour", "timeout_s"), [("hang", 4), ("kill", 60)])
+def test_a_stopped_trial_process_leaves_no_artifact_folder(behaviour, timeout_s, tmp_path,
+                                                            monkeypatch):
+    # Temporary folders go to tmp_path, in this process and in the spawned child.
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    outcome = _runner(timeout_s=timeout_s)({"arch/behaviour": behaviour}, "t")
+    assert outcome.state == "FAILED"
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_killed_trial_process_is_recorded_as_killed():
