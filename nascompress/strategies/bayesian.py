@@ -34,6 +34,15 @@ SAMPLERS = ("auto", "tpe", "gp")
 #: them. For trials of a few seconds the GP's ~1 s per step costs more than it saves.
 GP_MAX_BUDGET = 100
 
+#: The most objectives for which ``sampler="auto"`` chooses the GP. Its acquisition
+#: (log expected hypervolume improvement) works on a box decomposition of the front,
+#: which grows steeply with the objectives: on 2 cores, at 50-60 trials of the default
+#: space with uncorrelated synthetic objectives, 1.5 s per proposal and 0.4 GB of peak
+#: memory with two objectives, 3.6 s and 0.8 GB with three, 10.9 s and 4.0 GB with
+#: four (``bench/strategies/gp_objectives.md``). Every strategy benchmark has three
+#: objectives, so the GP's gain was measured there only; TPE takes four and more.
+GP_MAX_OBJECTIVES = 3
+
 
 @functools.cache
 def _missing_gp_modules() -> tuple[str, ...]:
@@ -45,9 +54,11 @@ class BayesianStrategy(OptunaStrategy):
     """Multi-objective Bayesian optimisation with optuna's ``TPESampler`` or ``GPSampler``.
 
     ``sampler="auto"`` (the default): the GP when the search's budget is known and at
-    most :data:`GP_MAX_BUDGET` (100) trials, TPE otherwise (more trials, or a budget
-    unknown). :attr:`sampler_in_use` says which; a resumed search keeps the sampler it
-    started with, even when ``--trials`` moves its budget across the line.
+    most :data:`GP_MAX_BUDGET` (100) trials and it has at most
+    :data:`GP_MAX_OBJECTIVES` (3) objectives, TPE otherwise (more trials, a budget
+    unknown, or more objectives). :attr:`sampler_in_use` says which; a resumed search
+    keeps the sampler it started with, even when ``--trials`` moves its budget across
+    the line.
 
     ``sampler="tpe"``: a Tree-structured Parzen Estimator. Cheap per
     proposal, fine with hundreds of trials and with many trials in parallel (through
@@ -56,8 +67,9 @@ class BayesianStrategy(OptunaStrategy):
     ``sampler="gp"``: a Gaussian process with a (log) expected-hypervolume-improvement
     acquisition, constrained when there are constraints, and batch-aware for trials still
     running. It models Categorical, Int and Float dimensions, and spends far more time per
-    proposal, growing with the trials seen (on 2 cores: about 0.2 s at 10 trials, 0.8 s
-    at 80), so it suits small budgets of expensive trials. It needs torch and scipy
+    proposal, growing with the trials seen and with the objectives (with three, on 2
+    cores: about 0.2 s at 10 trials and 0.8 s at 80 on one machine, 3 s at 50-60 on a
+    slower one), so it suits small budgets of expensive trials. It needs torch and scipy
     (both dependencies of nascompress). optuna logs once that ``greenlet`` is missing
     when it is not installed; the GP then optimises its acquisition sequentially, which
     is slower.
@@ -143,19 +155,20 @@ class BayesianStrategy(OptunaStrategy):
         """``"tpe"`` or ``"gp"``: the sampler this search runs (what ``"auto"`` chose)."""
         return self._sampler_in_use
 
-    def sampler_for(self, budget: int | None) -> str:
-        """The sampler a fresh search of ``budget`` trials runs: ``sampler`` itself, or
-        what ``"auto"`` chooses for that budget."""
+    def sampler_for(self, budget: int | None, objectives: int = 1) -> str:
+        """The sampler a fresh search of ``budget`` trials and ``objectives`` objectives
+        runs: ``sampler`` itself, or what ``"auto"`` chooses for them."""
         if self.sampler != "auto":
             return self.sampler
         # torch and scipy are dependencies of nascompress; in an environment without
         # them "auto" still runs, with TPE.
-        small = budget is not None and budget <= GP_MAX_BUDGET
+        small = (budget is not None and budget <= GP_MAX_BUDGET
+                 and objectives <= GP_MAX_OBJECTIVES)
         return "gp" if small and not _missing_gp_modules() else "tpe"
 
     def _setup(self, space: SearchSpace, *, seed: int) -> None:
         self._seed = seed
-        self._sampler_in_use = self.sampler_for(self._budget)
+        self._sampler_in_use = self.sampler_for(self._budget, len(self._objectives))
         super()._setup(space, seed=seed)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 optuna = pytest.importorskip("optuna")
 
+from nascompress.objectives import Objective  # noqa: E402
 from nascompress.pareto import Constraint  # noqa: E402
 from nascompress.spaces import Categorical, Float, Int, SearchSpace  # noqa: E402
 from nascompress.strategies import (  # noqa: E402
@@ -19,7 +20,7 @@ from nascompress.strategies import (  # noqa: E402
     Outcome,
     ask_valid,
 )
-from nascompress.strategies.bayesian import GP_MAX_BUDGET  # noqa: E402
+from nascompress.strategies.bayesian import GP_MAX_BUDGET, GP_MAX_OBJECTIVES  # noqa: E402
 from tests._helpers import FG_OBJECTIVES, FGSpace, fg_objectives  # noqa: E402
 
 
@@ -301,6 +302,20 @@ def test_auto_sampler_is_the_gp_for_small_budgets(sampler, budget, in_use):
     expected = optuna.samplers.GPSampler if in_use == "gp" else optuna.samplers.TPESampler
     assert isinstance(strategy._study.sampler, expected)
     assert strategy.state_dict()["options"] == {"sampler": in_use}
+
+
+@pytest.mark.parametrize(("objectives", "in_use"),
+                         [(GP_MAX_OBJECTIVES, "gp"), (GP_MAX_OBJECTIVES + 1, "tpe")])
+def test_auto_sampler_is_tpe_beyond_three_objectives(objectives, in_use):
+    pytest.importorskip("torch")
+    strategy = BayesianStrategy(n_startup_trials=3)  # sampler="auto"
+    strategy.setup(ToySpace(), [Objective(f"o{i}", "min") for i in range(objectives)],
+                   seed=0, budget=GP_MAX_BUDGET)
+    assert strategy.sampler_in_use == in_use
+    fixed = BayesianStrategy(sampler="gp", n_startup_trials=3)
+    fixed.setup(ToySpace(), [Objective(f"o{i}", "min") for i in range(objectives)],
+                seed=0, budget=GP_MAX_BUDGET)
+    assert fixed.sampler_in_use == "gp"  # asked for by name: kept
 
 
 def test_auto_resumes_with_the_sampler_the_search_started_with():
