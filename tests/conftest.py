@@ -26,6 +26,7 @@ def pytest_collection_modifyitems(config, items):
     """
     if not config.pluginmanager.hasplugin("xdist"):
         return  # --strict-markers would refuse the unregistered xdist_group marker
+
     def module_of(item):
         found = getattr(item, "module", None)
         return found.__name__ if found is not None else item.nodeid
