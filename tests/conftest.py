@@ -28,8 +28,7 @@ def pytest_collection_modifyitems(config, items):
         return  # --strict-markers would refuse the unregistered xdist_group marker
 
     def module_of(item):
-        found = getattr(item, "module", None)
-        return found.__name__ if found is not None else item.nodeid
+        return item.nodeid.split("::")[0]  # the test file
 
     ray_modules = {module_of(item) for item in items if "ray_session" in item.fixturenames}
     for item in items:

@@ -199,7 +199,9 @@ class TrialRunner:
                 return TrialOutcome("FAILED", error=f"latency service: {short_error(exc)}",
                                     started_at=started, finished_at=time.time())
         scope = activate(latency) if latency is not None else contextlib.nullcontext()
-        with scope, _artifact_folder(workdir) as workdir:
+        folder = (contextlib.nullcontext(str(workdir)) if workdir is not None
+                  else _temporary_artifact_folder())
+        with scope, folder as workdir:
             try:
                 reason = self.space.check(params)
                 if reason:
@@ -248,7 +250,7 @@ class TrialRunner:
     ) -> TrialOutcome:
         # The artifact folder is made and removed here, not in the child: a child killed
         # at the time limit (or by the kernel) would leave its folder, artifacts and all.
-        with _artifact_folder(None) as workdir:
+        with _temporary_artifact_folder() as workdir:
             return self._run_child(params, trial_id, report, Path(workdir))
 
     def _run_child(
@@ -317,15 +319,9 @@ def _stopping_report(rule, trial_id: str, report: ReportFn) -> ReportFn:
     return wrapped
 
 
-@contextlib.contextmanager
-def _artifact_folder(given: Path | None):
-    """``given`` as it is (its owner removes it), else a temporary folder removed on exit."""
-    if given is not None:
-        yield str(given)
-        return
-    with tempfile.TemporaryDirectory(prefix="nascompress-trial-",
-                                     ignore_cleanup_errors=True) as made:
-        yield made
+def _temporary_artifact_folder() -> tempfile.TemporaryDirectory:
+    """A trial's artifact folder, removed when its ``with`` block ends."""
+    return tempfile.TemporaryDirectory(prefix="nascompress-trial-", ignore_cleanup_errors=True)
 
 
 def _child_main(runner: TrialRunner, params, trial_id, messages, replies, workdir) -> None:

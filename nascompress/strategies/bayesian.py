@@ -155,7 +155,7 @@ class BayesianStrategy(OptunaStrategy):
         """``"tpe"`` or ``"gp"``: the sampler this search runs (what ``"auto"`` chose)."""
         return self._sampler_in_use
 
-    def sampler_for(self, budget: int | None, objectives: int = 1) -> str:
+    def sampler_for(self, budget: int | None, objectives: int) -> str:
         """The sampler a fresh search of ``budget`` trials and ``objectives`` objectives
         runs: ``sampler`` itself, or what ``"auto"`` chooses for them."""
         if self.sampler != "auto":

@@ -308,13 +308,12 @@ def test_auto_sampler_is_the_gp_for_small_budgets(sampler, budget, in_use):
                          [(GP_MAX_OBJECTIVES, "gp"), (GP_MAX_OBJECTIVES + 1, "tpe")])
 def test_auto_sampler_is_tpe_beyond_three_objectives(objectives, in_use):
     pytest.importorskip("torch")
+    minimised = [Objective(f"o{i}", "min") for i in range(objectives)]
     strategy = BayesianStrategy(n_startup_trials=3)  # sampler="auto"
-    strategy.setup(ToySpace(), [Objective(f"o{i}", "min") for i in range(objectives)],
-                   seed=0, budget=GP_MAX_BUDGET)
+    strategy.setup(ToySpace(), minimised, seed=0, budget=GP_MAX_BUDGET)
     assert strategy.sampler_in_use == in_use
     fixed = BayesianStrategy(sampler="gp", n_startup_trials=3)
-    fixed.setup(ToySpace(), [Objective(f"o{i}", "min") for i in range(objectives)],
-                seed=0, budget=GP_MAX_BUDGET)
+    fixed.setup(ToySpace(), minimised, seed=0, budget=GP_MAX_BUDGET)
     assert fixed.sampler_in_use == "gp"  # asked for by name: kept
 
 
