@@ -57,6 +57,33 @@ def test_predicted_violations_rank_behind_predicted_feasible_candidates():
     assert most_promising([small, big], results, DIMENSIONS, OBJECTIVES, limit, seed=1) == 0
 
 
+def test_the_pick_does_not_depend_on_the_units_of_an_objective():
+    # Size in bytes or in megabytes must not change which child is tried. A single model
+    # of every objective's raw value did: its splits followed whichever objective had
+    # the larger numbers (3 of these 20 picks changed with the unit).
+    dimensions = {"arch/width": Categorical([8, 16, 32, 64, 128, 256]),
+                  "quant/bits": Categorical([4, 8]), "other/a": Int(0, 9),
+                  "other/b": Int(0, 9)}
+
+    def results(seed, unit):
+        rng = random.Random(seed)
+        out = []
+        for _ in range(40):
+            params = {key: dim.sample(rng) for key, dim in dimensions.items()}
+            accuracy = 0.6 + 0.3 * (params["quant/bits"] == 8) + rng.uniform(-0.02, 0.02)
+            size = unit * params["arch/width"] ** 2 * rng.uniform(0.7, 1.3)
+            out.append({"params": params, "objectives": {"accuracy": accuracy, "size": size}})
+        return out
+
+    for seed in range(20):
+        rng = random.Random(seed + 50)
+        candidates = [{key: dim.sample(rng) for key, dim in dimensions.items()}
+                      for _ in range(6)]
+        picks = {most_promising(candidates, results(seed, unit), dimensions, OBJECTIVES, (),
+                                seed=seed) for unit in (1e3, 1e-6)}
+        assert len(picks) == 1, f"seed {seed}: the pick changed with the unit of size"
+
+
 def test_too_little_to_learn_from_keeps_the_first_candidate():
     candidates = [r["params"] for r in _results(3, seed=5)]
     assert most_promising(candidates, _results(3), DIMENSIONS, OBJECTIVES, (), seed=0) == 0
