@@ -40,6 +40,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import run  # noqa: E402
+from variant_check import hv_curves, search_cells  # noqa: E402
 
 OUT = HERE / "screening_per_objective"
 STRATEGIES = ("evolution", "nsga2", "rl")
@@ -63,29 +64,21 @@ def run_strategy(strategy: str, budgets: list[int], seed_sets: list[range],
     benchmarks, notes = run.load_benchmarks(names)
     path = OUT / f"{strategy}.json"
     saved = json.loads(path.read_text()) if path.exists() else {}
-    for benchmark in benchmarks:
-        scorer = run.Scorer(benchmark.front)
-        for budget in budgets:
-            if benchmark.size is not None and budget > 0.5 * benchmark.size:
-                continue
-            for seeds in seed_sets:
-                curves = {key: [scorer.hv_curve(scorer.scaled(
-                              run.run_one(benchmark, key, seed, budget)["found"]))
-                              for seed in seeds]
-                          for key in ("random", strategy)}
-                target = float(np.median([c[-1] for c in curves["random"]]))
-                key = f"{benchmark.name}|{budget}|{label(seeds)}"
-                saved[key] = {
-                    "random": [c[-1] for c in curves["random"]],
-                    "hv": [c[-1] for c in curves[strategy]],
-                    "to_rnd": run.evals_to_reach(curves[strategy], target, budget),
-                }
-                print(key, f"{np.median(saved[key]['hv']):.4f}", saved[key]["to_rnd"],
-                      flush=True)
-                OUT.mkdir(exist_ok=True)
-                path.write_text(json.dumps({**saved, "_info": {
-                    "date": str(datetime.date.today()), "machine": platform.machine(),
-                    "python": platform.python_version(), "notes": notes}}, indent=1) + "\n")
+    for benchmark, scorer, budget, seeds in search_cells(benchmarks, budgets, seed_sets):
+        curves = {key: hv_curves(benchmark, scorer, key, budget, seeds)
+                  for key in ("random", strategy)}
+        target = float(np.median([c[-1] for c in curves["random"]]))
+        key = f"{benchmark.name}|{budget}|{label(seeds)}"
+        saved[key] = {
+            "random": [c[-1] for c in curves["random"]],
+            "hv": [c[-1] for c in curves[strategy]],
+            "to_rnd": run.evals_to_reach(curves[strategy], target, budget),
+        }
+        print(key, f"{np.median(saved[key]['hv']):.4f}", saved[key]["to_rnd"], flush=True)
+        OUT.mkdir(exist_ok=True)
+        path.write_text(json.dumps({**saved, "_info": {
+            "date": str(datetime.date.today()), "machine": platform.machine(),
+            "python": platform.python_version(), "notes": notes}}, indent=1) + "\n")
 
 
 def adopt(strategy: str, results: Path) -> None:

@@ -18,8 +18,9 @@ import json
 import platform
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.stats import mannwhitneyu
@@ -30,6 +31,28 @@ sys.path.insert(0, str(HERE))
 import run  # noqa: E402
 
 SEED_SETS = (range(0, 20), range(20, 40))
+
+
+def search_cells(benchmarks: Sequence[Any], budgets: Sequence[int],
+                 seed_sets: Sequence[range]) -> Iterator[tuple[Any, Any, int, range]]:
+    """``(benchmark, scorer, budget, seeds)`` for every cell to run: each benchmark (with
+    the scorer of its true front) at each budget, but a budget above half a table (which
+    would make every strategy enumerate it), with each seed set."""
+    for benchmark in benchmarks:
+        scorer = run.Scorer(benchmark.front)
+        for budget in budgets:
+            if benchmark.size is not None and budget > 0.5 * benchmark.size:
+                continue
+            for seeds in seed_sets:
+                yield benchmark, scorer, budget, seeds
+
+
+def hv_curves(benchmark: Any, scorer: Any, name: str, budget: int,
+              seeds: range) -> list[list[float]]:
+    """The HV/HV* after each evaluation of one search per seed of ``name`` (a ``run.py``
+    name) on ``benchmark``."""
+    return [scorer.hv_curve(scorer.scaled(run.run_one(benchmark, name, seed, budget)["found"]))
+            for seed in seeds]
 
 
 def check(*, stem: str, title: str, doc: str, base: tuple[str, str],
@@ -51,33 +74,25 @@ def check(*, stem: str, title: str, doc: str, base: tuple[str, str],
              f"| {variant[0]} vs {base[0]} (two-sided) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     per_seed: dict[str, list[float]] = {}
-    for benchmark in benchmarks:
-        scorer = run.Scorer(benchmark.front)
-        for budget in budgets:
-            if benchmark.size is not None and budget > 0.5 * benchmark.size:
-                continue
-            for seeds in seed_sets:
-                label = f"{seeds.start}-{seeds.stop - 1}"
-                curves = {key: [scorer.hv_curve(scorer.scaled(
-                              run.run_one(benchmark, name, seed, budget)["found"]))
-                              for seed in seeds]
-                          for key, name in names.items()}
-                hv = {key: [curve[-1] for curve in runs] for key, runs in curves.items()}
-                for key, values in hv.items():
-                    per_seed[f"{benchmark.name}|{budget}|{label}|{key}"] = values
-                target = float(np.median(hv["random"]))
-                cells = []
-                for key in (base[0], variant[0]):
-                    q1, med, q3 = np.percentile(hv[key], [25, 50, 75])
-                    p = mannwhitneyu(hv[key], hv["random"], alternative="greater").pvalue
-                    cells += [f"{med:.4f} [{q1:.4f}, {q3:.4f}]", run._fmt_p(p),
-                              run.evals_to_reach(curves[key], target, budget)]
-                both = mannwhitneyu(hv[variant[0]], hv[base[0]],
-                                    alternative="two-sided").pvalue
-                line = (f"| {benchmark.name} | {budget} | {label} | {target:.4f} | "
-                        f"{' | '.join(cells)} | {run._fmt_p(both)} |")
-                print(line, flush=True)
-                lines.append(line)
+    for benchmark, scorer, budget, seeds in search_cells(benchmarks, budgets, seed_sets):
+        label = f"{seeds.start}-{seeds.stop - 1}"
+        curves = {key: hv_curves(benchmark, scorer, name, budget, seeds)
+                  for key, name in names.items()}
+        hv = {key: [curve[-1] for curve in runs] for key, runs in curves.items()}
+        for key, values in hv.items():
+            per_seed[f"{benchmark.name}|{budget}|{label}|{key}"] = values
+        target = float(np.median(hv["random"]))
+        cells = []
+        for key in (base[0], variant[0]):
+            q1, med, q3 = np.percentile(hv[key], [25, 50, 75])
+            p = mannwhitneyu(hv[key], hv["random"], alternative="greater").pvalue
+            cells += [f"{med:.4f} [{q1:.4f}, {q3:.4f}]", run._fmt_p(p),
+                      run.evals_to_reach(curves[key], target, budget)]
+        both = mannwhitneyu(hv[variant[0]], hv[base[0]], alternative="two-sided").pvalue
+        line = (f"| {benchmark.name} | {budget} | {label} | {target:.4f} | "
+                f"{' | '.join(cells)} | {run._fmt_p(both)} |")
+        print(line, flush=True)
+        lines.append(line)
     lines += ["", *[f"- {note}" for note in notes]]
     (HERE / f"{stem}.md").write_text("\n".join(lines) + "\n")
     (HERE / f"{stem}.json").write_text(json.dumps(per_seed, indent=1) + "\n")
