@@ -110,8 +110,9 @@ def most_promising(
     # at once, by their summed variance; one model of every objective, raw values among
     # its outputs, split where the bytes varied most and ranked accuracy and latency
     # worse than a model of their own does (bench/strategies/screening_models.md).
-    # Each model learns its objective's rank and its raw value, standardised so that
-    # neither outweighs the other; the raw value is for the constraints.
+    # Each model learns its objective's rank and its raw value (for the constraints),
+    # standardised so that the objective's units cannot matter; both outputs order the
+    # results alike, so their splits serve the same objective.
     mean, spread = raw.mean(axis=0), raw.std(axis=0)
     spread[spread == 0] = 1.0
     n = len(objectives)
