@@ -41,7 +41,12 @@ from build import TABLES  # noqa: E402
 from table import TabularBenchmark  # noqa: E402
 
 from nascompress.objectives import Objective  # noqa: E402
-from nascompress.strategies._screening import _TREES, _encoder, _rank_scaled  # noqa: E402
+from nascompress.strategies._screening import (  # noqa: E402
+    _TREES,
+    _encoder,
+    _rank_scaled,
+    predict_per_objective,
+)
 
 OBJECTIVES = [Objective("accuracy", "max"), Objective("size_bytes", "min"),
               Objective("latency_ms", "min")]
@@ -50,23 +55,15 @@ TEST_POINTS = 200
 
 def predicted_ranks(mode: str, features, raw, test_features, seed: int) -> np.ndarray:
     """Each objective's predicted rank of the test points, by one joint model (the code
-    before) or one model per objective (the code now)."""
+    before) or one model per objective (the code now, ``predict_per_objective``)."""
     minimised = np.array([[o.as_minimised(v) for o, v in zip(OBJECTIVES, row, strict=True)]
                           for row in raw])
     ranks = _rank_scaled(minimised)
-    n = len(OBJECTIVES)
-    if mode == "joint":
-        model = ExtraTreesRegressor(n_estimators=_TREES, random_state=seed)
-        model.fit(features, np.column_stack([raw, ranks]))
-        return model.predict(test_features)[:, n:]
-    mean, spread = raw.mean(axis=0), raw.std(axis=0)
-    spread[spread == 0] = 1.0
-    columns = []
-    for j in range(n):
-        model = ExtraTreesRegressor(n_estimators=_TREES, random_state=seed)
-        model.fit(features, np.column_stack([(raw[:, j] - mean[j]) / spread[j], ranks[:, j]]))
-        columns.append(model.predict(test_features)[:, 1])
-    return np.column_stack(columns)
+    if mode == "per objective":
+        return predict_per_objective(features, raw, ranks, test_features, seed)[1]
+    model = ExtraTreesRegressor(n_estimators=_TREES, random_state=seed)
+    model.fit(features, np.column_stack([raw, ranks]))
+    return model.predict(test_features)[:, len(OBJECTIVES):]
 
 
 def measure(name: str, train: int, repeats: int) -> dict[str, list[list[float]]]:
@@ -85,8 +82,7 @@ def measure(name: str, train: int, repeats: int) -> dict[str, list[list[float]]]
         raw = np.array([[p[o.name] for o in OBJECTIVES] for p in seen], dtype=float)
         for mode in taus:
             start = time.perf_counter()
-            predicted = predicted_ranks("joint" if mode == "joint" else "per", features, raw,
-                                        test_features, seed=repeat)
+            predicted = predicted_ranks(mode, features, raw, test_features, seed=repeat)
             seconds[mode].append(time.perf_counter() - start)
             for j, objective in enumerate(OBJECTIVES):
                 truth = [objective.as_minimised(p[objective.name]) for p in unseen]

@@ -94,8 +94,6 @@ def most_promising(
     results = list(results)[-MODEL_RESULTS:]
     if len(candidates) < 2 or len(results) < 4:
         return 0
-    from sklearn.ensemble import ExtraTreesRegressor  # a core dependency; imported late
-
     encode = _encoder(dimensions)
     features = np.array([encode(r["params"]) for r in results], dtype=float)
     if features.shape[1] == 0:  # only plug-in dimension types: nothing to learn from
@@ -106,24 +104,7 @@ def most_promising(
                           for row in raw])
     ranks = _rank_scaled(minimised)
     encoded = np.array([encode(c) for c in candidates], dtype=float)
-    # One model per objective. A multi-output tree picks each split for all its outputs
-    # at once, by their summed variance; one model of every objective, raw values among
-    # its outputs, split where the bytes varied most and ranked accuracy and latency
-    # worse than a model of their own does (bench/strategies/screening_models.md).
-    # Each model learns its objective's rank and its raw value (for the constraints),
-    # standardised so that the objective's units cannot matter; both outputs order the
-    # results alike, so their splits serve the same objective.
-    mean, spread = raw.mean(axis=0), raw.std(axis=0)
-    spread[spread == 0] = 1.0
-    n = len(objectives)
-    predicted_raw = np.empty((len(candidates), n))
-    predicted_ranks = np.empty((len(candidates), n))
-    for j in range(n):
-        model = ExtraTreesRegressor(n_estimators=_TREES, random_state=seed)
-        model.fit(features, np.column_stack([(raw[:, j] - mean[j]) / spread[j], ranks[:, j]]))
-        predicted = model.predict(encoded).reshape(len(candidates), 2)
-        predicted_raw[:, j] = predicted[:, 0] * spread[j] + mean[j]
-        predicted_ranks[:, j] = predicted[:, 1]
+    predicted_raw, predicted_ranks = predict_per_objective(features, raw, ranks, encoded, seed)
 
     feasible = ranks[[
         sum(constraint_violations(_named(objectives, row), constraints)) == 0.0
@@ -138,6 +119,33 @@ def most_promising(
         return (violation, _shortfall(predicted_ranks[index], front))
 
     return min(range(len(candidates)), key=key)
+
+
+def predict_per_objective(features: np.ndarray, raw: np.ndarray, ranks: np.ndarray,
+                          encoded: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each objective's predicted raw value and rank (columns) for the rows of ``encoded``.
+
+    One model per objective. A multi-output tree picks each split for all its outputs at
+    once, by their summed variance; one model of every objective, raw values among its
+    outputs, split where the bytes varied most and ranked accuracy and latency worse than
+    a model of their own does (bench/strategies/screening_models.md). Each model learns
+    its objective's rank and its raw value (for the constraints), standardised so that
+    the objective's units cannot matter; both outputs order the results alike, so their
+    splits serve the same objective.
+    """
+    from sklearn.ensemble import ExtraTreesRegressor  # a core dependency; imported late
+
+    mean, spread = raw.mean(axis=0), raw.std(axis=0)
+    spread[spread == 0] = 1.0
+    predicted_raw = np.empty((len(encoded), raw.shape[1]))
+    predicted_ranks = np.empty((len(encoded), raw.shape[1]))
+    for j in range(raw.shape[1]):
+        model = ExtraTreesRegressor(n_estimators=_TREES, random_state=seed)
+        model.fit(features, np.column_stack([(raw[:, j] - mean[j]) / spread[j], ranks[:, j]]))
+        predicted = model.predict(encoded).reshape(len(encoded), 2)
+        predicted_raw[:, j] = predicted[:, 0] * spread[j] + mean[j]
+        predicted_ranks[:, j] = predicted[:, 1]
+    return predicted_raw, predicted_ranks
 
 
 def _shortfall(point: np.ndarray, front: np.ndarray) -> float:
