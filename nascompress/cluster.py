@@ -252,8 +252,22 @@ def loopback_only() -> None:
         pass
 
 
+def search_address(address: str | None) -> str | None:
+    """The Ray cluster a search on the ``ray`` runner joins, or None to start its own.
+
+    ``address`` (the config's, or ``--address``) when given; else ``RAY_ADDRESS`` when set,
+    Ray's own variable (``ray job submit`` sets it to ``auto`` for its entrypoint, so a
+    search submitted as a Ray job runs on that job's cluster); else None. A Ray that only
+    happens to run on this machine is never joined: Ray's plain ``ray.init()`` would join
+    the last cluster ``ray start`` recorded (even the stale record of a dead one) and
+    then refuse the local search's CPU count with a message that names neither.
+    """
+    return address or os.environ.get("RAY_ADDRESS") or None
+
+
 def init_ray(address: str | None) -> bool:
-    """Start (or join) Ray; returns True when this call started it.
+    """Start (or join, given an ``address``: see :func:`search_address`) Ray; returns True
+    when this call started it.
 
     A local Ray keeps its dashboard off and its node address on 127.0.0.1 (its agents
     bind there); its GCS, raylet and workers still listen on every interface (Ray 2.60
@@ -275,6 +289,7 @@ def init_ray(address: str | None) -> bool:
     else:
         loopback_only()
         secure_default_token()
-        ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False,
-                 _node_ip_address="127.0.0.1")
+        # "local": a new Ray, whatever cluster this machine runs or recorded last.
+        ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False,
+                 log_to_driver=False, _node_ip_address="127.0.0.1")
     return True

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -68,3 +69,28 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split("\n")[0]
     except (OSError, IndexError):
         return "zombie"
+
+
+def run_reaped(args, *, timeout: float, **kwargs) -> subprocess.CompletedProcess:
+    """``subprocess.run(args, capture_output=True, text=True, timeout=timeout, **kwargs)``
+    that also ends every process the child started (the GCS, raylet and workers of a Ray
+    it started), both after it exits and when the timeout kills it. A Ray left running
+    by a killed child would slow every later test, and Ray's plain ``ray.init()`` would
+    find it and try to join it."""
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            **kwargs)
+    started: set[int] = set()
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            started |= descendants([proc.pid])
+            try:
+                stdout, stderr = proc.communicate(timeout=0.5)
+                break
+            except subprocess.TimeoutExpired:
+                if time.monotonic() > deadline:
+                    raise subprocess.TimeoutExpired(args, timeout) from None
+    finally:
+        kill_all(started | (descendants([proc.pid]) if proc.poll() is None else set()))
+        proc.wait()
+    return subprocess.CompletedProcess(args, proc.returncode, stdout, stderr)

@@ -32,7 +32,7 @@ import ray
 from ray import tune
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from nascompress.cluster import init_ray
+from nascompress.cluster import init_ray, search_address
 from nascompress.latency import ray_services
 from nascompress.search.early_stopping import MultiObjectiveHalving
 from nascompress.search.experiment import Experiment
@@ -226,7 +226,7 @@ def run_ray(
             anything is prepared or run).
     """
     config = experiment.config
-    started_ray = init_ray(config.address)
+    started_ray = init_ray(search_address(config.address))
     try:
         # Before the session prepares (a teacher may train): a trial that asks for
         # resources no node has would otherwise wait in Tune's queue for ever.

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nascompress import __version__
-from nascompress.cluster import check_cluster
+from nascompress.cluster import check_cluster, search_address
 from nascompress.config import ConfigError, ExperimentConfig
 from nascompress.evaluators import EVALUATORS, Evaluator
 from nascompress.objectives import Objective
@@ -373,8 +373,8 @@ def build_experiment(config: ExperimentConfig, *, allow_existing: bool = False) 
 
     _smoke_test_space(space, dataset, seed=config.seed, name=config.space.name,
                       classification=classification)
-    if config.address and config.runner == "ray":
-        check_cluster(config.address)  # reachable, answers as Ray, token, versions
+    if config.runner == "ray" and search_address(config.address):
+        _check_cluster_address(config.address)
     elif config.address:
         raise ConfigError(
             f"address: {config.address!r} is only used with runner 'ray', but the runner is "
@@ -422,10 +422,22 @@ def _check_early_stopping(config: ExperimentConfig, evaluator: Evaluator) -> Non
         raise ConfigError(str(exc)) from None
 
 
+def _check_cluster_address(address: str | None) -> None:
+    """The cluster is reachable, answers as Ray, takes our token and runs our versions."""
+    if address:
+        check_cluster(address)
+        return
+    try:
+        check_cluster(search_address(None))
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (this address is RAY_ADDRESS, from the environment; unset "
+                          "it to run a local search)") from None
+
+
 def _check_local_gpu(config: ExperimentConfig) -> None:
     """On this machine alone, asking for a GPU that is not there would hang or fail."""
-    if config.address:  # a cluster's workers may have GPUs the driver lacks
-        return
+    if config.runner == "ray" and search_address(config.address):
+        return  # a cluster's workers may have GPUs the driver lacks
     wants = []
     if config.resources.gpu > 0 and config.runner == "ray":
         wants.append(("resources.gpu", f"{config.resources.gpu:g} GPU(s) per trial", "0"))

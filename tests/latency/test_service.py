@@ -2,7 +2,6 @@
 
 import json
 import os
-import subprocess
 import sys
 import textwrap
 import threading
@@ -14,6 +13,7 @@ from nascompress.latency.client import TrialLatency
 from nascompress.latency.gate import GateState, LeaseTable
 from nascompress.latency.measure import LatencyResult
 from nascompress.latency.settings import LatencyServiceConfig
+from tests._procs import run_reaped
 
 
 class FakeClock:
@@ -337,8 +337,8 @@ evaluator:
 def test_measurements_run_on_the_pinned_target_and_are_cached(tmp_path):
     config = tmp_path / "experiment.yaml"
     config.write_text(SERVICE_CONFIG)
-    done = subprocess.run([sys.executable, "-c", SERVICE_SCRIPT, str(config), str(tmp_path)],
-                          capture_output=True, text=True, timeout=300,
+    done = run_reaped([sys.executable, "-c", SERVICE_SCRIPT, str(config), str(tmp_path)],
+                          timeout=300,
                           env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     lines = dict(line.split(" ", 1) for line in done.stdout.splitlines()

@@ -5,13 +5,13 @@ this session share a plain local Ray.
 """
 
 import os
-import subprocess
 import sys
 import textwrap
 
 import pytest
 
 from tests._helpers import assert_ran_on_two_nodes, write_tiny_config
+from tests._procs import run_reaped
 
 pytest.importorskip("torch")
 pytest.importorskip("ray")
@@ -44,8 +44,8 @@ def test_search_runs_on_both_nodes_and_records_on_the_driver(tmp_path):
     token = tmp_path / "auth_token"
     token.write_text("0" * 64)
     token.chmod(0o600)
-    done = subprocess.run([sys.executable, "-c", SCRIPT, str(config), str(tmp_path)],
-                          capture_output=True, text=True, timeout=300,
+    done = run_reaped([sys.executable, "-c", SCRIPT, str(config), str(tmp_path)],
+                          timeout=300,
                           env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0",
                                "RAY_AUTH_TOKEN_PATH": str(token),
                                # Ray would swap 127.0.0.1 for the machine's address when
