@@ -125,9 +125,13 @@ def test_a_cluster_that_cannot_be_joined_answers_in_one_line(ray_start_cluster, 
         "wrong token": ({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "0" * 64},
                         ray_start_cluster["address"], "rejected"),
         "refused": ({}, f"127.0.0.1:{_free_port()}", "cannot reach"),
+        # No --address: RAY_ADDRESS is the address, checked alike, and the line says so.
+        "refused RAY_ADDRESS": ({"RAY_ADDRESS": f"127.0.0.1:{_free_port()}"}, None,
+                                "from the environment"),
     }
     for name, (extra, address, expected) in cases.items():
-        done = _search(["--address", address, "--output-dir", str(tmp_path), "--trials", "1"],
+        where = ["--address", address] if address else []
+        done = _search([*where, "--output-dir", str(tmp_path), "--trials", "1"],
                        {**env, **extra}, tmp_path, timeout=60)
         line = _one_line_refusal(done, tmp_path)
         assert expected in line, (name, line)
