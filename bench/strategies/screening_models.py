@@ -78,12 +78,12 @@ def measure(name: str, train: int, repeats: int) -> dict[str, list[list[float]]]
         features = np.array([encode(p["params"]) for p in seen], dtype=float)
         test_features = np.array([encode(p["params"]) for p in unseen], dtype=float)
         raw = np.array([[p[o.name] for o in OBJECTIVES] for p in seen], dtype=float)
+        truths = [[o.as_minimised(p[o.name]) for p in unseen] for o in OBJECTIVES]
         for mode in taus:
             start = time.perf_counter()
             predicted = predicted_ranks(mode, features, raw, test_features, seed=repeat)
             seconds[mode].append(time.perf_counter() - start)
-            for j, objective in enumerate(OBJECTIVES):
-                truth = [objective.as_minimised(p[objective.name]) for p in unseen]
+            for j, truth in enumerate(truths):
                 taus[mode][j].append(float(kendalltau(predicted[:, j], truth)[0]))
     return taus, seconds
 

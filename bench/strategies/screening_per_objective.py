@@ -51,7 +51,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import run  # noqa: E402
-from variant_check import hv_curves, search_cells  # noqa: E402
+from variant_check import hv_curves, search_cells, seeds_label  # noqa: E402
 
 OUT = HERE / "screening_per_objective"
 STRATEGIES = ("evolution", "nsga2", "rl")
@@ -73,10 +73,6 @@ def parse_seeds(text: str) -> list[range]:
     return sets
 
 
-def label(seeds: range) -> str:
-    return f"{seeds.start}-{seeds.stop - 1}"
-
-
 def run_strategy(strategy: str, budgets: list[int], seed_sets: list[range],
                  names: list[str] | None) -> None:
     benchmarks, notes = run.load_benchmarks(names)
@@ -86,7 +82,7 @@ def run_strategy(strategy: str, budgets: list[int], seed_sets: list[range],
         curves = {key: hv_curves(benchmark, scorer, key, budget, seeds)
                   for key in ("random", strategy)}
         target = float(np.median([c[-1] for c in curves["random"]]))
-        key = f"{benchmark.name}|{budget}|{label(seeds)}"
+        key = f"{benchmark.name}|{budget}|{seeds_label(seeds)}"
         saved[key] = {
             "random": [c[-1] for c in curves["random"]],
             "hv": [c[-1] for c in curves[strategy]],
@@ -103,7 +99,7 @@ def adopt(strategy: str, results: Path) -> None:
     """Save the cells of a ``run.py`` run (``results``: its .json; the .md beside it)."""
     data = json.loads(results.read_text())
     first = data["info"].get("first_seed", 0)
-    seeds = label(range(first, first + data["info"]["seeds"]))
+    seeds = seeds_label(range(first, first + data["info"]["seeds"]))
     to_rnd, section = {}, None
     for line in results.with_suffix(".md").read_text().splitlines():
         if line.startswith("## ") and ", budget " in line:

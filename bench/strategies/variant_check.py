@@ -33,6 +33,11 @@ import run  # noqa: E402
 SEED_SETS = (range(0, 20), range(20, 40))
 
 
+def seeds_label(seeds: range) -> str:
+    """``0-19`` for ``range(0, 20)``: how tables and per-seed keys name a seed set."""
+    return f"{seeds.start}-{seeds.stop - 1}"
+
+
 def search_cells(benchmarks: Sequence[Any], budgets: Sequence[int],
                  seed_sets: Sequence[range]) -> Iterator[tuple[Any, Any, int, range]]:
     """``(benchmark, scorer, budget, seeds)`` for every cell to run: each benchmark (with
@@ -75,7 +80,7 @@ def check(*, stem: str, title: str, doc: str, base: tuple[str, str],
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     per_seed: dict[str, list[float]] = {}
     for benchmark, scorer, budget, seeds in search_cells(benchmarks, budgets, seed_sets):
-        label = f"{seeds.start}-{seeds.stop - 1}"
+        label = seeds_label(seeds)
         curves = {key: hv_curves(benchmark, scorer, name, budget, seeds)
                   for key, name in names.items()}
         hv = {key: [curve[-1] for curve in runs] for key, runs in curves.items()}

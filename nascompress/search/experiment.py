@@ -373,7 +373,7 @@ def build_experiment(config: ExperimentConfig, *, allow_existing: bool = False) 
 
     _smoke_test_space(space, dataset, seed=config.seed, name=config.space.name,
                       classification=classification)
-    if config.runner == "ray" and search_address(config.address):
+    if config.runner == "ray":
         _check_cluster_address(config.address)
     elif config.address:
         raise ConfigError(
@@ -423,12 +423,16 @@ def _check_early_stopping(config: ExperimentConfig, evaluator: Evaluator) -> Non
 
 
 def _check_cluster_address(address: str | None) -> None:
-    """The cluster is reachable, answers as Ray, takes our token and runs our versions."""
+    """The cluster a Ray search joins, if any (:func:`search_address`), is reachable,
+    answers as Ray, takes our token and runs our versions."""
     if address:
         check_cluster(address)
         return
+    from_environment = search_address(None)
+    if not from_environment:
+        return  # a local Ray of our own
     try:
-        check_cluster(search_address(None))
+        check_cluster(from_environment)
     except ConfigError as exc:
         raise ConfigError(f"{exc} (this address is RAY_ADDRESS, from the environment; unset "
                           "it to run a local search)") from None
