@@ -11,6 +11,7 @@ from nascompress.data._base import (
     eval_batch_size,
     stratified_split,
     take,
+    train_sample,
 )
 from nascompress.data._registry import DATASETS, register_dataset
 from nascompress.data.custom import (
@@ -27,4 +28,4 @@ __all__ = ["DATASETS", "EVAL_BATCH_SIZE", "SPLITS", "ArrayLoader", "Dataset", "D
            "check_batch", "check_dataset", "eval_batch_size", "load_digits_splits",
            "load_from_loaders",
            "load_mnist5k_splits", "load_npz", "register_dataset", "splits_from_arrays",
-           "stratified_split", "take"]
+           "stratified_split", "take", "train_sample"]

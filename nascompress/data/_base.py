@@ -248,6 +248,22 @@ def take(loader: Iterable[tuple[Any, Any]], count: int):
     return torch.cat(xs), torch.cat(ys)
 
 
+def train_sample(dataset: Dataset, count: int, *, seed: int = 0):
+    """``count`` training samples in a seeded random order, as ``(inputs, labels)`` CPU
+    tensors: the calibration set of pruning importance, activation ranges and int8 ONNX,
+    and the images that re-estimate BatchNorm statistics.
+
+    Not the split's first samples: a split stored in label order (``mnist5k``'s is, as
+    its source file is) would calibrate on one class. The seed is fixed, not the
+    trial's, so every trial of a search calibrates on the same images. A dataset whose
+    loaders the user built keeps its own sampler (``Dataset.loader``).
+    """
+    import torch
+
+    return take(dataset.loader("train", batch_size=count, shuffle=True,
+                               generator=torch.Generator().manual_seed(seed)), count)
+
+
 def check_batch(split: str, batch: Any, *, input_shape: tuple[int, ...],
                 num_classes: int, class_labels: bool = True) -> None:
     """Raise ``ValueError`` naming ``dataset.<split>`` when a batch breaks the contract.

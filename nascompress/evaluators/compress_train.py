@@ -525,7 +525,7 @@ class CompressTrainEvaluator(Evaluator):
         import torch
 
         from nascompress.compression import save_artifact
-        from nascompress.data import take
+        from nascompress.data import take, train_sample
         from nascompress.training import Distillation, seed_everything
 
         self.validate()
@@ -535,10 +535,10 @@ class CompressTrainEvaluator(Evaluator):
         torch.set_num_threads(self.threads)
         generator = seed_everything(context.seed)
         score_name = self._score_name()
-        # The first samples of the train split calibrate pruning importance, activation
-        # ranges and int8 ONNX; only the batches needed are read.
-        calibration, calibration_labels = take(
-            dataset.loader("train", batch_size=CALIBRATION_SAMPLES), CALIBRATION_SAMPLES)
+        # A fixed random sample of the train split calibrates pruning importance,
+        # activation ranges and int8 ONNX (see train_sample).
+        calibration, calibration_labels = train_sample(
+            dataset, CALIBRATION_SAMPLES)
         val_example = take(dataset.loader("val", batch_size=1), 1)[0]
         # Training and fine-tuning run on the device the trial was given (a GPU when
         # resources.gpu > 0); compression is finalized, saved and timed on the CPU copy.

@@ -258,7 +258,7 @@ class SupernetEvaluator(CompressTrainEvaluator):
         import torch
 
         from nascompress.compression.plan import FLOAT_BITS, CompressionPlan
-        from nascompress.data import eval_batch_size, take
+        from nascompress.data import eval_batch_size, take, train_sample
         from nascompress.supernet.training import load_supernet, recalibrate_bn
         from nascompress.training import Distillation, seed_everything
 
@@ -275,8 +275,8 @@ class SupernetEvaluator(CompressTrainEvaluator):
 
         clock = time.perf_counter()
         device = training_device(context.device) if final else "cpu"
-        calibration, calibration_labels = take(
-            dataset.loader("train", batch_size=CALIBRATION_SAMPLES), CALIBRATION_SAMPLES)
+        calibration, calibration_labels = train_sample(
+            dataset, CALIBRATION_SAMPLES)
         val_example = take(dataset.loader("val", batch_size=1), 1)[0]
         plan = CompressionPlan.from_params(params, importance=self.importance)
 

@@ -430,13 +430,17 @@ def _average_gradients(net: nn.Module, world: int) -> None:
 
 
 def _score_extremes(net, dataset, options: SupernetOptions, device: str) -> dict[str, float]:
-    """Validation accuracy of the largest and smallest subnets, BatchNorm recalibrated."""
+    """Validation accuracy of the largest and smallest subnets, BatchNorm recalibrated
+    on a fixed random sample of the train split (its first batches may hold one class:
+    ``train_sample``)."""
     from nascompress.training.loop import accuracy
 
     scores = {}
     for name, subnet in (("largest", net.largest()), ("smallest", net.smallest())):
         model = net.extract(subnet).to(device)
-        recalibrate_bn(model, dataset.loader("train", batch_size=options.batch_size),
+        recalibrate_bn(model, dataset.loader("train", batch_size=options.batch_size,
+                                             shuffle=True,
+                                             generator=torch.Generator().manual_seed(0)),
                        batches=options.bn_batches, device=device)
         scores[f"val_accuracy_{name}"] = accuracy(model, dataset.loader("val"), device=device)
     net.train()

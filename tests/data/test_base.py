@@ -7,10 +7,12 @@ torch = pytest.importorskip("torch")
 
 from nascompress.data import (  # noqa: E402
     ArrayLoader,
+    DatasetSplits,
     LoaderDataset,
     check_dataset,
     load_digits_splits,
     take,
+    train_sample,
 )
 
 
@@ -47,6 +49,23 @@ def test_unshuffled_loaders_are_consecutive_slices_and_take_reads_only_what_it_n
 
     batches = Counting([(torch.zeros(4, 2), torch.zeros(4, dtype=torch.long))] * 10)
     assert take(batches, 6)[0].shape == (6, 2) and Counting.reads == 2
+
+
+def test_the_calibration_sample_mixes_classes_of_a_split_stored_in_label_order():
+    # mnist5k's source file is in label order and the split keeps it: its first 256
+    # training images are all zeros, which once calibrated every trial.
+    labels = np.repeat(np.arange(10), 100)
+    x = np.arange(len(labels), dtype=np.float32).reshape(-1, 1, 1, 1)
+    data = DatasetSplits.stratified("sorted", x, labels, num_classes=10, split_seed=0,
+                                    fractions=(0.7, 0.15, 0.15), preprocessing={})
+    assert len(set(take(data.loader("train", batch_size=64), 64)[1].tolist())) == 1
+    inputs, drawn = train_sample(data, 64)
+    assert len(set(drawn.tolist())) >= 8
+    again = train_sample(data, 64)  # a fixed seed: every trial calibrates on the same images
+    assert torch.equal(inputs, again[0]) and torch.equal(drawn, again[1])
+    rows = {float(v) for v in data.x_train.reshape(-1)}
+    assert len({float(v) for v in inputs.reshape(-1)}) == 64
+    assert {float(v) for v in inputs.reshape(-1)} <= rows
 
 
 def _dataset(train_batch, num_classes=3):
