@@ -159,13 +159,14 @@ def emit(table: str, out: str | None) -> None:
             handle.write("\n" + table + "\n")
 
 
-def write_rows(path: str, rows: list[tuple], subnets: list[dict]) -> None:
+def write_rows(path: str, rows: list[tuple], subnets: list[dict], *,
+               command: str | None = None) -> None:
     """The per-subnet figures as JSON (``ceiling.py`` and ``reference.py`` read them
-    with :func:`read_rows`)."""
+    with :func:`read_rows`); ``command`` is what made them (default: this run)."""
     import json
 
     Path(path).write_text(json.dumps({
-        "command": f"python bench/supernet/run.py {' '.join(sys.argv[1:])}",
+        "command": command or f"python bench/supernet/run.py {' '.join(sys.argv[1:])}",
         "date": time.strftime("%Y-%m-%d"),
         "rows": [{"subnet": i, "inherited": r[0], "standalone_seed0": r[1],
                   "inherited_s": r[2], "standalone_s": r[3], "finetuned": r[4],
