@@ -250,8 +250,7 @@ def take(loader: Iterable[tuple[Any, Any]], count: int):
 
 def train_sample(dataset: Dataset, count: int, *, seed: int = 0):
     """``count`` training samples in a seeded random order, as ``(inputs, labels)`` CPU
-    tensors: the calibration set of pruning importance, activation ranges and int8 ONNX,
-    and the images that re-estimate BatchNorm statistics.
+    tensors: the calibration set of pruning importance, activation ranges and int8 ONNX.
 
     Not the split's first samples: a split stored in label order (``mnist5k``'s is, as
     its source file is) would calibrate on one class. The seed is fixed, not the
