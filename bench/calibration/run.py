@@ -44,54 +44,52 @@ def first_samples(dataset, count, *, seed=0):
     return take(dataset.loader("train", batch_size=count), count)
 
 
-def trial_accuracy(params, *, seed: int, sampler, workdir: Path) -> float:
+def trial_accuracy(evaluator, params, *, dataset, seed: int, sampler, workdir: Path) -> float:
+    """One ``compress-train`` trial's validation accuracy with ``sampler`` as the
+    calibration sampler."""
     import nascompress.data as data
-    from nascompress.data import DATASETS
-    from nascompress.evaluators import CompressTrainEvaluator, TrialContext
+    from nascompress.evaluators import TrialContext
     from nascompress.spaces import ImageCNNSpace
 
     saved = data.train_sample
     data.train_sample = sampler
     try:
-        evaluator = CompressTrainEvaluator(epochs=3, finetune_epochs=1, threads=1)
-        evaluator.configure_latency(setup={"min_repeats": 3, "max_repeats": 5, "warmup": 1,
-                                           "time_cap_s": 0.2}, runtime="onnxruntime")
         result = evaluator.evaluate(
-            params, space=ImageCNNSpace(), dataset=DATASETS.resolve("mnist5k", field="dataset")(),
+            params, space=ImageCNNSpace(), dataset=dataset,
             context=TrialContext(trial_id=f"t{seed}", seed=seed, artifact_dir=workdir))
     finally:
         data.train_sample = saved
     return result["accuracy"]
 
 
-def extremes(workdir: str, seed: int) -> list[str]:
-    """The supernet's largest and smallest subnets, BatchNorm on the first batches and
-    on a random order (the progress line's score)."""
-    import torch
-
+def extremes(workdir: str, seed: int, dataset) -> list[str]:
+    """The supernet's largest and smallest subnets as its progress line scores them:
+    BatchNorm on the first 8 batches (before) and through ``_score_extremes`` (now)."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "supernet"))
     from run import bench_space, supernet_evaluator
 
-    from nascompress.data import DATASETS
-    from nascompress.supernet.training import load_supernet, recalibrate_bn
+    from nascompress.supernet.training import (
+        SupernetOptions,
+        _score_extremes,
+        load_supernet,
+        recalibrate_bn,
+    )
     from nascompress.training.loop import accuracy
 
-    dataset = DATASETS.resolve("mnist5k", field="dataset")()
     space = bench_space(joint=True)
-    evaluator = supernet_evaluator(5)
-    prepared = evaluator.prepare(space=space, dataset=dataset, seed=seed, workdir=Path(workdir))
+    prepared = supernet_evaluator(5).prepare(space=space, dataset=dataset, seed=seed,
+                                             workdir=Path(workdir))
     net = load_supernet(prepared.shared["supernet_checkpoint"], space, dataset)
+    options = SupernetOptions(batch_size=64, bn_batches=8)
+    now = _score_extremes(net, dataset, options, "cpu")
     lines = []
     for name, subnet in (("largest", net.largest()), ("smallest", net.smallest())):
-        scores = []
-        for shuffle in (False, True):
-            model = net.extract(subnet)
-            recalibrate_bn(model, dataset.loader(
-                "train", batch_size=64, shuffle=shuffle,
-                generator=torch.Generator().manual_seed(0)), batches=8)
-            scores.append(accuracy(model, dataset.loader("val")))
-        lines.append(f"| supernet's {name} subnet (seed {seed}) | {scores[0]:.4f} | "
-                     f"{scores[1]:.4f} | {scores[1] - scores[0]:+.4f} |")
+        model = net.extract(subnet)
+        recalibrate_bn(model, dataset.loader("train", batch_size=options.batch_size),
+                       batches=options.bn_batches)
+        before, after = accuracy(model, dataset.loader("val")), now[f"val_accuracy_{name}"]
+        lines.append(f"| supernet's {name} subnet (seed {seed}) | {before:.4f} | "
+                     f"{after:.4f} | {after - before:+.4f} |")
     return lines
 
 
@@ -107,9 +105,14 @@ def main() -> None:
 
     import torch
 
-    from nascompress.data import train_sample
+    from nascompress.data import DATASETS, train_sample
+    from nascompress.evaluators import CompressTrainEvaluator
 
     torch.set_num_threads(1)
+    dataset = DATASETS.resolve("mnist5k", field="dataset")()
+    evaluator = CompressTrainEvaluator(epochs=3, finetune_epochs=1, threads=1)
+    evaluator.configure_latency(setup={"min_repeats": 3, "max_repeats": 5, "warmup": 1,
+                                       "time_cap_s": 0.2}, runtime="onnxruntime")
     work = Path(tempfile.mkdtemp(prefix="bench-calibration-"))
     lines = ["### Calibration on the first training samples (before) and a random sample "
              "(now), mnist5k, image-cnn", "",
@@ -123,8 +126,9 @@ def main() -> None:
         differences = []
         for seed in range(args.seeds):
             params = {**BASE, **knobs}
-            before = trial_accuracy(params, seed=seed, sampler=first_samples, workdir=work)
-            now = trial_accuracy(params, seed=seed, sampler=train_sample, workdir=work)
+            arm = {"dataset": dataset, "seed": seed, "workdir": work}
+            before = trial_accuracy(evaluator, params, sampler=first_samples, **arm)
+            now = trial_accuracy(evaluator, params, sampler=train_sample, **arm)
             differences.append(now - before)
             lines.append(f"| {case} | {seed} | {before:.4f} | {now:.4f} | {now - before:+.4f} |")
             print(lines[-1], flush=True)
@@ -132,7 +136,7 @@ def main() -> None:
     if args.supernet_workdir:
         lines += ["", "| BatchNorm on 8 x 64 training images | first 8 batches (before) | "
                   "random order (now) | now - before |", "|---|---|---|---|"]
-        lines += extremes(args.supernet_workdir, args.supernet_seed)
+        lines += extremes(args.supernet_workdir, args.supernet_seed, dataset)
     table = "\n".join(lines) + "\n"
     print(table)
     if args.out:

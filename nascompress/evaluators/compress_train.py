@@ -537,8 +537,7 @@ class CompressTrainEvaluator(Evaluator):
         score_name = self._score_name()
         # A fixed random sample of the train split calibrates pruning importance,
         # activation ranges and int8 ONNX (see train_sample).
-        calibration, calibration_labels = train_sample(
-            dataset, CALIBRATION_SAMPLES)
+        calibration, calibration_labels = train_sample(dataset, CALIBRATION_SAMPLES)
         val_example = take(dataset.loader("val", batch_size=1), 1)[0]
         # Training and fine-tuning run on the device the trial was given (a GPU when
         # resources.gpu > 0); compression is finalized, saved and timed on the CPU copy.

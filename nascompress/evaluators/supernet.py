@@ -275,8 +275,7 @@ class SupernetEvaluator(CompressTrainEvaluator):
 
         clock = time.perf_counter()
         device = training_device(context.device) if final else "cpu"
-        calibration, calibration_labels = train_sample(
-            dataset, CALIBRATION_SAMPLES)
+        calibration, calibration_labels = train_sample(dataset, CALIBRATION_SAMPLES)
         val_example = take(dataset.loader("val", batch_size=1), 1)[0]
         plan = CompressionPlan.from_params(params, importance=self.importance)
 
